@@ -1,0 +1,81 @@
+# The payment platform's infrastructure: build, check, test and deploy.
+# `make` alone prints this help. ENV is dev, staging or prod (plain `make build` builds all three).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON_BOOTSTRAP ?= python3
+VENV := .venv
+TOOLS_VENV := .venv-tools
+PY := $(VENV)/bin/python
+ENV ?=
+ENV_FLAG := $(if $(ENV),--env $(ENV),)
+TEMPLATES = $(filter-out %/manifest.json %/plan.json %/review.json,$(wildcard build/*/*.json))
+
+.PHONY: help venv tools build lint test test-fast benchmark golden functions-readme clean \
+        plan deploy execute destroy status outputs require-env
+
+help: ## show the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+	@echo "  ENV=dev|staging|prod   YES=1 (no prompt)   FORCE=1 (destroy prod)   DRIFT=1 (status)"
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON_BOOTSTRAP) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+$(TOOLS_VENV)/.installed: requirements-tools.txt
+	$(PYTHON_BOOTSTRAP) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-tools.txt
+	touch $@
+
+venv: $(VENV)/.installed ## create the pinned project environment (.venv)
+tools: $(TOOLS_VENV)/.installed ## create the pinned checkov environment (.venv-tools)
+
+build: venv ## templates, function zips, manifest + static checks + cfn-lint (ENV= optional)
+	$(PY) build.py $(ENV_FLAG)
+
+lint: build tools ## cfn-lint (SARIF) and checkov over every built template
+	$(VENV)/bin/cfn-lint -c I --format sarif -- $(TEMPLATES) > build/cfn-lint.sarif
+	$(VENV)/bin/cfn-lint -c I -- $(TEMPLATES)
+	$(TOOLS_VENV)/bin/checkov --quiet --compact --framework cloudformation \
+	    $(foreach t,$(TEMPLATES),-f $(t)) --output cli --output sarif --output-file-path console,build/checkov.sarif
+
+test: venv tools ## the whole test suite (offline: moto and fakes, no AWS account)
+	$(PY) -m pytest
+
+benchmark: venv ## build, batch ingestion and deploy scheduling benchmarks
+	$(PY) benchmarks/build_time.py
+	$(PY) benchmarks/batch_ingestion.py
+	$(PY) benchmarks/deploy_schedule.py
+
+golden: venv ## rewrite the golden templates after a reviewed template change
+	UPDATE_GOLDEN=1 $(PY) -m pytest tests/test_golden.py -q
+
+functions-readme: venv ## regenerate functions/README.md from the function declarations
+	$(PY) -c "from templates_src.function_catalog import load_functions, render_functions_readme; open('functions/README.md','w').write(render_functions_readme(load_functions()))"
+
+require-env:
+	@test -n "$(ENV)" || { echo "ENV is required: make $(MAKECMDGOALS) ENV=dev|staging|prod" >&2; exit 2; }
+
+plan: require-env build ## upload artifacts, create change sets, print the review (executes nothing)
+	$(PY) deploy.py plan --env $(ENV)
+
+deploy: require-env build ## plan, confirm (YES=1 for CI), execute in dependency order
+	$(PY) deploy.py deploy --env $(ENV) $(if $(YES),--yes,)
+
+execute: require-env venv ## execute the change sets of the last plan after console review
+	$(PY) deploy.py execute --env $(ENV)
+
+destroy: require-env venv ## delete the stacks in reverse order (prod needs FORCE=1)
+	$(PY) deploy.py destroy --env $(ENV) $(if $(FORCE),--force,)
+
+status: require-env venv ## stack states (DRIFT=1 adds drift detection)
+	$(PY) deploy.py status --env $(ENV) $(if $(DRIFT),--drift,)
+
+outputs: require-env venv ## stack outputs
+	$(PY) deploy.py outputs --env $(ENV)
+
+clean: ## remove build output (keeps the virtual environments)
+	rm -rf build .pytest_cache .hypothesis .benchmarks

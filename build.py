@@ -1,0 +1,421 @@
+#!/usr/bin/env python3
+"""Build the CloudFormation templates, function packages and manifest of each environment.
+
+    python build.py                 # dev, staging and prod
+    python build.py --env staging   # one environment
+    python build.py --env dev --only network --no-lint   # while working on one layer
+
+For each environment it writes, under build/<env>/:
+  <layer>.json         one template per stack (sorted keys, so the same inputs give the same bytes)
+  artifacts/*.zip      one reproducible zip per function, named by its content hash
+  manifest.json        what deploy.py reads: stacks, order, exports, imports, artifacts (docs/manifest.md)
+
+Then it checks, and fails with every problem listed: each Fn::ImportValue names an export of
+another stack of the environment, the stack graph has no cycle, no export name repeats, every
+template is within CloudFormation's limits (and says which limit it nears), and cfn-lint
+(informational rules on) has no finding. A template whose bytes did not change since cfn-lint
+last passed it is not linted again (build/<env>/.lint-cache.json), which keeps a no-change
+rebuild fast; the cache key includes the cfn-lint version.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from graphlib import CycleError, TopologicalSorter
+from pathlib import Path
+
+from templates_src.common import STATEFUL_TYPES, stack_name, standard_tags
+from templates_src.config import ENVIRONMENTS, ConfigError, EnvironmentConfig, load_environments
+from templates_src.function_catalog import DeclarationError, load_functions
+from templates_src.layers import Layer, layers_for
+from templates_src.packaging import artifact_key, package
+
+ROOT = Path(__file__).resolve().parent
+BUILD_DIR = ROOT / "build"
+MANIFEST_FORMAT = 1
+
+# CloudFormation quotas (per template) and the share of one at which the build says so.
+BODY_LIMIT_BYTES = 51_200
+URL_LIMIT_BYTES = 1_000_000
+RESOURCE_LIMIT = 500
+OUTPUT_LIMIT = 200
+PARAMETER_LIMIT = 200
+NEAR_LIMIT_SHARE = 0.8
+
+IAM_TYPES = frozenset(
+    {
+        "AWS::IAM::Role",
+        "AWS::IAM::Policy",
+        "AWS::IAM::ManagedPolicy",
+        "AWS::IAM::User",
+        "AWS::IAM::Group",
+        "AWS::IAM::InstanceProfile",
+        "AWS::IAM::AccessKey",
+        "AWS::IAM::UserToGroupAddition",
+    }
+)
+IAM_NAME_PROPERTIES = ("RoleName", "ManagedPolicyName", "UserName", "GroupName", "InstanceProfileName")
+
+
+class BuildError(Exception):
+    """The build cannot produce a trustworthy environment; str() lists every problem."""
+
+
+@dataclass
+class StackBuild:
+    layer: Layer
+    name: str
+    region: str
+    body: bytes
+    template: dict
+    exports: list[str] = field(default_factory=list)
+    imports: list[str] = field(default_factory=list)
+    depends_on: list[str] = field(default_factory=list)
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.body).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# Template analysis
+# ---------------------------------------------------------------------------------------------
+
+
+def find_imports(node) -> set[str]:
+    """Every export name read with Fn::ImportValue. An ImportValue whose argument is not a
+    literal name cannot be checked, so it is refused."""
+    found: set[str] = set()
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "Fn::ImportValue":
+                if not isinstance(value, str):
+                    raise BuildError(f"Fn::ImportValue must name an export literally, got {json.dumps(value)}")
+                found.add(value)
+            else:
+                found |= find_imports(value)
+    elif isinstance(node, list):
+        for item in node:
+            found |= find_imports(item)
+    return found
+
+
+def find_exports(template: dict) -> list[str]:
+    names = []
+    for key, output in sorted(template.get("Outputs", {}).items()):
+        name = output.get("Export", {}).get("Name")
+        if name is None:
+            continue
+        if not isinstance(name, str):
+            raise BuildError(f"output {key}: export names must be literal strings")
+        names.append(name)
+    return names
+
+
+def capabilities(template: dict) -> list[str]:
+    needed = set()
+    for resource in template.get("Resources", {}).values():
+        if resource.get("Type") in IAM_TYPES:
+            needed.add("CAPABILITY_IAM")
+            if any(prop in resource.get("Properties", {}) for prop in IAM_NAME_PROPERTIES):
+                needed.add("CAPABILITY_NAMED_IAM")
+    if template.get("Transform"):
+        needed.add("CAPABILITY_AUTO_EXPAND")
+    return sorted(needed)
+
+
+def stateful_resources(template: dict) -> list[dict]:
+    return [
+        {"logical_id": logical_id, "type": resource["Type"]}
+        for logical_id, resource in sorted(template.get("Resources", {}).items())
+        if resource.get("Type") in STATEFUL_TYPES
+    ]
+
+
+def limit_findings(stack: StackBuild) -> tuple[list[str], list[str]]:
+    """(errors, notices) for CloudFormation's per-template quotas."""
+    errors, notices = [], []
+    counts = {
+        "bytes (TemplateURL limit)": (len(stack.body), URL_LIMIT_BYTES),
+        "resources": (len(stack.template.get("Resources", {})), RESOURCE_LIMIT),
+        "outputs": (len(stack.template.get("Outputs", {})), OUTPUT_LIMIT),
+        "parameters": (len(stack.template.get("Parameters", {})), PARAMETER_LIMIT),
+    }
+    for what, (count, limit) in counts.items():
+        if count > limit:
+            errors.append(f"{stack.name}: {count} {what} exceeds the limit of {limit}")
+        elif count >= NEAR_LIMIT_SHARE * limit:
+            notices.append(f"{stack.name}: {count} {what} is near the limit of {limit}")
+    if len(stack.body) > BODY_LIMIT_BYTES:
+        notices.append(
+            f"{stack.name}: {len(stack.body)} bytes is over the {BODY_LIMIT_BYTES}-byte TemplateBody limit; "
+            "deploy passes it by TemplateURL"
+        )
+    elif len(stack.body) >= NEAR_LIMIT_SHARE * BODY_LIMIT_BYTES:
+        notices.append(f"{stack.name}: {len(stack.body)} bytes is near the {BODY_LIMIT_BYTES}-byte TemplateBody limit")
+    if stack.layer.bootstrap and len(stack.body) > BODY_LIMIT_BYTES:
+        errors.append(f"{stack.name}: the bootstrap stack is deployed by TemplateBody and must stay under {BODY_LIMIT_BYTES} bytes")
+    return errors, notices
+
+
+def link_stacks(stacks: list[StackBuild]) -> list[StackBuild]:
+    """Resolve imports to the stacks that export them, check the graph, return it in
+    dependency order (ties broken by name). Raises BuildError listing every problem."""
+    problems = []
+    publisher: dict[str, str] = {}
+    by_name = {stack.name: stack for stack in stacks}
+    for stack in stacks:
+        for name in stack.exports:
+            if name in publisher:
+                problems.append(f"export {name} is published by both {publisher[name]} and {stack.name}")
+            publisher[name] = stack.name
+    for stack in stacks:
+        depends = set()
+        for name in stack.imports:
+            source = publisher.get(name)
+            if source is None:
+                problems.append(f"{stack.name}: imports {name}, which no stack of this environment exports")
+            elif source == stack.name:
+                problems.append(f"{stack.name}: imports its own export {name}")
+            else:
+                depends.add(source)
+        for reference in stack.template.get("Metadata", {}).get("CrossRegionReferences", []):
+            if reference["Stack"] not in by_name:
+                problems.append(f"{stack.name}: refers to stack {reference['Stack']}, which this environment does not build")
+            else:
+                depends.add(reference["Stack"])
+        stack.depends_on = sorted(depends)
+    if problems:
+        raise BuildError("\n".join(problems))
+    sorter = TopologicalSorter({stack.name: stack.depends_on for stack in stacks})
+    try:
+        sorter.prepare()
+    except CycleError as error:
+        raise BuildError(f"the stacks form a cycle: {' -> '.join(error.args[1])}") from None
+    ordered = []
+    while sorter.is_active():
+        ready = sorted(sorter.get_ready())
+        ordered.extend(ready)
+        sorter.done(*ready)
+    return [by_name[name] for name in ordered]
+
+
+# ---------------------------------------------------------------------------------------------
+# cfn-lint
+# ---------------------------------------------------------------------------------------------
+
+
+def lint_template(body: str, region: str) -> list[str]:
+    """cfn-lint findings for one template, informational rules included."""
+    from cfnlint.api import ManualArgs, lint
+
+    matches = lint(body, config=ManualArgs(include_checks=["I"], regions=[region]))
+    return [f"{match.rule.id} line {match.linenumber}: {match.message}" for match in matches]
+
+
+def _lint_job(job: tuple[str, str, str]) -> tuple[str, list[str]]:
+    path, body, region = job
+    return path, lint_template(body, region)
+
+
+def lint_stacks(env_dir: Path, stacks: list[StackBuild]) -> list[str]:
+    """Lint every template that changed since cfn-lint last passed it; returns findings."""
+    import cfnlint.version
+
+    cache_file = env_dir / ".lint-cache.json"
+    try:
+        cache = json.loads(cache_file.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        cache = {}
+    version = cfnlint.version.__version__
+    pending = [
+        (stack.layer.name, stack.body.decode(), stack.region)
+        for stack in stacks
+        if cache.get(stack.layer.name) != f"{version}:{stack.region}:{stack.sha256}"
+    ]
+    findings = []
+    if pending:
+        workers = min(len(pending), os.cpu_count() or 1)
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            results = dict(pool.map(_lint_job, pending))
+        for stack in stacks:
+            if stack.layer.name not in results:
+                continue
+            if results[stack.layer.name]:
+                findings += [f"{env_dir.name}/{stack.layer.name}.json: {line}" for line in results[stack.layer.name]]
+                cache.pop(stack.layer.name, None)
+            else:
+                cache[stack.layer.name] = f"{version}:{stack.region}:{stack.sha256}"
+    cache_file.write_text(json.dumps(cache, indent=2, sort_keys=True) + "\n")
+    return findings
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+# ---------------------------------------------------------------------------------------------
+
+
+def write_if_changed(path: Path, data: bytes) -> None:
+    """Leave unchanged files untouched, so timestamps tell what a build changed."""
+    if path.exists() and path.read_bytes() == data:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    temporary.write_bytes(data)
+    temporary.replace(path)
+
+
+def render_stack(layer: Layer, config: EnvironmentConfig) -> StackBuild:
+    template = layer.module.build(config)
+    body = (template.to_json(indent=2, sort_keys=True) + "\n").encode()
+    parsed = json.loads(body)
+    return StackBuild(
+        layer=layer,
+        name=stack_name(config, layer.name),
+        region=layer.region(config),
+        body=body,
+        template=parsed,
+        exports=find_exports(parsed),
+        imports=sorted(find_imports(parsed)),
+    )
+
+
+def package_functions(env_dir: Path) -> list[dict]:
+    artifacts = []
+    wanted = set()
+    for declaration in load_functions():
+        data, digest = package(declaration)
+        file_name = f"artifacts/{declaration.name}-{digest[:16]}.zip"
+        wanted.add(file_name)
+        write_if_changed(env_dir / file_name, data)
+        artifacts.append(
+            {
+                "name": declaration.name,
+                "file": file_name,
+                "key": artifact_key(declaration),
+                "sha256": digest,
+                "size_bytes": len(data),
+            }
+        )
+    for stale in (env_dir / "artifacts").glob("*.zip"):
+        if f"artifacts/{stale.name}" not in wanted:
+            stale.unlink()
+    return artifacts
+
+
+def rollback_alarms(stacks: list[StackBuild]) -> dict[str, list[dict]]:
+    triggers: dict[str, list[dict]] = {}
+    for stack in stacks:
+        for layer, outputs in stack.template.get("Metadata", {}).get("RollbackTriggers", {}).items():
+            triggers[layer] = [{"stack": stack.name, "output": key} for key in outputs]
+    return triggers
+
+
+def manifest_entry(stack: StackBuild, alarms: dict[str, list[dict]]) -> dict:
+    parameters = stack.template.get("Parameters", {})
+    return {
+        "name": stack.name,
+        "layer": stack.layer.name,
+        "region": stack.region,
+        "template": f"{stack.layer.name}.json",
+        "template_key": f"templates/{stack.layer.name}/{stack.sha256}.json",
+        "sha256": stack.sha256,
+        "size_bytes": len(stack.body),
+        "bootstrap": stack.layer.bootstrap,
+        "parameters": {
+            name: str(spec["Default"]) for name, spec in sorted(parameters.items()) if "Default" in spec
+        },
+        "no_echo_parameters": sorted(name for name, spec in parameters.items() if spec.get("NoEcho")),
+        "exports": stack.exports,
+        "imports": stack.imports,
+        "depends_on": stack.depends_on,
+        "capabilities": capabilities(stack.template),
+        "stateful_resources": stateful_resources(stack.template),
+        "serves_traffic": stack.layer.serves_traffic,
+        "rollback_alarms": alarms.get(stack.layer.name, [])[:5] if stack.layer.serves_traffic else [],
+        "timeout_minutes": stack.layer.timeout_minutes,
+    }
+
+
+def build_environment(
+    config: EnvironmentConfig, build_dir: Path = BUILD_DIR, only: str | None = None, run_lint: bool = True
+) -> dict:
+    """Build one environment; returns the manifest. Raises BuildError on any problem."""
+    env_dir = build_dir / config.name
+    env_dir.mkdir(parents=True, exist_ok=True)
+    layers = [layer for layer in layers_for(config) if only in (None, layer.name)]
+    if only and not layers:
+        raise BuildError(f"{config.name} has no layer {only!r}")
+    artifacts = package_functions(env_dir)
+    stacks = [render_stack(layer, config) for layer in layers]
+    for stack in stacks:
+        write_if_changed(env_dir / f"{stack.layer.name}.json", stack.body)
+    problems = []
+    if only is None:
+        stacks = link_stacks(stacks)
+    for stack in stacks:
+        errors, notices = limit_findings(stack)
+        problems += errors
+        for notice in notices:
+            print(f"note: {notice}")
+    if run_lint:
+        problems += lint_stacks(env_dir, stacks)
+    if problems:
+        raise BuildError("\n".join(problems))
+    if only is not None:
+        return {}
+    alarms = rollback_alarms(stacks)
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "application": "payments",
+        "environment": config.name,
+        "region": config.region,
+        "tags": standard_tags(config),
+        "termination_protection": config.termination_protection,
+        "stack_policy": config.retains_data,
+        "artifact_bucket": {"stack": stack_name(config, "artifacts"), "output": "ArtifactBucketName"},
+        "artifacts": artifacts,
+        "stacks": [manifest_entry(stack, alarms) for stack in stacks],
+    }
+    write_if_changed(env_dir / "manifest.json", (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+    _remove_stale_templates(env_dir, {stack.layer.name for stack in stacks})
+    return manifest
+
+
+def _remove_stale_templates(env_dir: Path, layers: set[str]) -> None:
+    for path in env_dir.glob("*.json"):
+        if path.stem not in layers and path.name != "manifest.json" and not path.name.startswith(("plan", "review")):
+            path.unlink()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--env", action="append", choices=ENVIRONMENTS, help="environment (repeatable; default: all)")
+    parser.add_argument("--only", help="render and check a single layer (no manifest)")
+    parser.add_argument("--no-lint", action="store_true", help="skip cfn-lint (not for CI)")
+    parser.add_argument("--build-dir", type=Path, default=BUILD_DIR)
+    args = parser.parse_args(argv)
+    names = tuple(args.env or ENVIRONMENTS)
+    try:
+        configs = load_environments(names)
+        for name, config in configs.items():
+            manifest = build_environment(config, args.build_dir, only=args.only, run_lint=not args.no_lint)
+            if manifest:
+                print(f"{name}: {len(manifest['stacks'])} stacks, {len(manifest['artifacts'])} function packages "
+                      f"-> {args.build_dir / name / 'manifest.json'}")
+    except (ConfigError, DeclarationError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except BuildError as error:
+        print(f"build failed:\n{error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Internals of deploy.py (see docs/deploy.md)."""

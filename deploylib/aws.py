@@ -1,0 +1,127 @@
+"""AWS clients, throttling backoff and the clock: the seams the tests replace.
+
+Two layers of throttling protection, on purpose:
+- botocore's own retries (adaptive mode: client-side rate limiting plus jittered backoff) for
+  every real client;
+- our own retry with exponential backoff and full jitter around every CloudFormation call,
+  because deploys poll many stacks at once for a long time, and a poll loop that gives up on
+  the fifth "Rate exceeded" is the most reported failure of other deploy tools.
+"""
+from __future__ import annotations
+
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+THROTTLING_CODES = frozenset(
+    {"Throttling", "ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded",
+     "SlowDown", "RequestThrottled"}
+)
+BOTOCORE_CONFIG = Config(retries={"mode": "adaptive", "max_attempts": 10})
+
+
+def error_code(error: ClientError) -> str:
+    return error.response.get("Error", {}).get("Code", "")
+
+
+def error_message(error: ClientError) -> str:
+    return error.response.get("Error", {}).get("Message", "")
+
+
+@dataclass
+class Clock:
+    """Monotonic time and sleep; tests inject a fast or virtual one."""
+
+    monotonic: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+
+
+@dataclass
+class Backoff:
+    """Exponential backoff with full jitter (AWS architecture blog), bounded attempts."""
+
+    base_seconds: float = 0.5
+    cap_seconds: float = 20.0
+    max_attempts: int = 12
+    rng: random.Random = field(default_factory=random.Random)
+
+    def delay(self, attempt: int) -> float:
+        return self.rng.uniform(0, min(self.cap_seconds, self.base_seconds * 2**attempt))
+
+
+class RetryingClient:
+    """Wraps a boto3-shaped client: call(name, **kwargs) retries throttling errors.
+
+    Counts the retries it made so tests and the summary can show throttling was absorbed.
+    """
+
+    def __init__(self, client: Any, backoff: Backoff, clock: Clock):
+        self.client = client
+        self.backoff = backoff
+        self.clock = clock
+        self.throttle_retries = 0
+        self._lock = threading.Lock()
+
+    def call(self, operation: str, **kwargs: Any) -> dict:
+        method = getattr(self.client, operation)
+        attempt = 0
+        while True:
+            try:
+                return method(**kwargs)
+            except ClientError as error:
+                if error_code(error) not in THROTTLING_CODES or attempt + 1 >= self.backoff.max_attempts:
+                    raise
+                with self._lock:
+                    self.throttle_retries += 1
+                self.clock.sleep(self.backoff.delay(attempt))
+                attempt += 1
+
+
+class ClientFactory:
+    """One client per (service, region); boto3 reads AWS_ENDPOINT_URL / profile itself."""
+
+    def __init__(self, session: boto3.session.Session | None = None):
+        self._session = session
+        self._clients: dict[tuple[str, str], Any] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, service: str, region: str) -> Any:
+        with self._lock:
+            if (service, region) not in self._clients:
+                session = self._session or boto3.session.Session()
+                self._clients[(service, region)] = session.client(
+                    service, region_name=region, config=BOTOCORE_CONFIG
+                )
+            return self._clients[(service, region)]
+
+
+@dataclass
+class Context:
+    """Everything a command needs from the outside world."""
+
+    client_factory: Callable[[str, str], Any]
+    clock: Clock = field(default_factory=Clock)
+    backoff: Backoff = field(default_factory=Backoff)
+    poll_seconds: float = 5.0
+    _cfn: dict[str, RetryingClient] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def cfn(self, region: str) -> RetryingClient:
+        with self._lock:
+            if region not in self._cfn:
+                self._cfn[region] = RetryingClient(
+                    self.client_factory("cloudformation", region), self.backoff, self.clock
+                )
+            return self._cfn[region]
+
+    def s3(self, region: str) -> RetryingClient:
+        return RetryingClient(self.client_factory("s3", region), self.backoff, self.clock)
+
+    def throttle_retries(self) -> int:
+        return sum(client.throttle_retries for client in self._cfn.values())

@@ -1,0 +1,229 @@
+"""Reading build/<env>/manifest.json (format 1, see docs/manifest.md).
+
+The manifest is deploy's only input. Everything is validated up front so a bad manifest
+fails before any AWS call, with a message naming the field.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SUPPORTED_FORMAT = 1
+
+
+class ManifestError(Exception):
+    """The manifest is missing or malformed; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Artifact:
+    name: str
+    path: Path
+    key: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class RollbackAlarm:
+    stack: str
+    output: str
+
+
+@dataclass(frozen=True)
+class StackSpec:
+    name: str
+    layer: str
+    region: str
+    template_path: Path
+    template_key: str
+    sha256: str
+    bootstrap: bool
+    parameters: dict[str, str]
+    no_echo_parameters: frozenset[str]
+    exports: tuple[str, ...]
+    imports: tuple[str, ...]
+    depends_on: tuple[str, ...]
+    capabilities: tuple[str, ...]
+    stateful_resources: dict[str, str]  # logical id -> resource type
+    serves_traffic: bool
+    rollback_alarms: tuple[RollbackAlarm, ...]
+    timeout_minutes: int
+
+    def template_bytes(self) -> bytes:
+        """The template as built, refused if it does not match the manifest's hash."""
+        try:
+            body = self.template_path.read_bytes()
+        except OSError as error:
+            raise ManifestError(f"{self.name}: cannot read template {self.template_path}: {error}")
+        actual = hashlib.sha256(body).hexdigest()
+        if actual != self.sha256:
+            raise ManifestError(
+                f"{self.name}: {self.template_path.name} has sha256 {actual[:12]}..., the manifest "
+                f"says {self.sha256[:12]}...; rebuild with `make build`"
+            )
+        return body
+
+    def template(self) -> dict:
+        return json.loads(self.template_bytes())
+
+
+@dataclass(frozen=True)
+class Manifest:
+    path: Path
+    environment: str
+    region: str
+    tags: dict[str, str]
+    termination_protection: bool
+    stack_policy: bool
+    artifact_bucket_stack: str
+    artifact_bucket_output: str
+    artifacts: tuple[Artifact, ...]
+    stacks: tuple[StackSpec, ...]
+    by_name: dict[str, StackSpec] = field(repr=False)
+
+    @property
+    def build_dir(self) -> Path:
+        return self.path.parent
+
+    @property
+    def bootstrap_stack(self) -> StackSpec:
+        return self.by_name[self.artifact_bucket_stack]
+
+    def dependencies(self) -> dict[str, set[str]]:
+        """The scheduling graph: depends_on, plus every stack waits for the bootstrap stack
+        because its templates and zips live in the bucket the bootstrap stack creates."""
+        graph = {stack.name: set(stack.depends_on) for stack in self.stacks}
+        for stack in self.stacks:
+            if not stack.bootstrap:
+                graph[stack.name].add(self.artifact_bucket_stack)
+        return graph
+
+    def dependents(self) -> dict[str, set[str]]:
+        reverse: dict[str, set[str]] = {stack.name: set() for stack in self.stacks}
+        for name, deps in self.dependencies().items():
+            for dep in deps:
+                reverse[dep].add(name)
+        return reverse
+
+
+def manifest_path(build_dir: Path, environment: str) -> Path:
+    return Path(build_dir) / environment / "manifest.json"
+
+
+def load_manifest(build_dir: Path, environment: str) -> Manifest:
+    path = manifest_path(build_dir, environment)
+    if not path.is_file():
+        raise ManifestError(
+            f"no manifest at {path}: run `make build ENV={environment}` first"
+        )
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ManifestError(f"{path} is not valid JSON ({error}); rerun `make build ENV={environment}`")
+    return parse_manifest(raw, path, environment)
+
+
+def _require(mapping: dict, key: str, where: str):
+    if key not in mapping:
+        raise ManifestError(f"{where}: missing field '{key}'")
+    return mapping[key]
+
+
+def parse_manifest(raw: dict, path: Path, environment: str) -> Manifest:
+    where = str(path)
+    if raw.get("format") != SUPPORTED_FORMAT:
+        raise ManifestError(f"{where}: format {raw.get('format')!r} is not supported (expected 1)")
+    if _require(raw, "environment", where) != environment:
+        raise ManifestError(
+            f"{where}: written for environment {raw['environment']!r}, not {environment!r}"
+        )
+    base = path.parent
+    bucket = _require(raw, "artifact_bucket", where)
+    artifacts = tuple(
+        Artifact(
+            name=_require(item, "name", f"{where} artifacts"),
+            path=base / _require(item, "file", f"{where} artifacts"),
+            key=_require(item, "key", f"{where} artifacts"),
+            sha256=_require(item, "sha256", f"{where} artifacts"),
+        )
+        for item in raw.get("artifacts", [])
+    )
+    stacks = tuple(_parse_stack(item, base, raw, where) for item in _require(raw, "stacks", where))
+    by_name = {stack.name: stack for stack in stacks}
+    if len(by_name) != len(stacks):
+        raise ManifestError(f"{where}: duplicate stack names")
+    manifest = Manifest(
+        path=path,
+        environment=environment,
+        region=_require(raw, "region", where),
+        tags=dict(_require(raw, "tags", where)),
+        termination_protection=bool(raw.get("termination_protection", False)),
+        stack_policy=bool(raw.get("stack_policy", False)),
+        artifact_bucket_stack=_require(bucket, "stack", f"{where} artifact_bucket"),
+        artifact_bucket_output=_require(bucket, "output", f"{where} artifact_bucket"),
+        artifacts=artifacts,
+        stacks=stacks,
+        by_name=by_name,
+    )
+    _check_graph(manifest, where)
+    return manifest
+
+
+def _parse_stack(item: dict, base: Path, raw: dict, where: str) -> StackSpec:
+    name = _require(item, "name", f"{where} stacks")
+    here = f"{where} stack {name}"
+    alarms = tuple(
+        RollbackAlarm(stack=_require(a, "stack", here), output=_require(a, "output", here))
+        for a in item.get("rollback_alarms", [])
+    )
+    if len(alarms) > 5:
+        raise ManifestError(f"{here}: at most 5 rollback alarms, got {len(alarms)}")
+    return StackSpec(
+        name=name,
+        layer=item.get("layer", name),
+        region=item.get("region") or _require(raw, "region", where),
+        template_path=base / _require(item, "template", here),
+        template_key=_require(item, "template_key", here),
+        sha256=_require(item, "sha256", here),
+        bootstrap=bool(item.get("bootstrap", False)),
+        parameters={k: str(v) for k, v in item.get("parameters", {}).items()},
+        no_echo_parameters=frozenset(item.get("no_echo_parameters", [])),
+        exports=tuple(item.get("exports", [])),
+        imports=tuple(item.get("imports", [])),
+        depends_on=tuple(item.get("depends_on", [])),
+        capabilities=tuple(item.get("capabilities", [])),
+        stateful_resources={
+            _require(r, "logical_id", here): r.get("type", "") for r in item.get("stateful_resources", [])
+        },
+        serves_traffic=bool(item.get("serves_traffic", False)),
+        rollback_alarms=alarms,
+        timeout_minutes=int(item.get("timeout_minutes", 30)),
+    )
+
+
+def _check_graph(manifest: Manifest, where: str) -> None:
+    if manifest.artifact_bucket_stack not in manifest.by_name:
+        raise ManifestError(f"{where}: artifact_bucket.stack {manifest.artifact_bucket_stack} is not a stack")
+    if not manifest.bootstrap_stack.bootstrap:
+        raise ManifestError(f"{where}: {manifest.artifact_bucket_stack} must be marked bootstrap")
+    for stack in manifest.stacks:
+        for dep in stack.depends_on:
+            if dep not in manifest.by_name:
+                raise ManifestError(f"{where}: {stack.name} depends on unknown stack {dep}")
+    graph = manifest.dependencies()
+    state: dict[str, str] = {}
+
+    def visit(node: str, trail: list[str]) -> None:
+        if state.get(node) == "done":
+            return
+        if state.get(node) == "visiting":
+            raise ManifestError(f"{where}: dependency cycle {' -> '.join(trail + [node])}")
+        state[node] = "visiting"
+        for dep in sorted(graph[node]):
+            visit(dep, trail + [node])
+        state[node] = "done"
+
+    for name in sorted(graph):
+        visit(name, [])

@@ -1,0 +1,92 @@
+"""Dependency-driven parallel runner.
+
+A node starts as soon as every node it depends on has succeeded — not level by level, so a
+slow stack delays only what really needs it. Concurrency is bounded by max_parallel.
+After the first failure no new node starts; running ones finish; the rest is "not started".
+"""
+from __future__ import annotations
+
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Callable
+
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+NOT_STARTED = "not started"
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    label: str  # e.g. deployed, unchanged, no-op, deleted, failed
+    detail: str = ""
+
+
+@dataclass
+class RunResult:
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
+    not_started: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.not_started and all(o.ok for o in self.outcomes.values())
+
+
+def run_graph(
+    dependencies: dict[str, set[str]],
+    work: Callable[[str], Outcome],
+    max_parallel: int,
+) -> RunResult:
+    result = RunResult()
+    pending = set(dependencies)
+    running: dict[Future, str] = {}
+    failed = False
+
+    def ready() -> list[str]:
+        return sorted(
+            name for name in pending
+            if all(dep in result.outcomes and result.outcomes[dep].ok for dep in dependencies[name])
+        )
+
+    with ThreadPoolExecutor(max_workers=max(1, max_parallel)) as pool:
+        while True:
+            if not failed:
+                for name in ready():
+                    if len(running) >= max_parallel:
+                        break
+                    pending.discard(name)
+                    running[pool.submit(work, name)] = name
+            if not running:
+                break
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                name = running.pop(future)
+                try:
+                    outcome = future.result()
+                except Exception as error:  # a bug or an unexpected API error: report, do not hang
+                    outcome = Outcome(False, "failed", f"{type(error).__name__}: {error}")
+                result.outcomes[name] = outcome
+                if not outcome.ok:
+                    failed = True
+    result.not_started = sorted(pending)
+    return result
+
+
+def reverse_graph(dependencies: dict[str, set[str]]) -> dict[str, set[str]]:
+    """For deletion: a stack waits until every stack depending on it is gone."""
+    reverse: dict[str, set[str]] = {name: set() for name in dependencies}
+    for name, deps in dependencies.items():
+        for dep in deps:
+            reverse[dep].add(name)
+    return reverse
+
+
+def critical_path_seconds(dependencies: dict[str, set[str]], durations: dict[str, float]) -> float:
+    finish: dict[str, float] = {}
+
+    def finish_time(name: str) -> float:
+        if name not in finish:
+            finish[name] = durations[name] + max((finish_time(d) for d in dependencies[name]), default=0.0)
+        return finish[name]
+
+    return max((finish_time(n) for n in dependencies), default=0.0)

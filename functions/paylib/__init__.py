@@ -1,0 +1,1 @@
+"""Shared code of the payment functions (packaged beside every function's app.py)."""

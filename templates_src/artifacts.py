@@ -1,0 +1,13 @@
+"""artifacts layer (stub: being written)."""
+from __future__ import annotations
+
+from troposphere import Template
+
+from .common import new_template
+from .config import EnvironmentConfig
+
+LAYER = "artifacts"
+
+
+def build(config: EnvironmentConfig) -> Template:
+    return new_template(config, LAYER, "stub")

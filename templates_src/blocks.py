@@ -1,0 +1,306 @@
+"""Secure building blocks used by more than one layer: KMS keys, S3 buckets, log groups.
+
+Each returns resources that already satisfy the platform's rules (encryption, versioning,
+public access blocked, TLS only, retention, stateful policies), so a layer cannot forget one.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Optional
+
+import awacs.kms as kms_actions
+import awacs.s3 as s3_actions
+from awacs.aws import (
+    Allow,
+    Bool,
+    Condition,
+    Deny,
+    NumericLessThan,
+    Policy,
+    Principal,
+    Statement,
+    StringEquals,
+)
+from troposphere import GetAtt, Ref, Sub, Template, kms, logs, s3
+
+from .common import global_bucket_name, keep_data, resource_name, skip_checkov, tags
+from .config import EnvironmentConfig
+
+# Key administration for the account root. Spelled out instead of `kms:*` so no statement
+# carries a wildcard action; PutKeyPolicy keeps the key manageable (no lock-out).
+KEY_ADMIN_ACTIONS = [
+    kms_actions.CancelKeyDeletion,
+    kms_actions.CreateAlias,
+    kms_actions.CreateGrant,
+    kms_actions.Decrypt,
+    kms_actions.DeleteAlias,
+    kms_actions.DescribeKey,
+    kms_actions.DisableKey,
+    kms_actions.DisableKeyRotation,
+    kms_actions.EnableKey,
+    kms_actions.EnableKeyRotation,
+    kms_actions.Encrypt,
+    kms_actions.GenerateDataKey,
+    kms_actions.GetKeyPolicy,
+    kms_actions.GetKeyRotationStatus,
+    kms_actions.ListAliases,
+    kms_actions.ListGrants,
+    kms_actions.ListKeyPolicies,
+    kms_actions.ListResourceTags,
+    kms_actions.PutKeyPolicy,
+    kms_actions.ReEncryptFrom,
+    kms_actions.ReEncryptTo,
+    kms_actions.RevokeGrant,
+    kms_actions.RotateKeyOnDemand,
+    kms_actions.ScheduleKeyDeletion,
+    kms_actions.TagResource,
+    kms_actions.UntagResource,
+    kms_actions.UpdateAlias,
+    kms_actions.UpdateKeyDescription,
+]
+KEY_USE_ACTIONS = [
+    kms_actions.Decrypt,
+    kms_actions.DescribeKey,
+    kms_actions.Encrypt,
+    kms_actions.GenerateDataKey,
+    kms_actions.ReEncryptFrom,
+    kms_actions.ReEncryptTo,
+]
+
+# In a key policy, Resource "*" means "this key": AWS accepts nothing narrower there.
+THIS_KEY = "*"
+
+
+def account_root() -> Principal:
+    return Principal("AWS", Sub("arn:${AWS::Partition}:iam::${AWS::AccountId}:root"))
+
+
+def key_admin_statement() -> Statement:
+    return Statement(
+        Sid="AccountAdministersKey",
+        Effect=Allow,
+        Principal=account_root(),
+        Action=KEY_ADMIN_ACTIONS,
+        Resource=[THIS_KEY],
+    )
+
+
+def service_use_statement(sid: str, service_principals: Iterable, condition: Optional[Condition] = None) -> Statement:
+    """Lets AWS services (by service principal) use the key, optionally only under a condition
+    such as an encryption context or a source account."""
+    statement = dict(
+        Sid=sid,
+        Effect=Allow,
+        Principal=Principal("Service", sorted(service_principals, key=str)),
+        Action=KEY_USE_ACTIONS,
+        Resource=[THIS_KEY],
+    )
+    if condition is not None:
+        statement["Condition"] = condition
+    return Statement(**statement)
+
+
+def kms_key(
+    template: Template,
+    config: EnvironmentConfig,
+    logical_id: str,
+    purpose: str,
+    statements: list[Statement],
+) -> kms.Key:
+    """A customer-managed key with yearly rotation, an alias `alias/payments-<env>-<purpose>`
+    and a key policy of the account admin statement plus `statements`."""
+    key = template.add_resource(
+        keep_data(
+            kms.Key(
+                logical_id,
+                Description=f"{resource_name(config, purpose)}: encrypts {purpose}",
+                EnableKeyRotation=True,
+                PendingWindowInDays=7 if not config.retains_data else 30,
+                KeyPolicy=Policy(Version="2012-10-17", Statement=[key_admin_statement(), *statements]),
+                Tags=tags(config, resource_name(config, purpose)),
+            ),
+            config,
+        )
+    )
+    template.add_resource(
+        kms.Alias(f"{logical_id}Alias", AliasName=f"alias/{resource_name(config, purpose)}", TargetKeyId=Ref(key))
+    )
+    return key
+
+
+def tls_only_bucket_policy(template: Template, logical_id: str, bucket: s3.Bucket) -> s3.BucketPolicy:
+    """Deny every request that is not over TLS 1.2+. A Deny on `s3:*` is the only way to say
+    "whatever the request": it grants nothing, so it is not a wildcard permission."""
+    bucket_arn = GetAtt(bucket, "Arn")
+    return template.add_resource(
+        s3.BucketPolicy(
+            logical_id,
+            Bucket=Ref(bucket),
+            PolicyDocument=Policy(
+                Version="2012-10-17",
+                Statement=[
+                    Statement(
+                        Sid="DenyInsecureTransport",
+                        Effect=Deny,
+                        Principal=Principal("*"),
+                        Action=[s3_actions.Action("*")],
+                        Resource=[bucket_arn, Sub("${Arn}/*", Arn=bucket_arn)],
+                        Condition=Condition(Bool("aws:SecureTransport", False)),
+                    ),
+                    Statement(
+                        Sid="DenyOutdatedTls",
+                        Effect=Deny,
+                        Principal=Principal("*"),
+                        Action=[s3_actions.Action("*")],
+                        Resource=[bucket_arn, Sub("${Arn}/*", Arn=bucket_arn)],
+                        Condition=Condition(NumericLessThan("s3:TlsVersion", 1.2)),
+                    ),
+                ],
+            ),
+        )
+    )
+
+
+def secure_bucket(
+    template: Template,
+    config: EnvironmentConfig,
+    logical_id: str,
+    purpose: str,
+    kms_key_arn,
+    access_log_bucket,
+    **bucket_properties,
+) -> s3.Bucket:
+    """A versioned, KMS-encrypted bucket with public access blocked, ACLs disabled, server
+    access logs to `access_log_bucket` and a TLS-only policy. Extra properties (lifecycle,
+    replication, EventBridge) pass through."""
+    bucket = template.add_resource(
+        keep_data(
+            s3.Bucket(
+                logical_id,
+                BucketName=global_bucket_name(config, purpose),
+                BucketEncryption=s3.BucketEncryption(
+                    ServerSideEncryptionConfiguration=[
+                        s3.ServerSideEncryptionRule(
+                            BucketKeyEnabled=True,
+                            ServerSideEncryptionByDefault=s3.ServerSideEncryptionByDefault(
+                                SSEAlgorithm="aws:kms", KMSMasterKeyID=kms_key_arn
+                            ),
+                        )
+                    ]
+                ),
+                VersioningConfiguration=s3.VersioningConfiguration(Status="Enabled"),
+                PublicAccessBlockConfiguration=_public_access_blocked(),
+                OwnershipControls=_owner_enforced(),
+                LoggingConfiguration=s3.LoggingConfiguration(
+                    DestinationBucketName=access_log_bucket, LogFilePrefix=f"{purpose}/"
+                ),
+                Tags=tags(config, resource_name(config, purpose)),
+                **bucket_properties,
+            ),
+            config,
+        )
+    )
+    tls_only_bucket_policy(template, f"{logical_id}Policy", bucket)
+    return bucket
+
+
+def access_log_bucket(template: Template, config: EnvironmentConfig, logical_id: str, purpose: str) -> s3.Bucket:
+    """The target of S3 server access logs. S3 delivers access logs only to buckets encrypted
+    with SSE-S3 (SSE-KMS targets are not supported), which is why this one bucket is not KMS
+    encrypted; it holds request metadata, never payment data."""
+    bucket = template.add_resource(
+        keep_data(
+            s3.Bucket(
+                logical_id,
+                BucketName=global_bucket_name(config, purpose),
+                BucketEncryption=s3.BucketEncryption(
+                    ServerSideEncryptionConfiguration=[
+                        s3.ServerSideEncryptionRule(
+                            ServerSideEncryptionByDefault=s3.ServerSideEncryptionByDefault(SSEAlgorithm="AES256")
+                        )
+                    ]
+                ),
+                VersioningConfiguration=s3.VersioningConfiguration(Status="Enabled"),
+                PublicAccessBlockConfiguration=_public_access_blocked(),
+                OwnershipControls=_owner_enforced(),
+                LifecycleConfiguration=s3.LifecycleConfiguration(
+                    Rules=[
+                        s3.LifecycleRule(
+                            Id="ExpireAccessLogs",
+                            Status="Enabled",
+                            ExpirationInDays=max(config.log_retention_days, 365),
+                            NoncurrentVersionExpiration=s3.NoncurrentVersionExpiration(NoncurrentDays=30),
+                            AbortIncompleteMultipartUpload=s3.AbortIncompleteMultipartUpload(DaysAfterInitiation=1),
+                        )
+                    ]
+                ),
+                Tags=tags(config, resource_name(config, purpose)),
+            ),
+            config,
+        )
+    )
+    skip_checkov(bucket, "CKV_AWS_145", "S3 server access logs can only be delivered to an SSE-S3 bucket")
+    skip_checkov(bucket, "CKV_AWS_18", "this is the access log bucket; logging it to itself would loop")
+    skip_checkov(bucket, "CKV_AWS_144", "access logs are operational metadata, not replicated to DR")
+    _allow_log_delivery(template, f"{logical_id}Policy", bucket)
+    return bucket
+
+
+def _allow_log_delivery(template: Template, logical_id: str, bucket: s3.Bucket) -> s3.BucketPolicy:
+    bucket_arn = GetAtt(bucket, "Arn")
+    policy = tls_only_bucket_policy(template, logical_id, bucket)
+    policy.PolicyDocument.Statement.append(
+        Statement(
+            Sid="AllowS3ServerAccessLogs",
+            Effect=Allow,
+            Principal=Principal("Service", "logging.s3.amazonaws.com"),
+            Action=[s3_actions.PutObject],
+            Resource=[Sub("${Arn}/*", Arn=bucket_arn)],
+            # Only our own account's buckets may write here.
+            Condition=Condition(StringEquals("aws:SourceAccount", Ref("AWS::AccountId"))),
+        )
+    )
+    return policy
+
+
+def _public_access_blocked() -> s3.PublicAccessBlockConfiguration:
+    return s3.PublicAccessBlockConfiguration(
+        BlockPublicAcls=True, BlockPublicPolicy=True, IgnorePublicAcls=True, RestrictPublicBuckets=True
+    )
+
+
+def _owner_enforced() -> s3.OwnershipControls:
+    return s3.OwnershipControls(Rules=[s3.OwnershipControlsRule(ObjectOwnership="BucketOwnerEnforced")])
+
+
+def log_group(
+    template: Template, config: EnvironmentConfig, logical_id: str, name, kms_key_arn, retention_days: int | None = None
+) -> logs.LogGroup:
+    """A log group with retention from the environment and KMS encryption."""
+    return template.add_resource(
+        keep_data(
+            logs.LogGroup(
+                logical_id,
+                LogGroupName=name,
+                RetentionInDays=retention_days or config.log_retention_days,
+                KmsKeyId=kms_key_arn,
+                Tags=tags(config),
+            ),
+            config,
+        )
+    )
+
+
+# --- DR replica names (storage and dr layers) -------------------------------------------------
+# The DR stack lives in another region, so storage cannot import its exports: both layers derive
+# the replica names from these two functions and cannot drift apart.
+DR_KEY_PURPOSE = "dr-replica"
+
+
+def dr_bucket_name(config: EnvironmentConfig, purpose: str) -> str:
+    """Sub-string name of the DR replica bucket for `purpose` (in config.dr.region)."""
+    return f"{resource_name(config, 'dr', purpose)}-${{AWS::AccountId}}-{config.dr.region}"
+
+
+def dr_key_alias_name(config: EnvironmentConfig) -> str:
+    """Alias of the DR stack's KMS key (blocks.kms_key names aliases after the purpose)."""
+    return f"alias/{resource_name(config, DR_KEY_PURPOSE)}"

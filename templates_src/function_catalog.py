@@ -1,0 +1,185 @@
+"""The function declarations: `functions/<name>/function.yaml`, one per function.
+
+The compute, workflow and api layers, `functions/README.md` and the build's packaging all read
+the functions through this module, so a function cannot exist in one place and not the other.
+
+A declaration looks like this (every key is checked; unknown keys are refused):
+
+    description: Creates and reads payments (POST /payments, GET /payments/{payment_id}).
+    handler: app.handler
+    memory_mb: 512
+    timeout_s: 10
+    returns: API Gateway proxy response (see openapi.yaml)
+    triggers:
+      - type: api                 # routes come from functions/openapi.yaml (x-function)
+      - type: sqs                 # queue worker
+        queue: messaging.PaymentQueueArn
+        batch_size: 10
+      - type: s3                  # via EventBridge "Object Created" (no bucket notification)
+        bucket: storage.BatchBucketName
+        prefix: incoming/
+        suffix: .csv
+      - type: sns
+        topic: messaging.PaymentNotificationsTopicArn
+      - type: stepfunctions       # invoked by the workflow state machine
+    environment:
+      TRANSACTIONS_TABLE: {export: data.TransactionsTableName}
+      LOG_LEVEL: {value: INFO}
+    permissions:
+      - actions: [dynamodb:GetItem, dynamodb:PutItem]
+        resources:
+          - {export: data.TransactionsTableArn}
+          - {export: data.TransactionsTableArn, suffix: /index/*}
+
+`layer.Key` names an export published by another layer: the compute layer turns it into
+`Fn::ImportValue` of `payments-<env>-<layer>-<Key>`. Permissions never carry a `*` action.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+FUNCTIONS_DIR = Path(__file__).resolve().parent.parent / "functions"
+SHARED_LIBRARY = "paylib"  # functions/paylib is packaged into every function's zip
+
+EXPORT_REF = re.compile(r"^[a-z]+\.[A-Za-z0-9]+$")
+ACTION = re.compile(r"^[a-z0-9-]+:[A-Za-z0-9]+$")  # no wildcards, ever
+ENV_VAR = re.compile(r"^[A-Z][A-Z0-9_]*$")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ExportRef(Strict):
+    export: str
+    suffix: str = ""
+
+    @field_validator("export")
+    @classmethod
+    def _export_form(cls, value: str) -> str:
+        if not EXPORT_REF.match(value):
+            raise ValueError("must be 'layer.ExportKey', for example data.TransactionsTableArn")
+        return value
+
+    @property
+    def layer(self) -> str:
+        return self.export.split(".", 1)[0]
+
+    @property
+    def key(self) -> str:
+        return self.export.split(".", 1)[1]
+
+
+class LiteralValue(Strict):
+    value: str
+
+
+class Permission(Strict):
+    actions: list[str] = Field(min_length=1)
+    resources: list[ExportRef] = Field(min_length=1)
+
+    @field_validator("actions")
+    @classmethod
+    def _no_wildcards(cls, actions: list[str]) -> list[str]:
+        for action in actions:
+            if not ACTION.match(action):
+                raise ValueError(f"action {action!r} must be 'service:Action' with no wildcard")
+        return actions
+
+
+class ApiTrigger(Strict):
+    type: Literal["api"]
+
+
+class SqsTrigger(Strict):
+    type: Literal["sqs"]
+    queue: str
+    batch_size: int = Field(default=10, ge=1, le=10)
+
+
+class S3Trigger(Strict):
+    type: Literal["s3"]
+    bucket: str
+    prefix: str = ""
+    suffix: str = ""
+
+
+class SnsTrigger(Strict):
+    type: Literal["sns"]
+    topic: str
+
+
+class StepFunctionsTrigger(Strict):
+    type: Literal["stepfunctions"]
+
+
+Trigger = Annotated[
+    Union[ApiTrigger, SqsTrigger, S3Trigger, SnsTrigger, StepFunctionsTrigger],
+    Field(discriminator="type"),
+]
+
+
+class FunctionDeclaration(Strict):
+    name: str
+    description: str = Field(min_length=10)
+    handler: str = "app.handler"
+    memory_mb: int = Field(ge=128, le=10240)
+    timeout_s: int = Field(ge=1, le=900)
+    returns: str = Field(min_length=3)
+    triggers: list[Trigger] = Field(min_length=1)
+    environment: dict[str, Union[ExportRef, LiteralValue]] = Field(default_factory=dict)
+    permissions: list[Permission] = Field(default_factory=list)
+
+    @field_validator("environment")
+    @classmethod
+    def _env_names(cls, environment: dict) -> dict:
+        for name in environment:
+            if not ENV_VAR.match(name):
+                raise ValueError(f"environment variable {name!r} must be UPPER_SNAKE_CASE")
+        return environment
+
+    @property
+    def directory(self) -> Path:
+        return FUNCTIONS_DIR / self.name
+
+    @property
+    def logical_name(self) -> str:
+        """CamelCase name used for logical ids and exports: payment_api -> PaymentApi."""
+        return "".join(part.capitalize() for part in self.name.split("_"))
+
+    def trigger_types(self) -> set[str]:
+        return {trigger.type for trigger in self.triggers}
+
+
+class DeclarationError(ValueError):
+    """A function declaration is missing or invalid; the message names the file."""
+
+
+def load_functions(functions_dir: Path = FUNCTIONS_DIR) -> list[FunctionDeclaration]:
+    """Every declared function, sorted by name. A directory with app.py but no declaration
+    (or the reverse) is an error, so code and templates cannot drift apart."""
+    declarations = []
+    for directory in sorted(p for p in functions_dir.iterdir() if p.is_dir()):
+        if directory.name == SHARED_LIBRARY or directory.name.startswith((".", "_")):
+            continue
+        declaration_file = directory / "function.yaml"
+        app_file = directory / "app.py"
+        if not declaration_file.exists() and not app_file.exists():
+            continue
+        if not declaration_file.exists():
+            raise DeclarationError(f"{app_file}: function has code but no function.yaml")
+        if not app_file.exists():
+            raise DeclarationError(f"{declaration_file}: declared function has no app.py")
+        raw = yaml.safe_load(declaration_file.read_text(encoding="utf-8")) or {}
+        if not isinstance(raw, dict):
+            raise DeclarationError(f"{declaration_file}: must be a mapping")
+        try:
+            declarations.append(FunctionDeclaration(name=directory.name, **raw))
+        except Exception as error:  # pydantic.ValidationError, reported with the file name
+            raise DeclarationError(f"{declaration_file}: {error}") from None
+    return declarations
