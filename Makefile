@@ -39,7 +39,7 @@ build: venv ## templates, function zips, manifest + static checks + cfn-lint (EN
 lint: build tools ## cfn-lint (SARIF) and checkov over every built template
 	$(VENV)/bin/cfn-lint -c I --format sarif -- $(TEMPLATES) > build/cfn-lint.sarif
 	$(VENV)/bin/cfn-lint -c I -- $(TEMPLATES)
-	$(TOOLS_VENV)/bin/checkov --quiet --compact --framework cloudformation \
+	BC_SKIP_MAPPING=TRUE $(TOOLS_VENV)/bin/checkov --skip-download --quiet --compact --framework cloudformation \
 	    $(foreach t,$(TEMPLATES),-f $(t)) --output cli --output sarif --output-file-path console,build/checkov.sarif
 
 test: venv tools ## the whole test suite (offline: moto and fakes, no AWS account)
@@ -69,7 +69,7 @@ execute: require-env venv ## execute the change sets of the last plan after cons
 	$(PY) deploy.py execute --env $(ENV)
 
 destroy: require-env venv ## delete the stacks in reverse order (prod needs FORCE=1)
-	$(PY) deploy.py destroy --env $(ENV) $(if $(FORCE),--force,)
+	$(PY) deploy.py destroy --env $(ENV) $(if $(FORCE),--force,) $(if $(YES),--yes,)
 
 status: require-env venv ## stack states (DRIFT=1 adds drift detection)
 	$(PY) deploy.py status --env $(ENV) $(if $(DRIFT),--drift,)

@@ -383,8 +383,30 @@ def build_environment(
         "stacks": [manifest_entry(stack, alarms) for stack in stacks],
     }
     write_if_changed(env_dir / "manifest.json", (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+    write_if_changed(env_dir / "stacks.mmd", render_mermaid(manifest).encode())
     _remove_stale_templates(env_dir, {stack.layer.name for stack in stacks})
     return manifest
+
+
+def render_mermaid(manifest: dict) -> str:
+    """The stack graph as a Mermaid flowchart: an edge per dependency, labelled with the exports
+    (or cross-region names) that create it. The README embeds the prod one."""
+    lines = ["flowchart LR"]
+    exporters = {name: stack["layer"] for stack in manifest["stacks"] for name in stack["exports"]}
+    prefix = f"payments-{manifest['environment']}-"
+    for stack in manifest["stacks"]:
+        lines.append(f'    {stack["layer"]}["{stack["layer"]}<br/>{len(stack["exports"])} exports"]')
+    for stack in manifest["stacks"]:
+        by_source: dict[str, list[str]] = {}
+        for name in stack["imports"]:
+            source = exporters[name]
+            by_source.setdefault(source, []).append(name.removeprefix(f"{prefix}{source}-"))
+        for dependency in stack["depends_on"]:
+            source = dependency.removeprefix(prefix)
+            keys = sorted(by_source.get(source, ["cross-region names"]))
+            label = ", ".join(keys[:3]) + (f" +{len(keys) - 3}" if len(keys) > 3 else "")
+            lines.append(f'    {source} -->|"{label}"| {stack["layer"]}')
+    return "\n".join(lines) + "\n"
 
 
 def _remove_stale_templates(env_dir: Path, layers: set[str]) -> None:

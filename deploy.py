@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.parsers import ResponseParserError
 
 from deploylib.aws import ClientFactory, Context
 from deploylib.commands import COMMANDS, Options
@@ -63,6 +64,10 @@ def main(
         return 2
     except (ClientError, BotoCoreError) as error:
         printer.line(f"error: AWS call failed: {error}")
+        return 1
+    except ResponseParserError as error:
+        printer.line(f"error: the endpoint answered with something that is not an AWS response: "
+                     f"{str(error).splitlines()[0]}")
         return 1
 
 

@@ -2,6 +2,14 @@
 
 Keys carry the sha256 of the content, so a key that exists already holds exactly these bytes:
 it is never uploaded again (HeadObject first), and an old plan's templates stay readable.
+
+How a template reaches CloudFormation: by TemplateURL (1 MB limit) from the artifact bucket,
+except for two kinds of stack that go by TemplateBody (51,200 bytes):
+- the bootstrap stack, which creates the bucket;
+- a stack in another region than the bucket (prod's DR stack): CloudFormation reads the
+  TemplateURL from the stack's region, and reading another region's bucket is not guaranteed
+  (opt-in regions, bucket policies limited to a region's endpoints). A template too large for
+  TemplateBody is refused before any AWS call, with the way out.
 """
 from __future__ import annotations
 
@@ -16,6 +24,9 @@ from .manifest import Manifest, ManifestError, StackSpec
 from .stacks import describe_stack, stack_outputs
 
 
+TEMPLATE_BODY_LIMIT_BYTES = 51_200
+
+
 class ArtifactBucketMissing(Exception):
     pass
 
@@ -26,11 +37,25 @@ class UploadReport:
     already_present: list[str] = field(default_factory=list)
 
 
-def artifact_bucket_name(ctx: Context, manifest: Manifest) -> str | None:
-    """The bucket name from the bootstrap stack's output, None until that stack exists."""
+def artifact_bucket_name(ctx: Context, manifest: Manifest, warn=None) -> str | None:
+    """The bucket name from the bootstrap stack's output, None until that stack exists.
+
+    Fallback when the stack exists but the output is missing (moto registers no outputs for
+    stacks created through a change set): the stack's only S3 bucket, with a warning.
+    """
     bootstrap = manifest.bootstrap_stack
-    outputs = stack_outputs(describe_stack(ctx, bootstrap.region, bootstrap.name))
-    return outputs.get(manifest.artifact_bucket_output) or None
+    stack = describe_stack(ctx, bootstrap.region, bootstrap.name)
+    name = stack_outputs(stack).get(manifest.artifact_bucket_output)
+    if name or not stack or stack["StackStatus"] not in ("CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE"):
+        return name or None
+    summaries = ctx.cfn(bootstrap.region).call("list_stack_resources", StackName=bootstrap.name)
+    buckets = [s.get("PhysicalResourceId") for s in summaries.get("StackResourceSummaries", [])
+               if s.get("ResourceType") == "AWS::S3::Bucket" and s.get("PhysicalResourceId")]
+    if len(buckets) == 1:
+        if warn:
+            warn(f"{bootstrap.name} has no output {manifest.artifact_bucket_output}; using its only bucket {buckets[0]}")
+        return buckets[0]
+    return None
 
 
 def template_url(bucket: str, bucket_region: str, key: str) -> str:
@@ -58,9 +83,43 @@ def _object_exists(s3, bucket: str, key: str) -> bool:
         raise
 
 
+def delivered_by_body(stack: StackSpec, bucket_region: str) -> bool:
+    """Kept in step with Manifest.uses_artifact_bucket: by body exactly when not by the bucket."""
+    return stack.bootstrap or stack.region != bucket_region
+
+
+def _why_by_body(stack: StackSpec, bucket_region: str) -> str:
+    if stack.bootstrap:
+        return "it creates the artifact bucket, so nothing can be read from that bucket before it exists"
+    return (f"its region {stack.region} differs from the artifact bucket's region {bucket_region}, and "
+            f"CloudFormation is not guaranteed to read a TemplateURL from another region's bucket")
+
+
+def check_template_delivery(manifest: Manifest) -> None:
+    """Refuses up front (before any AWS call) a template that must go by TemplateBody but is
+    over CloudFormation's 51,200-byte TemplateBody limit."""
+    bucket_region = manifest.bootstrap_stack.region
+    for stack in manifest.stacks:
+        if delivered_by_body(stack, bucket_region):
+            _checked_body(stack, bucket_region)
+
+
+def _checked_body(stack: StackSpec, bucket_region: str) -> str:
+    body = stack.template_bytes()
+    if len(body) > TEMPLATE_BODY_LIMIT_BYTES:
+        raise ManifestError(
+            f"{stack.name}: template {stack.template_path.name} is {len(body):,} bytes, over the "
+            f"{TEMPLATE_BODY_LIMIT_BYTES:,}-byte TemplateBody limit; it must go by TemplateBody because "
+            f"{_why_by_body(stack, bucket_region)}. Make the template smaller (move resources to "
+            f"another layer) and rebuild; nothing was deployed"
+        )
+    return body.decode()
+
+
 def upload_all(ctx: Context, manifest: Manifest, bucket: str) -> UploadReport:
-    """Uploads every artifact and every non-bootstrap template that is not there yet."""
-    s3 = ctx.s3(manifest.bootstrap_stack.region)
+    """Uploads every artifact and every template that goes by TemplateURL, if not there yet."""
+    bucket_region = manifest.bootstrap_stack.region
+    s3 = ctx.s3(bucket_region)
     report = UploadReport()
     items: list[tuple[str, Path, str, str, str]] = [
         (a.key, a.path, a.sha256, f"artifact {a.name}", "application/zip") for a in manifest.artifacts
@@ -68,7 +127,7 @@ def upload_all(ctx: Context, manifest: Manifest, bucket: str) -> UploadReport:
     items += [
         (s.template_key, s.template_path, s.sha256, f"template of {s.name}", "application/json")
         for s in manifest.stacks
-        if not s.bootstrap
+        if not delivered_by_body(s, bucket_region)
     ]
     for key, path, sha256, what, content_type in items:
         body = _read_verified(path, sha256, what)
@@ -81,10 +140,10 @@ def upload_all(ctx: Context, manifest: Manifest, bucket: str) -> UploadReport:
 
 
 def template_source(stack: StackSpec, bucket: str | None, bucket_region: str) -> dict:
-    """TemplateBody for the bootstrap stack (the bucket does not exist before it),
+    """TemplateBody for the bootstrap stack and for stacks outside the bucket's region,
     TemplateURL for everything else (1 MB limit instead of 51,200 bytes)."""
-    if stack.bootstrap:
-        return {"TemplateBody": stack.template_bytes().decode()}
+    if delivered_by_body(stack, bucket_region):
+        return {"TemplateBody": _checked_body(stack, bucket_region)}
     if not bucket:
         raise ArtifactBucketMissing(f"{stack.name}: the artifact bucket does not exist yet")
     return {"TemplateURL": template_url(bucket, bucket_region, stack.template_key)}

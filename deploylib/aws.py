@@ -14,10 +14,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
+from urllib.parse import urlparse
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from botocore.parsers import ResponseParserError
 
 THROTTLING_CODES = frozenset(
     {"Throttling", "ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded",
@@ -32,6 +34,41 @@ def error_code(error: ClientError) -> str:
 
 def error_message(error: ClientError) -> str:
     return error.response.get("Error", {}).get("Message", "")
+
+
+# Hosts of real AWS endpoints (regional, FIPS, China, dual-stack, VPC endpoints' public names).
+AWS_ENDPOINT_SUFFIXES = (".amazonaws.com", ".amazonaws.com.cn", ".api.aws", ".api.amazonwebservices.com.cn")
+# Answers an emulator gives for an API it does not implement (moto server: an HTML 500 page).
+EMULATOR_GAP_STATUS_CODES = frozenset({500, 501})
+
+
+def is_aws_endpoint(endpoint_url: str | None) -> bool:
+    """True for real AWS, and when the endpoint is unknown (the in-memory fake stands for AWS)."""
+    if not endpoint_url:
+        return True
+    host = urlparse(endpoint_url).hostname or ""
+    return host.endswith(AWS_ENDPOINT_SUFFIXES)
+
+
+def emulator_gap(endpoint_url: str | None, error: BaseException) -> str | None:
+    """Why this error means "the endpoint does not implement the operation", else None.
+
+    Only two situations qualify, so nothing that real CloudFormation answers is ever waved
+    through: NotImplementedError (raised by moto in-process; botocore never raises it), and a
+    non-AWS answer (unparseable body, HTTP 500/501) from a custom endpoint (AWS_ENDPOINT_URL
+    pointing at an emulator). A 500 from a real AWS endpoint stays an error.
+    """
+    if isinstance(error, NotImplementedError):
+        return f"not implemented by the emulator ({error})"
+    if is_aws_endpoint(endpoint_url):
+        return None
+    if isinstance(error, ResponseParserError):
+        return f"not implemented by the emulator at {endpoint_url} (it answered with a non-AWS error page)"
+    if isinstance(error, ClientError):
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if status in EMULATOR_GAP_STATUS_CODES:
+            return f"not implemented by the emulator at {endpoint_url} (HTTP {status})"
+    return None
 
 
 @dataclass
@@ -67,6 +104,14 @@ class RetryingClient:
         self.clock = clock
         self.throttle_retries = 0
         self._lock = threading.Lock()
+
+    @property
+    def endpoint_url(self) -> str | None:
+        meta = getattr(self.client, "meta", None)
+        return getattr(meta, "endpoint_url", None)
+
+    def emulator_gap(self, error: BaseException) -> str | None:
+        return emulator_gap(self.endpoint_url, error)
 
     def call(self, operation: str, **kwargs: Any) -> dict:
         method = getattr(self.client, operation)

@@ -80,7 +80,7 @@ def is_unchanged(ctx: Context, manifest: Manifest, spec: StackSpec, deployed: di
     return deployed_template(ctx, spec.region, spec.name) == spec.template()
 
 
-def rollback_configuration(ctx: Context, spec: StackSpec) -> dict | None:
+def rollback_configuration(ctx: Context, manifest: Manifest, spec: StackSpec) -> dict | None:
     """Rollback triggers on the monitoring layer's alarms, once that stack has them."""
     if not spec.serves_traffic or not spec.rollback_alarms:
         return None
@@ -88,7 +88,9 @@ def rollback_configuration(ctx: Context, spec: StackSpec) -> dict | None:
     outputs_by_stack: dict[str, dict[str, str]] = {}
     for alarm in spec.rollback_alarms:
         if alarm.stack not in outputs_by_stack:
-            outputs_by_stack[alarm.stack] = stack_outputs(describe_stack(ctx, spec.region, alarm.stack))
+            alarm_stack = manifest.by_name.get(alarm.stack)
+            region = alarm_stack.region if alarm_stack else spec.region
+            outputs_by_stack[alarm.stack] = stack_outputs(describe_stack(ctx, region, alarm.stack))
         arn = outputs_by_stack[alarm.stack].get(alarm.output)
         if arn:
             arns.append(arn)
@@ -139,7 +141,7 @@ def create_change_set(
     )
     if spec.capabilities:
         kwargs["Capabilities"] = list(spec.capabilities)
-    rollback = rollback_configuration(ctx, spec)
+    rollback = rollback_configuration(ctx, manifest, spec)
     if rollback:
         kwargs["RollbackConfiguration"] = rollback
     response = ctx.cfn(spec.region).call("create_change_set", **kwargs)

@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, TextIO
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
+from botocore.parsers import ResponseParserError
 
+from .artifacts import check_template_delivery
 from .aws import Context, error_message
 from .changesets import ChangeSet, all_changes, deployed_template, digest
-from .engine import Deployer, StackPlan
+from .engine import Deployer, StackPlan, set_termination_protection
 from .manifest import Manifest, StackSpec
 from .output import Printer
 from .review import render, write_review
@@ -72,6 +74,9 @@ def print_summary(printer: Printer, result: RunResult) -> None:
 
 # ---- plan / deploy / execute -------------------------------------------------------------
 def make_plan(ctx: Context, manifest: Manifest, printer: Printer, deployer: Deployer, options: Options) -> list[StackPlan]:
+    for spec in manifest.stacks:
+        spec.template_bytes()  # a template that does not match the manifest stops everything up front
+    check_template_delivery(manifest)
     deployer.upload_if_bucket_exists()
     with ThreadPoolExecutor(max_workers=max(1, options.max_parallel)) as pool:
         plans = list(pool.map(deployer.plan_stack, manifest.stacks))
@@ -235,7 +240,7 @@ def _delete_stack(ctx: Context, printer: Printer, spec: StackSpec, retained: lis
         kept = retained_resources(ctx, spec)
         if deployed.get("EnableTerminationProtection"):
             printer.stack(spec.name, "turning termination protection off to delete")
-            cfn.call("update_termination_protection", StackName=spec.name, EnableTerminationProtection=False)
+            set_termination_protection(ctx, printer, spec, False)
         cfn.call("delete_stack", StackName=deployed["StackId"])
         status, events = wait_for_stack(ctx, spec.region, deployed["StackId"], spec.timeout_minutes,
                                         on_event=lambda e: printer.stack(spec.name, format_event(e)))
@@ -269,6 +274,8 @@ def cmd_destroy(ctx: Context, manifest: Manifest, printer: Printer, options: Opt
 
 # ---- status / outputs -------------------------------------------------------------------------
 def drift_status(ctx: Context, spec: StackSpec, timeout_minutes: float = 5) -> str:
+    """Drift is information, never a reason for `status` to fail: every error becomes
+    "unavailable (why)", and an emulator without the drift APIs says so."""
     cfn = ctx.cfn(spec.region)
     try:
         detection_id = cfn.call("detect_stack_drift", StackName=spec.name)["StackDriftDetectionId"]
@@ -280,8 +287,11 @@ def drift_status(ctx: Context, spec: StackSpec, timeout_minutes: float = 5) -> s
             if ctx.clock.monotonic() >= deadline:
                 return "DETECTION_IN_PROGRESS (timed out waiting)"
             ctx.clock.sleep(ctx.poll_seconds)
-    except (ClientError, KeyError) as error:
-        text = error_message(error) if isinstance(error, ClientError) else str(error)
+    except (ClientError, BotoCoreError, ResponseParserError, KeyError, NotImplementedError) as error:
+        gap = cfn.emulator_gap(error)
+        if gap:
+            return f"unavailable (drift detection {gap})"
+        text = error_message(error) if isinstance(error, ClientError) else str(error).splitlines()[0]
         return f"unavailable ({text or type(error).__name__})"
 
 

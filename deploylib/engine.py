@@ -12,6 +12,7 @@ import threading
 from dataclasses import dataclass, field
 
 from botocore.exceptions import ClientError
+from botocore.parsers import ResponseParserError
 
 from .artifacts import artifact_bucket_name, template_source, upload_all
 from .aws import Context, error_message
@@ -55,6 +56,20 @@ def stack_policy(spec: StackSpec, allowed: set[str] = frozenset()) -> dict:
     return {"Statement": statements}
 
 
+def set_termination_protection(ctx: Context, printer: Printer, spec: StackSpec, enabled: bool) -> None:
+    """UpdateTerminationProtection; an emulator without it (moto) gets a warning, real
+    CloudFormation errors are raised."""
+    cfn = ctx.cfn(spec.region)
+    try:
+        cfn.call("update_termination_protection", StackName=spec.name, EnableTerminationProtection=enabled)
+    except (ClientError, ResponseParserError, NotImplementedError) as error:
+        gap = cfn.emulator_gap(error)
+        if not gap:
+            raise
+        printer.stack(spec.name, f"WARNING termination protection not {'enabled' if enabled else 'disabled'}: "
+                                 f"UpdateTerminationProtection {gap}")
+
+
 class Deployer:
     def __init__(self, ctx: Context, manifest: Manifest, printer: Printer, allow_replace: set[str]):
         self.ctx = ctx
@@ -71,7 +86,7 @@ class Deployer:
         with self._lock:
             if self._uploaded:
                 return True
-            self.bucket = artifact_bucket_name(self.ctx, self.manifest)
+            self.bucket = artifact_bucket_name(self.ctx, self.manifest, warn=self.printer.line)
             if not self.bucket:
                 return False
             report = upload_all(self.ctx, self.manifest, self.bucket)
@@ -174,7 +189,7 @@ class Deployer:
         if deployed and deployed["StackStatus"] in RECREATABLE_STATUSES:
             self._recreate(spec, deployed)
             deployed = None
-        if not spec.bootstrap and not self.upload_if_bucket_exists():
+        if self.manifest.uses_artifact_bucket(spec) and not self.upload_if_bucket_exists():
             return StackPlan(spec, "deferred", deployed, note="created once the artifact bucket exists")
         if not execution_phase:
             deferred = self._missing_imports(spec)
@@ -222,12 +237,11 @@ class Deployer:
 
     # ---- execution ---------------------------------------------------------------------
     def ensure_protection(self, spec: StackSpec) -> None:
-        cfn = self.ctx.cfn(spec.region)
         deployed = describe_stack(self.ctx, spec.region, spec.name)
         if not deployed:
             return
         if self.manifest.termination_protection and not deployed.get("EnableTerminationProtection"):
-            cfn.call("update_termination_protection", StackName=spec.name, EnableTerminationProtection=True)
+            set_termination_protection(self.ctx, self.printer, spec, True)
         if self.manifest.stack_policy:
             self._set_policy(spec, stack_policy(spec))
 
@@ -253,6 +267,8 @@ class Deployer:
                 if not may_create_change_sets:
                     return Outcome(False, "needs a new plan", plan.note)
                 plan = self.plan_stack(spec, execution_phase=True)
+                if plan.action == "deferred":
+                    return Outcome(False, "failed", f"still waiting after its dependencies: {plan.note}")
                 self._print_late_plan(plan)
             if plan.action in ("unchanged", "no-op"):
                 self.ensure_protection(spec)

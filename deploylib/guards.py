@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 
 from botocore.exceptions import ClientError
+from botocore.parsers import ResponseParserError
 
 from .aws import Context, error_message
 from .manifest import StackSpec
@@ -136,7 +137,9 @@ def exports_at_risk(
 
 
 def importers(ctx: Context, region: str, export_name: str) -> list[str] | None:
-    """Stacks importing the export; None when ListImports is unavailable (e.g. moto)."""
+    """Stacks importing the export; None only when the endpoint does not implement ListImports
+    (moto). Any other error is raised: the export guard fails closed on real CloudFormation."""
+    cfn = ctx.cfn(region)
     names: list[str] = []
     token = None
     while True:
@@ -144,11 +147,13 @@ def importers(ctx: Context, region: str, export_name: str) -> list[str] | None:
         if token:
             kwargs["NextToken"] = token
         try:
-            response = ctx.cfn(region).call("list_imports", **kwargs)
-        except ClientError as error:
-            if "is not imported by any stack" in error_message(error):
+            response = cfn.call("list_imports", **kwargs)
+        except (ClientError, ResponseParserError, NotImplementedError) as error:
+            if isinstance(error, ClientError) and "is not imported by any stack" in error_message(error):
                 return names
-            return None
+            if cfn.emulator_gap(error):
+                return None
+            raise
         names += response.get("Imports", [])
         token = response.get("NextToken")
         if not token:
@@ -160,9 +165,21 @@ def export_guard(
 ) -> list[GuardFinding]:
     findings = []
     for export_name, why in sorted(at_risk.items()):
-        users = importers(ctx, spec.region, export_name)
+        try:
+            users = importers(ctx, spec.region, export_name)
+        except (ClientError, ResponseParserError) as error:
+            text = error_message(error) if isinstance(error, ClientError) else str(error).splitlines()[0]
+            findings.append(GuardFinding(
+                "export",
+                f"{spec.name}: export {export_name} may change ({why}) and ListImports failed "
+                f"({text}), so nobody can say whether another stack still imports it; stopping. "
+                f"Check `aws cloudformation list-imports --region {spec.region} --export-name "
+                f"{export_name}` (needs cloudformation:ListImports) and deploy again.",
+            ))
+            continue
         if users is None:
-            warn(f"ListImports unavailable for {export_name} ({why}): export guard could not verify it")
+            warn(f"ListImports not implemented by this endpoint for {export_name} ({why}): "
+                 f"export guard could not verify it (real CloudFormation checks it)")
             continue
         if users:
             findings.append(GuardFinding(

@@ -92,13 +92,18 @@ class Manifest:
         return self.by_name[self.artifact_bucket_stack]
 
     def dependencies(self) -> dict[str, set[str]]:
-        """The scheduling graph: depends_on, plus every stack waits for the bootstrap stack
-        because its templates and zips live in the bucket the bootstrap stack creates."""
+        """The scheduling graph: depends_on, plus every stack in the artifact bucket's region
+        waits for the bootstrap stack because its template and zips live in that bucket.
+        A stack in another region goes by TemplateBody and cannot use the bucket (Lambda code
+        and TemplateURL must be in-region), so it does not wait for it unless depends_on says so."""
         graph = {stack.name: set(stack.depends_on) for stack in self.stacks}
         for stack in self.stacks:
-            if not stack.bootstrap:
+            if self.uses_artifact_bucket(stack):
                 graph[stack.name].add(self.artifact_bucket_stack)
         return graph
+
+    def uses_artifact_bucket(self, stack: StackSpec) -> bool:
+        return not stack.bootstrap and stack.region == self.bootstrap_stack.region
 
     def dependents(self) -> dict[str, set[str]]:
         reverse: dict[str, set[str]] = {stack.name: set() for stack in self.stacks}
@@ -212,6 +217,9 @@ def _check_graph(manifest: Manifest, where: str) -> None:
         for dep in stack.depends_on:
             if dep not in manifest.by_name:
                 raise ManifestError(f"{where}: {stack.name} depends on unknown stack {dep}")
+        for alarm in stack.rollback_alarms:
+            if alarm.stack not in manifest.by_name:
+                raise ManifestError(f"{where}: {stack.name} rollback alarm {alarm.output} names unknown stack {alarm.stack}")
     graph = manifest.dependencies()
     state: dict[str, str] = {}
 

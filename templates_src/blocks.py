@@ -296,11 +296,63 @@ def log_group(
 DR_KEY_PURPOSE = "dr-replica"
 
 
-def dr_bucket_name(config: EnvironmentConfig, purpose: str) -> str:
-    """Sub-string name of the DR replica bucket for `purpose` (in config.dr.region)."""
-    return f"{resource_name(config, 'dr', purpose)}-${{AWS::AccountId}}-{config.dr.region}"
+def dr_bucket_name(
+    config: EnvironmentConfig, purpose: str, account: str = "${AWS::AccountId}", region: str | None = None
+) -> str:
+    """Name of the DR replica bucket for `purpose`, as a Sub string. The region defaults to
+    config.dr.region (what the primary region must spell out); the DR stack itself passes
+    ${AWS::Region}. Pass `account` to spell the account otherwise (metadata cannot hold a Sub)."""
+    return f"{resource_name(config, 'dr', purpose)}-{account}-{region or config.dr.region}"
 
 
 def dr_key_alias_name(config: EnvironmentConfig) -> str:
     """Alias of the DR stack's KMS key (blocks.kms_key names aliases after the purpose)."""
     return f"alias/{resource_name(config, DR_KEY_PURPOSE)}"
+
+
+# --- lifecycle rules shared by a source bucket and its DR replica (storage and dr layers) -------
+ARCHIVE_AFTER_DAYS = 90
+DOCUMENT_TRANSITIONS = (("STANDARD_IA", 30), ("GLACIER", 90), ("DEEP_ARCHIVE", 180))
+DOCUMENT_OLD_VERSION_DAYS = 30
+ABORT_MULTIPART_AFTER_DAYS = 7
+
+
+def archive_then_expire_lifecycle(rule_id: str, retention_days: int) -> s3.LifecycleConfiguration:
+    """Glacier after 90 days, gone after `retention_days`. Overwritten or deleted versions are kept
+    as long as current ones: a tampered record stays recoverable for the whole retention."""
+    glacier = dict(StorageClass="GLACIER", TransitionInDays=ARCHIVE_AFTER_DAYS)
+    return s3.LifecycleConfiguration(
+        Rules=[
+            s3.LifecycleRule(
+                Id=rule_id,
+                Status="Enabled",
+                Transitions=[s3.LifecycleRuleTransition(**glacier)],
+                ExpirationInDays=retention_days,
+                NoncurrentVersionTransitions=[s3.NoncurrentVersionTransition(**glacier)],
+                NoncurrentVersionExpiration=s3.NoncurrentVersionExpiration(NoncurrentDays=retention_days),
+                AbortIncompleteMultipartUpload=s3.AbortIncompleteMultipartUpload(
+                    DaysAfterInitiation=ABORT_MULTIPART_AFTER_DAYS
+                ),
+            )
+        ]
+    )
+
+
+def tiered_documents_lifecycle(rule_id: str) -> s3.LifecycleConfiguration:
+    """IA at 30 days, Glacier at 90, Deep Archive at 180; old versions expire after 30 days."""
+    return s3.LifecycleConfiguration(
+        Rules=[
+            s3.LifecycleRule(
+                Id=rule_id,
+                Status="Enabled",
+                Transitions=[
+                    s3.LifecycleRuleTransition(StorageClass=storage_class, TransitionInDays=days)
+                    for storage_class, days in DOCUMENT_TRANSITIONS
+                ],
+                NoncurrentVersionExpiration=s3.NoncurrentVersionExpiration(NoncurrentDays=DOCUMENT_OLD_VERSION_DAYS),
+                AbortIncompleteMultipartUpload=s3.AbortIncompleteMultipartUpload(
+                    DaysAfterInitiation=ABORT_MULTIPART_AFTER_DAYS
+                ),
+            )
+        ]
+    )

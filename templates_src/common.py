@@ -21,7 +21,6 @@ TEMPLATE_FORMAT_VERSION = "2010-09-09"
 STATEFUL_TYPES = frozenset(
     {
         "AWS::RDS::DBCluster",
-        "AWS::RDS::DBInstance",
         "AWS::DynamoDB::Table",
         "AWS::S3::Bucket",
         "AWS::KMS::Key",
@@ -31,7 +30,10 @@ STATEFUL_TYPES = frozenset(
     }
 )
 # CloudFormation can snapshot only some types; the others are retained instead.
-SNAPSHOT_TYPES = frozenset({"AWS::RDS::DBCluster", "AWS::RDS::DBInstance"})
+SNAPSHOT_TYPES = frozenset({"AWS::RDS::DBCluster"})
+# Aurora instances hold no data of their own (the cluster does), and a retained or snapshotted
+# member would block the deletion of its cluster: they are always deleted with it.
+CLUSTER_MEMBER_TYPES = frozenset({"AWS::RDS::DBInstance"})
 
 
 def stack_name(config: EnvironmentConfig, layer: str) -> str:
@@ -102,7 +104,9 @@ def keep_data(resource: AWSObject, config: EnvironmentConfig) -> AWSObject:
     """DeletionPolicy and UpdateReplacePolicy from the environment: dev deletes, staging and
     prod snapshot what can be snapshotted and retain the rest."""
     policy = config.stateful_deletion_policy
-    if policy == "Snapshot" and resource.resource_type not in SNAPSHOT_TYPES:
+    if resource.resource_type in CLUSTER_MEMBER_TYPES:
+        policy = "Delete"
+    elif policy == "Snapshot" and resource.resource_type not in SNAPSHOT_TYPES:
         policy = "Retain"
     resource.DeletionPolicy = policy
     resource.UpdateReplacePolicy = policy

@@ -72,6 +72,13 @@ class NetworkConfig(Section):
             raise ValueError("availability zones must be distinct")
         return zones
 
+    @model_validator(mode="after")
+    def _peer_outside_vpc(self) -> "NetworkConfig":
+        peer_cidr = self.peering.peer_cidr
+        if peer_cidr and _network(peer_cidr).overlaps(_network(self.cidr)):
+            raise ValueError(f"peering.peer_cidr {peer_cidr} overlaps the VPC CIDR {self.cidr}: routes would clash")
+        return self
+
 
 class AuroraConfig(Section):
     mode: Literal["serverless_v2", "provisioned"] = "serverless_v2"
@@ -123,6 +130,26 @@ class EcsConfig(Section):
         if self.min_tasks > self.max_tasks:
             raise ValueError("min_tasks must not exceed max_tasks")
         return self
+
+    @model_validator(mode="after")
+    def _fargate_size(self) -> "EcsConfig":
+        allowed = FARGATE_MEMORY_MB[self.cpu]
+        if self.memory_mb not in allowed:
+            raise ValueError(
+                f"memory_mb {self.memory_mb} is not a Fargate size for cpu {self.cpu} "
+                f"(allowed: {min(allowed)}-{max(allowed)} in the steps Fargate offers)"
+            )
+        return self
+
+
+# Fargate task sizes (Linux): the memory values each cpu value accepts.
+FARGATE_MEMORY_MB = {
+    256: frozenset({512, 1024, 2048}),
+    512: frozenset(range(1024, 4097, 1024)),
+    1024: frozenset(range(2048, 8193, 1024)),
+    2048: frozenset(range(4096, 16385, 1024)),
+    4096: frozenset(range(8192, 30721, 1024)),
+}
 
 
 class ComputeConfig(Section):

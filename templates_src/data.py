@@ -1,13 +1,354 @@
-"""data layer (stub: being written)."""
+"""data layer: Aurora PostgreSQL (writer + reader) and the DynamoDB tables of the functions.
+
+Design decisions:
+- The database credentials belong to the security layer's secret (DbCredentialsSecretArn). The
+  cluster reads them through `{{resolve:secretsmanager:...}}` dynamic references, so no secret
+  value is ever in the template, the parameter files or CloudFormation's stored template.
+- Rotation of that secret lives here, not in security: hosted rotation needs the secret attached
+  to the cluster (SecretTargetAttachment adds host, port and engine to it), and the cluster is
+  only known in this stack. It uses the `AWS::SecretsManager-2024-09-16` transform, so this stack
+  is deployed with CAPABILITY_AUTO_EXPAND; the rotation function runs in the private subnets with
+  the Lambda security group (which the database security group admits on 5432).
+- Serverless v2 or provisioned comes from `data.aurora.mode`; both get a writer and a reader so a
+  failover has somewhere to go.
+- Deletion protection follows `retains_data`: staging keeps its data like prod (Snapshot
+  policy), so it is protected too; dev is disposable.
+- RDS would create the `postgresql` log group itself, without retention and without KMS. It is
+  created here first (the cluster depends on it) so log exports land in a group that obeys the
+  platform's rules.
+- Instances carry the environment's policy like every stateful resource (Snapshot in
+  staging/prod); the data itself lives in the cluster volume, which the cluster snapshot keeps.
+- Engine version: cfn-lint W3690 knows which Aurora PostgreSQL versions can still create
+  clusters (16.4 no longer can); the parameter group family follows the major version.
+- Transform: `AWS::SecretsManager-2024-09-16` is the current one (2020-07-23 builds the rotation
+  function on an older runtime). cfn-lint does not validate transform names, so this constant
+  and a test pin it.
+- The DynamoDB tables follow `functions/paylib/TABLES.md` (the functions' contract); a test
+  compares that file's key table with this module's TABLES.
+"""
 from __future__ import annotations
 
-from troposphere import Template
+import string
+from dataclasses import dataclass
 
-from .common import new_template
-from .config import EnvironmentConfig
+import awacs.logs as logs_actions
+import awacs.sts as sts_actions
+from awacs.aws import Allow, Policy, Principal, Statement
+from troposphere import GetAtt, Ref, Split, Sub, Template, dynamodb, iam, rds, secretsmanager
+
+from .blocks import log_group
+from .common import arn, export, import_value, keep_data, new_template, resource_name, tags
+from .config import AuroraConfig, EnvironmentConfig
 
 LAYER = "data"
 
+ENGINE = "aurora-postgresql"
+DATABASE_NAME = "payments"
+DATABASE_PORT = 5432
+SECRETS_MANAGER_TRANSFORM = "AWS::SecretsManager-2024-09-16"
+SECRET_ROTATION_SCHEDULE = "rate(30 days)"
+# Performance Insights keeps 7 days at no extra cost; longer retention is billed per vCPU.
+PERFORMANCE_INSIGHTS_RETENTION_DAYS = 7
+# The security layer generates the password without punctuation; rotation keeps that promise.
+ROTATION_EXCLUDED_CHARACTERS = string.punctuation
+BACKUP_WINDOW = "02:00-03:00"
+MAINTENANCE_WINDOW = "sun:03:30-sun:04:30"
+
+
+@dataclass(frozen=True)
+class Key:
+    name: str
+    type: str  # "S" or "N"
+
+
+@dataclass(frozen=True)
+class Index:
+    name: str
+    partition: Key
+    sort: Key
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    export_prefix: str  # TransactionsTableName, TransactionsTableArn
+    purpose: str  # payments-<env>-<purpose>
+    partition: Key
+    sort: Key | None = None
+    indexes: tuple[Index, ...] = ()
+    ttl_attribute: str | None = None
+
+
+CREATED_AT = Key("created_at", "S")
+TABLES = (
+    TableSpec(
+        "Transactions",
+        "transactions",
+        Key("payment_id", "S"),
+        indexes=(
+            Index("by-customer", Key("customer_id", "S"), CREATED_AT),
+            Index("by-status", Key("status", "S"), CREATED_AT),
+        ),
+    ),
+    TableSpec("Idempotency", "idempotency", Key("idempotency_key", "S"), ttl_attribute="expires_at"),
+    TableSpec(
+        "Velocity", "velocity", Key("counter_key", "S"), sort=Key("window_start", "N"), ttl_attribute="expires_at"
+    ),
+    TableSpec("BatchStatus", "batch-status", Key("batch_id", "S"), ttl_attribute="expires_at"),
+)
+
+
+def cluster_identifier(config: EnvironmentConfig) -> str:
+    return resource_name(config, "aurora")
+
+
+def parameter_group_family(aurora: AuroraConfig) -> str:
+    """aurora-postgresql16 for 16.x: the family must match the engine's major version."""
+    return f"{ENGINE}{aurora.engine_version.split('.', 1)[0]}"
+
 
 def build(config: EnvironmentConfig) -> Template:
-    return new_template(config, LAYER, "stub")
+    template = new_template(config, LAYER, "Aurora PostgreSQL cluster and DynamoDB tables")
+    template.set_transform(SECRETS_MANAGER_TRANSFORM)
+    cluster = _aurora_cluster(template, config)
+    _instances(template, config, cluster)
+    _secret_rotation(template, config, cluster)
+    _export_cluster(template, config, cluster)
+    for spec in TABLES:
+        _table(template, config, spec)
+    return template
+
+
+# --- Aurora -------------------------------------------------------------------------------------
+
+
+def _secret_field(config: EnvironmentConfig, field: str) -> Sub:
+    """A dynamic reference CloudFormation resolves at deploy time; the value never appears."""
+    return Sub(
+        f"{{{{resolve:secretsmanager:${{SecretArn}}:SecretString:{field}}}}}",
+        SecretArn=import_value(config, "security", "DbCredentialsSecretArn"),
+    )
+
+
+def _aurora_cluster(template: Template, config: EnvironmentConfig) -> rds.DBCluster:
+    aurora = config.data.aurora
+    name = cluster_identifier(config)
+    subnet_group = template.add_resource(
+        rds.DBSubnetGroup(
+            "DbSubnetGroup",
+            DBSubnetGroupName=resource_name(config, "aurora-subnets"),
+            DBSubnetGroupDescription=f"{name}: isolated subnets, no route to the internet",
+            SubnetIds=Split(",", import_value(config, "network", "IsolatedSubnetIds")),
+            Tags=tags(config, resource_name(config, "aurora-subnets")),
+        )
+    )
+    parameter_group = template.add_resource(
+        rds.DBClusterParameterGroup(
+            "DbClusterParameterGroup",
+            Description=f"{name}: TLS required for every connection",
+            Family=parameter_group_family(aurora),
+            Parameters={"rds.force_ssl": "1"},
+            Tags=tags(config, resource_name(config, "aurora-params")),
+        )
+    )
+    postgres_logs = log_group(
+        template,
+        config,
+        "DbPostgresLogGroup",
+        f"/aws/rds/cluster/{name}/postgresql",
+        import_value(config, "security", "LogsKeyArn"),
+    )
+    cluster = rds.DBCluster(
+        "DbCluster",
+        DependsOn=[postgres_logs.title],
+        DBClusterIdentifier=name,
+        Engine=ENGINE,
+        EngineVersion=aurora.engine_version,
+        DatabaseName=DATABASE_NAME,
+        Port=DATABASE_PORT,
+        MasterUsername=_secret_field(config, "username"),
+        MasterUserPassword=_secret_field(config, "password"),
+        DBSubnetGroupName=Ref(subnet_group),
+        VpcSecurityGroupIds=[import_value(config, "network", "DatabaseSecurityGroupId")],
+        DBClusterParameterGroupName=Ref(parameter_group),
+        EnableIAMDatabaseAuthentication=True,
+        StorageEncrypted=True,
+        KmsKeyId=import_value(config, "security", "DataKeyArn"),
+        BackupRetentionPeriod=aurora.backup_retention_days,
+        PreferredBackupWindow=BACKUP_WINDOW,
+        PreferredMaintenanceWindow=MAINTENANCE_WINDOW,
+        CopyTagsToSnapshot=True,
+        DeletionProtection=config.retains_data,
+        EnableCloudwatchLogsExports=["postgresql"],
+        Tags=tags(config, name),
+    )
+    if aurora.mode == "serverless_v2":
+        cluster.ServerlessV2ScalingConfiguration = rds.ServerlessV2ScalingConfiguration(
+            MinCapacity=aurora.min_capacity_acu, MaxCapacity=aurora.max_capacity_acu
+        )
+    return template.add_resource(keep_data(cluster, config))
+
+
+def _instances(template: Template, config: EnvironmentConfig, cluster: rds.DBCluster) -> None:
+    aurora = config.data.aurora
+    instance_class = "db.serverless" if aurora.mode == "serverless_v2" else aurora.instance_class
+    monitoring_role = _monitoring_role(template, config)
+    for logical_id, role, promotion_tier in (("DbWriterInstance", "writer", 0), ("DbReaderInstance", "reader", 1)):
+        name = f"{cluster_identifier(config)}-{role}"
+        instance = rds.DBInstance(
+            logical_id,
+            DBInstanceIdentifier=name,
+            DBClusterIdentifier=Ref(cluster),
+            Engine=ENGINE,
+            DBInstanceClass=instance_class,
+            PromotionTier=promotion_tier,
+            PubliclyAccessible=False,
+            AutoMinorVersionUpgrade=True,
+            EnablePerformanceInsights=True,
+            PerformanceInsightsKMSKeyId=import_value(config, "security", "DataKeyArn"),
+            PerformanceInsightsRetentionPeriod=PERFORMANCE_INSIGHTS_RETENTION_DAYS,
+            MonitoringInterval=aurora.monitoring_interval_s,
+            MonitoringRoleArn=GetAtt(monitoring_role, "Arn"),
+            Tags=tags(config, name, Role=role),
+        )
+        if role == "reader":
+            # Created after the writer so the writer is the first instance (and the primary).
+            instance.DependsOn = ["DbWriterInstance"]
+        template.add_resource(keep_data(instance, config))
+
+
+def _monitoring_role(template: Template, config: EnvironmentConfig) -> iam.Role:
+    """Enhanced monitoring publishes OS metrics to the `RDSOSMetrics` log group that RDS owns;
+    these are the actions of AWS's AmazonRDSEnhancedMonitoringRole policy, spelled out."""
+    return template.add_resource(
+        iam.Role(
+            "DbMonitoringRole",
+            Description=f"{cluster_identifier(config)}: enhanced monitoring",
+            AssumeRolePolicyDocument=Policy(
+                Version="2012-10-17",
+                Statement=[
+                    Statement(
+                        Effect=Allow,
+                        Principal=Principal("Service", "monitoring.rds.amazonaws.com"),
+                        Action=[sts_actions.AssumeRole],
+                    )
+                ],
+            ),
+            Policies=[
+                iam.Policy(
+                    PolicyName="enhanced-monitoring",
+                    PolicyDocument=Policy(
+                        Version="2012-10-17",
+                        Statement=[
+                            Statement(
+                                Sid="ManageRdsOsMetricsGroup",
+                                Effect=Allow,
+                                Action=[logs_actions.CreateLogGroup, logs_actions.PutRetentionPolicy],
+                                Resource=[arn("logs", "log-group:RDS*")],
+                            ),
+                            Statement(
+                                Sid="WriteRdsOsMetrics",
+                                Effect=Allow,
+                                Action=[
+                                    logs_actions.CreateLogStream,
+                                    logs_actions.DescribeLogStreams,
+                                    logs_actions.GetLogEvents,
+                                    logs_actions.PutLogEvents,
+                                ],
+                                Resource=[arn("logs", "log-group:RDS*:log-stream:*")],
+                            ),
+                        ],
+                    ),
+                )
+            ],
+            Tags=tags(config, resource_name(config, "aurora-monitoring")),
+        )
+    )
+
+
+def _secret_rotation(template: Template, config: EnvironmentConfig, cluster: rds.DBCluster) -> None:
+    secret_arn = import_value(config, "security", "DbCredentialsSecretArn")
+    attachment = template.add_resource(
+        secretsmanager.SecretTargetAttachment(
+            "DbSecretAttachment", SecretId=secret_arn, TargetId=Ref(cluster), TargetType="AWS::RDS::DBCluster"
+        )
+    )
+    template.add_resource(
+        secretsmanager.RotationSchedule(
+            "DbSecretRotation",
+            # Rotation reads host and port from the secret: they arrive with the attachment, and
+            # the writer must be up to accept the new password.
+            DependsOn=[attachment.title, "DbWriterInstance"],
+            SecretId=secret_arn,
+            HostedRotationLambda=secretsmanager.HostedRotationLambda(
+                RotationType="PostgreSQLSingleUser",
+                RotationLambdaName=resource_name(config, "db-secret-rotation"),
+                KmsKeyArn=import_value(config, "security", "SecretsKeyArn"),
+                VpcSubnetIds=import_value(config, "network", "PrivateSubnetIds"),
+                VpcSecurityGroupIds=import_value(config, "network", "LambdaSecurityGroupId"),
+                ExcludeCharacters=ROTATION_EXCLUDED_CHARACTERS,
+            ),
+            RotationRules=secretsmanager.RotationRules(ScheduleExpression=SECRET_ROTATION_SCHEDULE),
+        )
+    )
+
+
+def _export_cluster(template: Template, config: EnvironmentConfig, cluster: rds.DBCluster) -> None:
+    export(template, config, LAYER, "DbClusterIdentifier", Ref(cluster), "Aurora cluster identifier")
+    export(template, config, LAYER, "DbClusterEndpoint", GetAtt(cluster, "Endpoint.Address"), "Writer endpoint")
+    export(template, config, LAYER, "DbReaderEndpoint", GetAtt(cluster, "ReadEndpoint.Address"), "Reader endpoint")
+    export(template, config, LAYER, "DbPort", GetAtt(cluster, "Endpoint.Port"), "PostgreSQL port")
+
+
+# --- DynamoDB -----------------------------------------------------------------------------------
+
+
+def _table(template: Template, config: EnvironmentConfig, spec: TableSpec) -> dynamodb.Table:
+    name = resource_name(config, spec.purpose)
+    table = dynamodb.Table(
+        f"{spec.export_prefix}Table",
+        TableName=name,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            dynamodb.AttributeDefinition(AttributeName=key.name, AttributeType=key.type)
+            for key in _attributes(spec)
+        ],
+        KeySchema=_key_schema(spec.partition, spec.sort),
+        PointInTimeRecoverySpecification=dynamodb.PointInTimeRecoverySpecification(PointInTimeRecoveryEnabled=True),
+        SSESpecification=dynamodb.SSESpecification(
+            SSEEnabled=True, SSEType="KMS", KMSMasterKeyId=import_value(config, "security", "DataKeyArn")
+        ),
+        DeletionProtectionEnabled=config.retains_data,
+        Tags=tags(config, name),
+    )
+    if spec.indexes:
+        table.GlobalSecondaryIndexes = [
+            dynamodb.GlobalSecondaryIndex(
+                IndexName=index.name,
+                KeySchema=_key_schema(index.partition, index.sort),
+                Projection=dynamodb.Projection(ProjectionType="ALL"),
+            )
+            for index in spec.indexes
+        ]
+    if spec.ttl_attribute:
+        table.TimeToLiveSpecification = dynamodb.TimeToLiveSpecification(
+            AttributeName=spec.ttl_attribute, Enabled=True
+        )
+    template.add_resource(keep_data(table, config))
+    export(template, config, LAYER, f"{spec.export_prefix}TableName", Ref(table), f"{name} table name")
+    export(template, config, LAYER, f"{spec.export_prefix}TableArn", GetAtt(table, "Arn"), f"{name} table ARN")
+    return table
+
+
+def _attributes(spec: TableSpec) -> list[Key]:
+    """Every key attribute of the table and its indexes, once, sorted (deterministic output)."""
+    keys = {spec.partition, *([spec.sort] if spec.sort else [])}
+    for index in spec.indexes:
+        keys.update((index.partition, index.sort))
+    return sorted(keys, key=lambda key: key.name)
+
+
+def _key_schema(partition: Key, sort: Key | None) -> list[dynamodb.KeySchema]:
+    schema = [dynamodb.KeySchema(AttributeName=partition.name, KeyType="HASH")]
+    if sort:
+        schema.append(dynamodb.KeySchema(AttributeName=sort.name, KeyType="RANGE"))
+    return schema

@@ -1,13 +1,220 @@
-"""security layer (stub: being written)."""
+"""security layer: the platform's KMS keys, its generated secrets and the SSM names that
+publish them.
+
+Design decisions:
+- One customer-managed key per purpose, each rotated yearly, each policy naming the services
+  allowed to use it:
+  * data: services that encrypt as themselves (CloudWatch alarms and EventBridge publishing to
+    encrypted SNS/SQS, S3 notifications, SNS to encrypted SQS, ...) by service principal, and
+    the account's own roles only through the data services (kms:ViaService);
+  * logs: CloudWatch Logs of this region, only for log groups of this account (encryption
+    context condition);
+  * secrets: the account's roles only through Secrets Manager (kms:ViaService).
+- This layer needs nothing from the network: it imports nothing, so it can deploy first.
+- The database credentials secret is created here (generated, 32 characters, no punctuation);
+  the data layer attaches it to the cluster and owns its 30-day RotationSchedule, because the
+  rotation function must run in the database's VPC and reach the cluster.
+- The API signing key and the card-fingerprint HMAC key are generated once. Rotating them is a
+  re-keying (old signatures and fingerprints stop matching), done as a planned operation, not by
+  a Secrets Manager schedule.
+- SSM parameters publish ids, ARNs and names only (type String); never a secret value.
+"""
 from __future__ import annotations
 
-from troposphere import Template
+import json
 
-from .common import new_template
+from awacs.aws import Allow, ArnLike, Condition, Statement, StringEquals
+from troposphere import GetAtt, Ref, Sub, Template, secretsmanager, ssm
+
+from .blocks import KEY_USE_ACTIONS, THIS_KEY, account_root, kms_key, service_use_statement
+from .common import export, keep_data, resource_name, skip_checkov, standard_tags, tags, new_template
 from .config import EnvironmentConfig
 
 LAYER = "security"
 
+DB_USERNAME = "payments_admin"
+DB_PASSWORD_LENGTH = 32
+API_SIGNING_KEY_LENGTH = 64
+CARD_FINGERPRINT_KEY_LENGTH = 64
+
+# Export-key stem -> secret purpose (its name is payments-<env>-<purpose>).
+SECRET_PURPOSES = {
+    "DbCredentials": "db-credentials",
+    "ApiSigning": "api-signing-key",
+    "CardFingerprint": "card-fingerprint-key",
+}
+
+# Services that call KMS as themselves (service principal) with the data key.
+DATA_KEY_SERVICE_PRINCIPALS = (
+    "cloudwatch.amazonaws.com",
+    "dynamodb.amazonaws.com",
+    "events.amazonaws.com",
+    "lambda.amazonaws.com",
+    "rds.amazonaws.com",
+    "s3.amazonaws.com",
+    "sns.amazonaws.com",
+    "sqs.amazonaws.com",
+    "states.amazonaws.com",
+)
+# Services through which the account's roles may use the data key (kms:ViaService).
+DATA_KEY_VIA_SERVICES = ("dynamodb", "lambda", "rds", "s3", "sns", "sqs", "states")
+
 
 def build(config: EnvironmentConfig) -> Template:
-    return new_template(config, LAYER, "stub")
+    template = new_template(config, LAYER, "KMS keys (data, logs, secrets), generated secrets, SSM names")
+    keys = {
+        "Data": _data_key(template, config),
+        "Logs": _logs_key(template, config),
+        "Secrets": _secrets_key(template, config),
+    }
+    secrets = _secrets(template, config, keys["Secrets"])
+    _parameters(template, config, keys, secrets)
+    _exports(template, config, keys, secrets)
+    return template
+
+
+def _via_services_statement(sid: str, services: tuple[str, ...]) -> Statement:
+    """The account's principals may use the key only through the named services."""
+    return Statement(
+        Sid=sid,
+        Effect=Allow,
+        Principal=account_root(),
+        Action=KEY_USE_ACTIONS,
+        Resource=[THIS_KEY],
+        # One StringEquals holding both keys: awacs keeps one element per operator.
+        Condition=Condition(
+            StringEquals(
+                {
+                    "kms:CallerAccount": Ref("AWS::AccountId"),
+                    "kms:ViaService": [Sub(f"{service}.${{AWS::Region}}.amazonaws.com") for service in services],
+                }
+            )
+        ),
+    )
+
+
+def _data_key(template: Template, config: EnvironmentConfig):
+    return kms_key(
+        template,
+        config,
+        "DataKey",
+        "data",
+        [
+            service_use_statement("AllowDataServices", DATA_KEY_SERVICE_PRINCIPALS),
+            _via_services_statement("AllowAccountThroughDataServices", DATA_KEY_VIA_SERVICES),
+        ],
+    )
+
+
+def _logs_key(template: Template, config: EnvironmentConfig):
+    return kms_key(
+        template,
+        config,
+        "LogsKey",
+        "logs",
+        [
+            service_use_statement(
+                "AllowCloudWatchLogsForThisAccount",
+                [Sub("logs.${AWS::Region}.amazonaws.com")],
+                Condition(
+                    ArnLike(
+                        "kms:EncryptionContext:aws:logs:arn",
+                        Sub("arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:*"),
+                    )
+                ),
+            )
+        ],
+    )
+
+
+def _secrets_key(template: Template, config: EnvironmentConfig):
+    return kms_key(
+        template, config, "SecretsKey", "secrets", [_via_services_statement("AllowAccountThroughSecretsManager", ("secretsmanager",))]
+    )
+
+
+def _secret(template: Template, config: EnvironmentConfig, logical_id: str, purpose: str, description: str, key, generate, rotation_note: str):
+    secret = template.add_resource(
+        keep_data(
+            secretsmanager.Secret(
+                logical_id,
+                Name=resource_name(config, purpose),
+                Description=description,
+                KmsKeyId=GetAtt(key, "Arn"),
+                GenerateSecretString=generate,
+                Tags=tags(config, resource_name(config, purpose)),
+            ),
+            config,
+        )
+    )
+    return skip_checkov(secret, "CKV2_AWS_57", rotation_note)
+
+
+def _secrets(template: Template, config: EnvironmentConfig, key) -> dict[str, secretsmanager.Secret]:
+    database = _secret(
+        template, config, "DbCredentialsSecret", SECRET_PURPOSES["DbCredentials"],
+        f"Aurora master credentials ({DB_USERNAME}); attached to the cluster by the data layer",
+        key,
+        secretsmanager.GenerateSecretString(
+            SecretStringTemplate=json.dumps({"username": DB_USERNAME}),
+            GenerateStringKey="password",
+            PasswordLength=DB_PASSWORD_LENGTH,
+            ExcludePunctuation=True,
+        ),
+        "rotated every 30 days by the data layer's RotationSchedule (needs the database VPC)",
+    )
+    api_signing = _secret(
+        template, config, "ApiSigningSecret", SECRET_PURPOSES["ApiSigning"],
+        "Key that signs API responses and webhooks",
+        key,
+        secretsmanager.GenerateSecretString(PasswordLength=API_SIGNING_KEY_LENGTH, ExcludePunctuation=True),
+        "rotating is a re-keying that invalidates issued signatures: a planned operation, not a schedule",
+    )
+    card_fingerprint = _secret(
+        template, config, "CardFingerprintSecret", SECRET_PURPOSES["CardFingerprint"],
+        "HMAC key that fingerprints card numbers (for velocity checks) without storing them",
+        key,
+        secretsmanager.GenerateSecretString(PasswordLength=CARD_FINGERPRINT_KEY_LENGTH, ExcludePunctuation=True),
+        "rotating the HMAC key changes every card fingerprint (re-keying): a planned operation",
+    )
+    return {"DbCredentials": database, "ApiSigning": api_signing, "CardFingerprint": card_fingerprint}
+
+
+def parameter_path(config: EnvironmentConfig, *parts: str) -> str:
+    return "/".join(("", "payments", config.name, *parts))
+
+
+def _parameter(template: Template, config: EnvironmentConfig, logical_id: str, path: str, value, description: str) -> None:
+    template.add_resource(
+        ssm.Parameter(
+            logical_id,
+            Name=path,
+            Type="String",
+            Value=value,
+            Description=description,
+            Tags=standard_tags(config),
+        )
+    )
+
+
+def _parameters(template: Template, config: EnvironmentConfig, keys: dict, secrets: dict) -> None:
+    for purpose, key in keys.items():
+        slug = purpose.lower()
+        _parameter(template, config, f"{purpose}KeyIdParameter", parameter_path(config, "kms", f"{slug}-key-id"), Ref(key), f"{slug} KMS key id")
+        _parameter(template, config, f"{purpose}KeyArnParameter", parameter_path(config, "kms", f"{slug}-key-arn"), GetAtt(key, "Arn"), f"{slug} KMS key ARN")
+        _parameter(
+            template, config, f"{purpose}KeyAliasParameter", parameter_path(config, "kms", f"{slug}-key-alias"),
+            f"alias/{resource_name(config, slug)}", f"{slug} KMS key alias",
+        )
+    for name, secret in secrets.items():
+        _parameter(
+            template, config, f"{name}SecretArnParameter", parameter_path(config, "secrets", f"{SECRET_PURPOSES[name]}-arn"),
+            Ref(secret), f"ARN of secret {secret.Name} (the ARN only, never the value)",
+        )
+
+
+def _exports(template: Template, config: EnvironmentConfig, keys: dict, secrets: dict) -> None:
+    for purpose, key in keys.items():
+        export(template, config, LAYER, f"{purpose}KeyArn", GetAtt(key, "Arn"), f"{purpose.lower()} KMS key ARN")
+    for name, secret in secrets.items():
+        export(template, config, LAYER, f"{name}SecretArn", Ref(secret), f"ARN of secret {secret.Name}")

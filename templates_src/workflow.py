@@ -35,7 +35,7 @@ from troposphere import GetAtt, Ref, Template, iam, stepfunctions
 from . import blocks
 from .common import arn, export, ignore_cfn_lint, import_value, new_template, resource_name, tags
 from .config import EnvironmentConfig
-from .function_catalog import FUNCTIONS_DIR, FunctionDeclaration, load_functions
+from .function_catalog import FUNCTIONS_DIR, DeclarationError, FunctionDeclaration, load_functions
 
 LAYER = "workflow"
 DEFINITION_FILE = "workflow.asl.json"
@@ -45,12 +45,13 @@ TOPICS = {"PaymentNotificationsTopicArn": ("messaging", "PaymentNotificationsTop
 # Substitution that carries the stack's partition into service-integration ARNs.
 PARTITION_PLACEHOLDER = "Partition"
 LOCAL_INTEGRATION_PREFIX = "arn:aws:states:::"
-# Minutes of reuse for a data key: fewer KMS calls, still rotated every few minutes.
+# How long Step Functions reuses a data key: fewer KMS calls, a fresh key every 5 minutes.
 KMS_DATA_KEY_REUSE_SECONDS = 300
 
 
-class WorkflowDefinitionError(ValueError):
-    """The state machine definition cannot be built; the message names the file and the cause."""
+class WorkflowDefinitionError(DeclarationError):
+    """The state machine definition cannot be built; the message names the file and the cause.
+    A DeclarationError, so the build reports it as bad input under functions/, not a crash."""
 
 
 def load_definition(path: Path) -> dict:
@@ -86,7 +87,7 @@ def resolve_placeholders(
 ) -> tuple[list[FunctionDeclaration], list[str]]:
     """Split placeholders into called functions and topics; anything else is an error."""
     by_name = {function.name: function for function in functions}
-    unknown = [name for name in names if name not in by_name and name not in TOPICS]
+    unknown = [name for name in names if name not in by_name and name not in TOPICS and name != PARTITION_PLACEHOLDER]
     if PARTITION_PLACEHOLDER in names:
         unknown.append(f"{PARTITION_PLACEHOLDER} (reserved for the stack's partition)")
     if unknown:
@@ -108,12 +109,6 @@ def resolve_placeholders(
 def _role(template: Template, config: EnvironmentConfig, called, topic_keys, state_machine_name: str) -> iam.Role:
     data_key_arn = import_value(config, "security", "DataKeyArn")
     statements = [
-        Statement(
-            Sid="InvokePaymentFunctionAliases",
-            Effect=Allow,
-            Action=[lambda_actions.InvokeFunction],
-            Resource=[import_value(config, "compute", f"{f.logical_name}AliasArn") for f in called],
-        ),
         Statement(
             Sid="EncryptWithDataKey",
             Effect=Allow,
@@ -153,12 +148,22 @@ def _role(template: Template, config: EnvironmentConfig, called, topic_keys, sta
     ]
     if topic_keys:
         statements.insert(
-            1,
+            0,
             Statement(
                 Sid="PublishPaymentNotifications",
                 Effect=Allow,
                 Action=[sns_actions.Publish],
                 Resource=[import_value(config, *TOPICS[key]) for key in topic_keys],
+            ),
+        )
+    if called:
+        statements.insert(
+            0,
+            Statement(
+                Sid="InvokePaymentFunctionAliases",
+                Effect=Allow,
+                Action=[lambda_actions.InvokeFunction],
+                Resource=[import_value(config, "compute", f"{f.logical_name}AliasArn") for f in called],
             ),
         )
     trust = Policy(
@@ -242,7 +247,7 @@ def build(config: EnvironmentConfig, functions_dir: Path = FUNCTIONS_DIR) -> Tem
     ignore_cfn_lint(
         state_machine,
         "E3601",
-        "its ASL schema accepts only a literal arn:aws: partition; tests lint the definition as written",
+        "its ASL schema accepts only the literal aws partition in ARNs; tests lint the definition as written",
     )
     export(template, config, LAYER, "StateMachineArn", Ref(state_machine), "ARN of the payment workflow state machine")
     export(template, config, LAYER, "StateMachineName", GetAtt(state_machine, "Name"), "Name of the payment workflow state machine")

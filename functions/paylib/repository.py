@@ -1,0 +1,132 @@
+"""The transactions table: create once, read, and move a payment forward only.
+
+Design decisions:
+- A payment is created with `attribute_not_exists(payment_id)`: a retry finds the first item
+  instead of writing a second one.
+- Status changes are conditional updates: the condition names the statuses the payment may
+  come from, so a payment never moves backwards and never settles twice, whatever the order
+  in which retries and duplicate messages arrive.
+- The API representation is built here from the stored item: brand and last four only.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Optional
+
+from . import aws
+
+# status -> statuses it may move to; anything not listed is final
+TRANSITIONS: dict[str, set[str]] = {
+    "review": {"approved", "declined"},
+    "approved": {"settled", "failed"},
+}
+FINAL_STATUSES = {"declined", "settled", "failed"}
+
+
+class InvalidTransition(Exception):
+    def __init__(self, payment_id: str, current: Optional[str], wanted: str):
+        super().__init__(f"payment {payment_id} cannot move from {current} to {wanted}")
+        self.payment_id = payment_id
+        self.current = current
+        self.wanted = wanted
+
+
+class PaymentNotFound(Exception):
+    pass
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def table_name() -> str:
+    return aws.env("TRANSACTIONS_TABLE")
+
+
+def create(item: dict) -> bool:
+    """Write a new payment; False if a payment with this id already exists."""
+    try:
+        aws.client("dynamodb").put_item(
+            TableName=table_name(), Item=aws.to_dynamo(item),
+            ConditionExpression="attribute_not_exists(payment_id)",
+        )
+        return True
+    except aws.client("dynamodb").exceptions.ConditionalCheckFailedException:
+        return False
+
+
+def get(payment_id: str) -> Optional[dict]:
+    answer = aws.client("dynamodb").get_item(
+        TableName=table_name(), Key={"payment_id": {"S": payment_id}}, ConsistentRead=True,
+    )
+    return aws.from_dynamo(answer["Item"]) if "Item" in answer else None
+
+
+def transition(payment_id: str, wanted: str, now: datetime, extra: Optional[dict] = None) -> dict:
+    """Move a payment to `wanted` if its current status allows it; return the new item."""
+    allowed_from = sorted(status for status, targets in TRANSITIONS.items() if wanted in targets)
+    if not allowed_from:
+        raise InvalidTransition(payment_id, None, wanted)
+    names = {"#status": "status", "#updated_at": "updated_at", "#version": "version"}
+    values = {":wanted": wanted, ":now": iso(now), ":one": 1}
+    sets = ["#status = :wanted", "#updated_at = :now"]
+    for index, (name, value) in enumerate(sorted((extra or {}).items())):
+        names[f"#x{index}"] = name
+        values[f":x{index}"] = value
+        sets.append(f"#x{index} = :x{index}")
+    placeholders = []
+    for index, status in enumerate(allowed_from):
+        values[f":from{index}"] = status
+        placeholders.append(f":from{index}")
+    client = aws.client("dynamodb")
+    try:
+        answer = client.update_item(
+            TableName=table_name(), Key={"payment_id": {"S": payment_id}},
+            UpdateExpression="SET " + ", ".join(sets) + " ADD #version :one",
+            ConditionExpression=f"attribute_exists(payment_id) AND #status IN ({', '.join(placeholders)})",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=aws.to_dynamo(values),
+            ReturnValues="ALL_NEW",
+        )
+    except client.exceptions.ConditionalCheckFailedException:
+        current = get(payment_id)
+        if current is None:
+            raise PaymentNotFound(payment_id) from None
+        raise InvalidTransition(payment_id, current.get("status"), wanted) from None
+    return aws.from_dynamo(answer["Attributes"])
+
+
+def customer_history(customer_id: str, limit: int = 50) -> list[dict]:
+    """The customer's most recent payments, newest first (GSI by-customer)."""
+    answer = aws.client("dynamodb").query(
+        TableName=table_name(), IndexName="by-customer",
+        KeyConditionExpression="customer_id = :customer",
+        ExpressionAttributeValues={":customer": {"S": customer_id}},
+        ScanIndexForward=False, Limit=limit,
+    )
+    return [aws.from_dynamo(item) for item in answer.get("Items", [])]
+
+
+def representation(item: dict) -> dict:
+    """The API view of a stored payment (matches the OpenAPI Payment schema)."""
+    card = item["card"]
+    risk = item["risk"]
+    view = {
+        "payment_id": item["payment_id"],
+        "status": item["status"],
+        "amount": int(item["amount"]),
+        "currency": item["currency"],
+        "customer_id": item["customer_id"],
+        "card": {"brand": card["brand"], "last4": card["last4"],
+                 "exp_month": int(card["exp_month"]), "exp_year": int(card["exp_year"])},
+        "risk": {"score": int(risk["score"]), "level": risk["level"], "reasons": list(risk["reasons"])},
+        "created_at": item["created_at"],
+    }
+    for optional in ("merchant_reference", "description", "metadata", "billing_country", "settled_at"):
+        if item.get(optional) not in (None, "", {}):
+            view[optional] = item[optional]
+    return view

@@ -1,0 +1,47 @@
+"""POST /payments and GET /payments/{payment_id}."""
+from __future__ import annotations
+
+import re
+
+from paylib import apigw, idempotency, payments, repository
+from paylib.errors import ApiError, response
+from paylib.handlers import api_endpoint
+from paylib.observability import logger, metrics, tracer
+from paylib.validation import parse_payment_request
+
+PAYMENT_ID = re.compile(r"pay_[0-9a-f]{24}")
+
+
+def create(event: dict) -> dict:
+    body = apigw.json_body(event)
+    request = parse_payment_request(body)
+    key = idempotency.validate_key(apigw.header(event, "Idempotency-Key"))
+    status, view = payments.create_payment(request, body, apigw.api_key_scope(event), key)
+    return response(status, view, {"Location": f"/payments/{view['payment_id']}"})
+
+
+def read(event: dict) -> dict:
+    payment_id = apigw.path_parameter(event, "payment_id")
+    if payment_id is None or not PAYMENT_ID.fullmatch(payment_id):
+        raise ApiError(400, "invalid_payment_id", "payment_id must look like pay_ followed by 24 hex digits", "payment_id")
+    item = repository.get(payment_id)
+    if item is None:
+        raise ApiError(404, "payment_not_found", "no payment with this id", "payment_id")
+    return response(200, repository.representation(item))
+
+
+@api_endpoint
+def route(event: dict, context: object) -> dict:
+    method, resource = event.get("httpMethod"), event.get("resource")
+    if method == "POST" and resource == "/payments":
+        return create(event)
+    if method == "GET" and resource == "/payments/{payment_id}":
+        return read(event)
+    raise ApiError(404, "route_not_found", "no such operation")
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def handler(event: dict, context: object) -> dict:
+    return route(event, context)

@@ -1,0 +1,533 @@
+"""Lambda functions of the compute layer, generated from `functions/<name>/function.yaml`.
+
+Design decisions:
+- One role per function. Its inline policy holds only what is specific to the function: writing
+  to its own log group, the declared permissions, polling its SQS trigger, sending to the
+  failure queue. What every function needs (X-Ray, decrypting its data-key-encrypted environment)
+  is one shared managed policy, and ENI management for the VPC is AWS's
+  AWSLambdaVPCAccessExecutionRole: both keep the template small and say the same thing once.
+- Rollout: each function publishes an `AWS::Lambda::Version` whose logical id carries the first
+  8 hex of the code sha256 and whose Description carries a digest of the whole function
+  configuration, so a code change or a configuration change publishes a new version (a Version's
+  properties are replace-only), and the alias `live` moves to it. Every trigger and every other
+  layer (api, workflow) invokes the alias, never $LATEST. Old versions are retained so an
+  operator can point `live` back at once; a failed stack update rolls the alias back by itself.
+  No CodeDeploy DeploymentPreference: it needs the SAM transform and a CodeDeploy application
+  per function, too much machinery for eight functions whose rollback is one alias update.
+- Failures of asynchronous invocations (EventBridge for S3 objects, SNS) land in one shared
+  failure queue (`payments-<env>-function-dlq`), with an alarm to the alarm topic when it is not
+  empty. EventBridge and SNS write to that queue as service principals, so it has its own KMS key
+  whose policy names exactly those two services: the shared data key stays closed to them.
+  Synchronously invoked functions (API Gateway, Step Functions, SQS pollers) never use a Lambda
+  DLQ (the caller sees the error, SQS has its own redrive), so they carry no DeadLetterConfig.
+- S3 objects reach a function through an EventBridge rule on "Object Created", never a bucket
+  notification: storage must not depend on compute.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import awacs.kms as kms_actions
+import awacs.logs as logs_actions
+import awacs.sqs as sqs_actions
+import awacs.sts as sts_actions
+import awacs.xray as xray_actions
+from awacs.aws import Action, Allow, ArnEquals, Condition, Policy, Principal, Statement
+from troposphere import GetAtt, Join, Parameter, Ref, Split, Sub, Template, awslambda, cloudwatch, events, iam, sns, sqs
+from troposphere.validators import integer
+
+from . import blocks
+from .common import import_value, keep_data, resource_name, skip_checkov, tags
+from .config import EnvironmentConfig
+from .function_catalog import DeclarationError, ExportRef, FunctionDeclaration
+from .packaging import artifact_key, package
+
+RUNTIME = "python3.12"
+ARCHITECTURE = "x86_64"  # must match the Powertools layer's architecture below
+POWERTOOLS_VERSION = "3.37.0"
+POWERTOOLS_LAYER_SSM_PATH = f"/aws/service/powertools/python/{ARCHITECTURE}/{RUNTIME}/{POWERTOOLS_VERSION}"
+METRICS_NAMESPACE = "Payments"
+ALIAS_NAME = "live"
+ASYNC_TRIGGERS = frozenset({"s3", "sns"})  # EventBridge and SNS invoke Lambda asynchronously
+# Set by the platform only. The Powertools names are defaults a declaration may override (a
+# shared service name groups every function's metrics under one dimension, for instance).
+RESERVED_ENVIRONMENT = ("ENVIRONMENT",)
+FAILURE_QUEUE_RETENTION_S = 14 * 24 * 3600
+EVENT_RETRY_ATTEMPTS = 8
+EVENT_MAX_AGE_S = 6 * 3600
+# AWS's managed policy for Lambda ENIs in a VPC: ec2:CreateNetworkInterface, Describe*, Delete
+# and (Un)AssignPrivateIpAddresses, which accept only Resource "*" at the API. The managed policy
+# says so once for every function instead of eight inline "*" statements.
+VPC_ACCESS_POLICY = "arn:${AWS::Partition}:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"
+
+
+class QueueScalingConfig(awslambda.ScalingConfig):
+    """The event source mapping's ScalingConfig. troposphere 4.11.1 declares two classes named
+    ScalingConfig in awslambda and the later one (web function endpoints) wins; this restores
+    the event source mapping's shape while staying the type the mapping accepts."""
+
+    props = {"MaximumConcurrency": (integer, False)}
+
+
+class FunctionTemplateError(DeclarationError):
+    """A declaration cannot be turned into resources; the message names the function (the
+    build reports it like any other declaration error, without a traceback)."""
+
+
+def export_ref(reference: str, function_name: str) -> tuple[str, str]:
+    """`messaging.PaymentQueueArn` -> ("messaging", "PaymentQueueArn")."""
+    layer, _, key = reference.partition(".")
+    if not layer or not key or "." in key:
+        raise FunctionTemplateError(
+            f"function {function_name}: {reference!r} must be 'layer.ExportKey', e.g. messaging.PaymentQueueArn"
+        )
+    return layer, key
+
+
+def imported(config: EnvironmentConfig, reference: ExportRef):
+    value = import_value(config, reference.layer, reference.key)
+    return Join("", [value, reference.suffix]) if reference.suffix else value
+
+
+def function_name(config: EnvironmentConfig, declaration: FunctionDeclaration) -> str:
+    return resource_name(config, declaration.name.replace("_", "-"))
+
+
+def is_async(declaration: FunctionDeclaration) -> bool:
+    return bool(declaration.trigger_types() & ASYNC_TRIGGERS)
+
+
+def add_functions(
+    template: Template, config: EnvironmentConfig, declarations: list[FunctionDeclaration], functions_dir: Path
+) -> dict[str, tuple[awslambda.Function, awslambda.Alias]]:
+    """Every declared function with its role, log group, version, alias and triggers.
+    Returns {declaration name: (function, alias)} for the exports."""
+    if not declarations:
+        return {}
+    powertools_layer = template.add_parameter(
+        Parameter(
+            "PowertoolsLayerArn",
+            Type="AWS::SSM::Parameter::Value<String>",
+            Default=POWERTOOLS_LAYER_SSM_PATH,
+            Description="SSM parameter AWS publishes with the Powertools for AWS Lambda (Python) layer ARN",
+        )
+    )
+    baseline = _baseline_policy(template, config)
+    failures = _failure_queue(template, config) if any(is_async(d) for d in declarations) else None
+    created = {}
+    for declaration in declarations:
+        created[declaration.name] = _add_function(
+            template, config, declaration, functions_dir, Ref(powertools_layer), baseline, failures
+        )
+    if failures is not None:
+        _allow_failure_delivery(template, config, failures, declarations)
+    return created
+
+
+def _baseline_policy(template: Template, config: EnvironmentConfig) -> iam.ManagedPolicy:
+    return template.add_resource(
+        iam.ManagedPolicy(
+            "FunctionBaselinePolicy",
+            ManagedPolicyName=resource_name(config, "function-baseline"),
+            Description="What every payments function needs: X-Ray traces, decrypting its environment",
+            PolicyDocument=Policy(
+                Version="2012-10-17",
+                Statement=[
+                    Statement(
+                        Sid="XRayTraces",
+                        Effect=Allow,
+                        Action=[xray_actions.PutTraceSegments, xray_actions.PutTelemetryRecords],
+                        # X-Ray's PutTraceSegments/PutTelemetryRecords have no resource-level
+                        # permissions: AWS accepts only "*" here.
+                        Resource=["*"],
+                    ),
+                    Statement(
+                        Sid="DecryptEnvironment",
+                        Effect=Allow,
+                        Action=[kms_actions.Decrypt],
+                        Resource=[import_value(config, "security", "DataKeyArn")],
+                    ),
+                ],
+            ),
+        )
+    )
+
+
+class FailureQueue:
+    """The shared queue for failed asynchronous invocations and its key."""
+
+    def __init__(self, queue: sqs.Queue, key):
+        self.queue = queue
+        self.key = key
+        self.arn = GetAtt(queue, "Arn")
+        self.key_arn = GetAtt(key, "Arn")
+
+
+def _failure_queue(template: Template, config: EnvironmentConfig) -> FailureQueue:
+    key = blocks.kms_key(
+        template,
+        config,
+        "FunctionDlqKey",
+        "function-dlq",
+        [
+            # EventBridge and SNS encrypt what they drop into the failure queue. The queue
+            # policy (SourceArn = our rules and topics) decides who may send; the key only
+            # needs to let those two services use it.
+            blocks.service_use_statement("EventBridgeAndSnsUseKey", ["events.amazonaws.com", "sns.amazonaws.com"]),
+        ],
+    )
+    queue = template.add_resource(
+        keep_data(
+            sqs.Queue(
+                "FunctionDlq",
+                QueueName=resource_name(config, "function-dlq"),
+                KmsMasterKeyId=GetAtt(key, "Arn"),
+                KmsDataKeyReusePeriodSeconds=300,
+                MessageRetentionPeriod=FAILURE_QUEUE_RETENTION_S,
+                Tags=tags(config, resource_name(config, "function-dlq")),
+            ),
+            config,
+        )
+    )
+    template.add_resource(
+        cloudwatch.Alarm(
+            "FunctionDlqNotEmptyAlarm",
+            AlarmName=resource_name(config, "function-dlq-not-empty"),
+            AlarmDescription="A function's asynchronous invocation failed for good; its event waits in the failure queue",
+            Namespace="AWS/SQS",
+            MetricName="ApproximateNumberOfMessagesVisible",
+            Dimensions=[cloudwatch.MetricDimension(Name="QueueName", Value=GetAtt(queue, "QueueName"))],
+            Statistic="Maximum",
+            Period=300,
+            EvaluationPeriods=1,
+            Threshold=0,
+            ComparisonOperator="GreaterThanThreshold",
+            TreatMissingData="notBreaching",
+            AlarmActions=[import_value(config, "messaging", "AlarmTopicArn")],
+        )
+    )
+    return FailureQueue(queue, key)
+
+
+def _allow_failure_delivery(
+    template: Template, config: EnvironmentConfig, failures: FailureQueue, declarations: list[FunctionDeclaration]
+) -> None:
+    """EventBridge rules and SNS subscriptions deliver what they could not hand to a function."""
+    sources = {"events.amazonaws.com": [], "sns.amazonaws.com": []}
+    for declaration in declarations:
+        for index, trigger in enumerate(declaration.triggers):
+            if trigger.type == "s3":
+                sources["events.amazonaws.com"].append(GetAtt(_rule_id(declaration, index), "Arn"))
+            elif trigger.type == "sns":
+                layer, key = export_ref(trigger.topic, declaration.name)
+                sources["sns.amazonaws.com"].append(import_value(config, layer, key))
+    statements = [
+        Statement(
+            Sid=principal.split(".")[0].capitalize() + "DeliversFailures",
+            Effect=Allow,
+            Principal=Principal("Service", principal),
+            Action=[sqs_actions.SendMessage],
+            Resource=[failures.arn],
+            Condition=Condition(ArnEquals("aws:SourceArn", arns)),
+        )
+        for principal, arns in sources.items()
+        if arns
+    ]
+    if statements:
+        template.add_resource(
+            sqs.QueuePolicy(
+                "FunctionDlqPolicy",
+                Queues=[Ref(failures.queue)],
+                PolicyDocument=Policy(Version="2012-10-17", Statement=statements),
+            )
+        )
+
+
+def _add_function(
+    template: Template,
+    config: EnvironmentConfig,
+    declaration: FunctionDeclaration,
+    functions_dir: Path,
+    powertools_layer,
+    baseline: iam.ManagedPolicy,
+    failures: FailureQueue | None,
+) -> tuple[awslambda.Function, awslambda.Alias]:
+    logical = declaration.logical_name
+    name = function_name(config, declaration)
+    log_group = blocks.log_group(
+        template, config, f"{logical}LogGroup", f"/aws/lambda/{name}", import_value(config, "security", "LogsKeyArn")
+    )
+    sends_failures = failures is not None and is_async(declaration)
+    role = _function_role(template, config, declaration, log_group, baseline, failures if sends_failures else None)
+    function = template.add_resource(
+        awslambda.Function(
+            f"{logical}Function",
+            FunctionName=name,
+            Description=declaration.description[:256],
+            Runtime=RUNTIME,
+            Architectures=[ARCHITECTURE],
+            Handler=declaration.handler,
+            MemorySize=declaration.memory_mb,
+            Timeout=declaration.timeout_s,
+            Role=GetAtt(role, "Arn"),
+            Code=awslambda.Code(
+                S3Bucket=import_value(config, "artifacts", "ArtifactBucketName"),
+                S3Key=artifact_key(declaration, functions_dir),
+            ),
+            Layers=[powertools_layer],
+            Environment=awslambda.Environment(Variables=_environment(config, declaration)),
+            KmsKeyArn=import_value(config, "security", "DataKeyArn"),
+            VpcConfig=awslambda.VPCConfig(
+                SubnetIds=Split(",", import_value(config, "network", "PrivateSubnetIds")),
+                SecurityGroupIds=[import_value(config, "network", "LambdaSecurityGroupId")],
+            ),
+            TracingConfig=awslambda.TracingConfig(Mode="Active"),
+            LoggingConfig=awslambda.LoggingConfig(LogGroup=Ref(log_group)),
+            ReservedConcurrentExecutions=config.compute.lambda_reserved_concurrency,
+            Tags=tags(config, name),
+        )
+    )
+    if sends_failures:
+        function.DeadLetterConfig = awslambda.DeadLetterConfig(TargetArn=failures.arn)
+    else:
+        skip_checkov(
+            function,
+            "CKV_AWS_116",
+            "invoked synchronously only (API Gateway, Step Functions, SQS): the caller or the queue's redrive gets the failure",
+        )
+    alias = _version_and_alias(template, declaration, function, functions_dir)
+    _add_triggers(template, config, declaration, alias, failures)
+    return function, alias
+
+
+def _environment(config: EnvironmentConfig, declaration: FunctionDeclaration) -> dict:
+    clashes = sorted(set(declaration.environment) & set(RESERVED_ENVIRONMENT))
+    aws_reserved = sorted(name for name in declaration.environment if name.startswith("AWS_"))
+    if clashes or aws_reserved:
+        raise FunctionTemplateError(
+            f"function {declaration.name}: environment {', '.join(clashes + aws_reserved)} "
+            "is set by the platform or reserved by Lambda; remove it from function.yaml"
+        )
+    variables = {
+        "ENVIRONMENT": config.name,
+        "POWERTOOLS_SERVICE_NAME": declaration.name,
+        "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+    }
+    for key, value in sorted(declaration.environment.items()):
+        variables[key] = imported(config, value) if isinstance(value, ExportRef) else value.value
+    return variables
+
+
+def _function_role(
+    template: Template,
+    config: EnvironmentConfig,
+    declaration: FunctionDeclaration,
+    log_group,
+    baseline: iam.ManagedPolicy,
+    failures: FailureQueue | None,
+) -> iam.Role:
+    statements = [
+        Statement(
+            Sid="OwnLogGroup",
+            Effect=Allow,
+            Action=[logs_actions.CreateLogStream, logs_actions.PutLogEvents],
+            Resource=[GetAtt(log_group, "Arn")],
+        )
+    ]
+    for index, permission in enumerate(declaration.permissions):
+        statements.append(
+            Statement(
+                Sid=f"Declared{index}",
+                Effect=Allow,
+                Action=[Action(*action.split(":", 1)) for action in permission.actions],
+                Resource=[imported(config, resource) for resource in permission.resources],
+            )
+        )
+    statements += _trigger_statements(config, declaration)
+    if failures is not None:
+        statements += [
+            Statement(Sid="SendFailures", Effect=Allow, Action=[sqs_actions.SendMessage], Resource=[failures.arn]),
+            Statement(
+                Sid="EncryptFailures",
+                Effect=Allow,
+                Action=[kms_actions.GenerateDataKey, kms_actions.Decrypt],
+                Resource=[failures.key_arn],
+            ),
+        ]
+    return template.add_resource(
+        iam.Role(
+            f"{declaration.logical_name}Role",
+            RoleName=function_name(config, declaration),
+            AssumeRolePolicyDocument=Policy(
+                Version="2012-10-17",
+                Statement=[
+                    Statement(
+                        Effect=Allow,
+                        Principal=Principal("Service", "lambda.amazonaws.com"),
+                        Action=[sts_actions.AssumeRole],
+                    )
+                ],
+            ),
+            ManagedPolicyArns=[Ref(baseline), Sub(VPC_ACCESS_POLICY)],
+            Policies=[iam.Policy(PolicyName="function", PolicyDocument=Policy(Version="2012-10-17", Statement=statements))],
+            Tags=tags(config, function_name(config, declaration)),
+        )
+    )
+
+
+def _trigger_statements(config: EnvironmentConfig, declaration: FunctionDeclaration) -> list[Statement]:
+    """The event source mapping polls with the function's role: it needs these on its queue."""
+    statements = []
+    for index, trigger in enumerate(declaration.triggers):
+        if trigger.type == "sqs":
+            layer, key = export_ref(trigger.queue, declaration.name)
+            statements.append(
+                Statement(
+                    Sid=f"PollQueue{index}",
+                    Effect=Allow,
+                    Action=[
+                        sqs_actions.ReceiveMessage,
+                        sqs_actions.DeleteMessage,
+                        sqs_actions.ChangeMessageVisibility,
+                        sqs_actions.GetQueueAttributes,
+                    ],
+                    Resource=[import_value(config, layer, key)],
+                )
+            )
+    return statements
+
+
+def configuration_digest(function: awslambda.Function) -> str:
+    """Digest of the function's rendered properties (code key included): any change to it must
+    publish a new version."""
+    rendered = json.dumps(function.to_dict()["Properties"], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(rendered.encode()).hexdigest()
+
+
+def _version_and_alias(
+    template: Template, declaration: FunctionDeclaration, function: awslambda.Function, functions_dir: Path
+) -> awslambda.Alias:
+    logical = declaration.logical_name
+    _, code_sha = package(declaration, functions_dir)
+    version = template.add_resource(
+        awslambda.Version(
+            f"{logical}Version{code_sha[:8]}",
+            FunctionName=Ref(function),
+            Description=f"code {code_sha[:8]} configuration {configuration_digest(function)[:8]}",
+        )
+    )
+    # Keep superseded versions: the function's deletion removes them anyway, and until then
+    # an operator can point `live` back at the previous version in seconds.
+    version.DeletionPolicy = "Retain"
+    version.UpdateReplacePolicy = "Retain"
+    return template.add_resource(
+        awslambda.Alias(
+            f"{logical}Alias",
+            FunctionName=Ref(function),
+            FunctionVersion=GetAtt(version, "Version"),
+            Name=ALIAS_NAME,
+        )
+    )
+
+
+def _rule_id(declaration: FunctionDeclaration, index: int) -> str:
+    return f"{declaration.logical_name}S3Rule{index}"
+
+
+def _add_triggers(
+    template: Template,
+    config: EnvironmentConfig,
+    declaration: FunctionDeclaration,
+    alias: awslambda.Alias,
+    failures: FailureQueue | None,
+) -> None:
+    logical = declaration.logical_name
+    for index, trigger in enumerate(declaration.triggers):
+        if trigger.type == "sqs":
+            layer, key = export_ref(trigger.queue, declaration.name)
+            template.add_resource(
+                awslambda.EventSourceMapping(
+                    f"{logical}Queue{index}",
+                    FunctionName=Ref(alias),
+                    EventSourceArn=import_value(config, layer, key),
+                    BatchSize=trigger.batch_size,
+                    FunctionResponseTypes=["ReportBatchItemFailures"],
+                    # Never poll faster than the reserved concurrency lets the function run:
+                    # throttled batches would only bounce back to the queue.
+                    ScalingConfig=QueueScalingConfig(
+                        MaximumConcurrency=max(2, config.compute.lambda_reserved_concurrency)
+                    ),
+                )
+            )
+        elif trigger.type == "s3":
+            _s3_object_rule(template, config, declaration, index, trigger, alias, failures)
+        elif trigger.type == "sns":
+            layer, key = export_ref(trigger.topic, declaration.name)
+            topic_arn = import_value(config, layer, key)
+            template.add_resource(
+                sns.SubscriptionResource(
+                    f"{logical}Topic{index}",
+                    Protocol="lambda",
+                    Endpoint=Ref(alias),
+                    TopicArn=topic_arn,
+                    RedrivePolicy={"deadLetterTargetArn": failures.arn},
+                )
+            )
+            _allow_invoke(template, f"{logical}Topic{index}Invoke", alias, "sns.amazonaws.com", topic_arn)
+        # api and stepfunctions: the api and workflow layers grant their own invoke permission
+        # on the exported alias ARN, so nothing is created here.
+
+
+def s3_key_filter(prefix: str, suffix: str) -> list | None:
+    """EventBridge content filter for an object key. Prefix and suffix together need a
+    wildcard: several conditions on one field are ORed, not ANDed."""
+    if prefix and suffix:
+        escape = lambda text: text.replace("\\", "\\\\").replace("*", "\\*")  # noqa: E731
+        return [{"wildcard": f"{escape(prefix)}*{escape(suffix)}"}]
+    if prefix:
+        return [{"prefix": prefix}]
+    if suffix:
+        return [{"suffix": suffix}]
+    return None
+
+
+def _s3_object_rule(template, config, declaration, index, trigger, alias, failures: FailureQueue) -> None:
+    layer, key = export_ref(trigger.bucket, declaration.name)
+    detail = {"bucket": {"name": [import_value(config, layer, key)]}}
+    key_filter = s3_key_filter(trigger.prefix, trigger.suffix)
+    if key_filter:
+        detail["object"] = {"key": key_filter}
+    rule = template.add_resource(
+        events.Rule(
+            _rule_id(declaration, index),
+            Name=resource_name(config, declaration.name.replace("_", "-"), "s3", str(index)),
+            Description=f"New objects in {trigger.bucket} {trigger.prefix}*{trigger.suffix} -> {declaration.name}",
+            State="ENABLED",
+            EventPattern={"source": ["aws.s3"], "detail-type": ["Object Created"], "detail": detail},
+            Targets=[
+                events.Target(
+                    Id="function",
+                    Arn=Ref(alias),
+                    RetryPolicy=events.RetryPolicy(
+                        MaximumRetryAttempts=EVENT_RETRY_ATTEMPTS, MaximumEventAgeInSeconds=EVENT_MAX_AGE_S
+                    ),
+                    DeadLetterConfig=events.DeadLetterConfig(Arn=failures.arn),
+                )
+            ],
+        )
+    )
+    _allow_invoke(template, f"{_rule_id(declaration, index)}Invoke", alias, "events.amazonaws.com", GetAtt(rule, "Arn"))
+
+
+def _allow_invoke(template: Template, logical_id: str, alias, principal: str, source_arn) -> None:
+    template.add_resource(
+        awslambda.Permission(
+            logical_id,
+            Action="lambda:InvokeFunction",
+            FunctionName=Ref(alias),
+            Principal=principal,
+            SourceArn=source_arn,
+        )
+    )

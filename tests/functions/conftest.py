@@ -1,0 +1,328 @@
+"""Fixtures for the payment function tests: one moto account per session, function loading,
+API Gateway event builders, and the card-number scanner.
+
+Design decisions:
+- moto is started once per session (creating clients and tables is the slow part) and tests
+  isolate themselves with fresh customer ids and idempotency keys.
+- Every card number a test uses goes through `card_number()` (or `register_number()`), and the
+  session ends by scanning every table item, S3 object version, queued message and log line for
+  those numbers; finding one fails the run.
+"""
+from __future__ import annotations
+
+import base64
+import importlib.util
+import io
+import json
+import logging
+import os
+import re
+import sys
+import uuid
+import warnings
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+FUNCTIONS = ROOT / "functions"
+REGION = "eu-west-1"
+ACCOUNT = "123456789012"
+
+os.environ.update({
+    "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SECURITY_TOKEN": "testing",
+    "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION,
+    "POWERTOOLS_TRACE_DISABLED": "1", "POWERTOOLS_SERVICE_NAME": "payments",
+    "POWERTOOLS_METRICS_NAMESPACE": "Payments", "POWERTOOLS_DEV": "0", "LOG_LEVEL": "INFO",
+    "TRANSACTIONS_TABLE": "payments-test-transactions", "IDEMPOTENCY_TABLE": "payments-test-idempotency",
+    "VELOCITY_TABLE": "payments-test-velocity", "BATCH_STATUS_TABLE": "payments-test-batch-status",
+    "AUDIT_BUCKET": "payments-test-audit", "BATCH_BUCKET": "payments-test-batch",
+})
+for variable in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
+    os.environ.pop(variable, None)
+if str(FUNCTIONS) not in sys.path:
+    sys.path.insert(0, str(FUNCTIONS))
+
+from moto import mock_aws  # noqa: E402
+
+# Handlers that emit no metric (a refused request) make Powertools warn; that is expected here.
+warnings.filterwarnings("ignore", message="No application metrics to publish")
+
+KNOWN_NUMBERS: set[str] = set()
+LOG_LINES: list[str] = []
+
+VISA = "4242424242424242"
+MASTERCARD = "5555555555554444"
+AMEX = "378282246310005"
+CVC = "737"
+CVC_FIELD = re.compile(r'"cvc"\s*:')  # a stored or logged cvc value, not the word in a report
+
+
+def register_number(number: str) -> str:
+    if isinstance(number, str) and number.isascii() and number.isdigit() and len(number) >= 13:
+        KNOWN_NUMBERS.add(number)
+    return number
+
+
+def card_number(number: str = VISA) -> str:
+    return register_number(number)
+
+
+def fresh_card(prefix: str = "4", length: int = 16, rng=None) -> str:
+    """A random Luhn-valid number (so card velocity of one test never leaks into another)."""
+    import random
+    rng = rng or random
+    body = prefix + "".join(rng.choice("0123456789") for _ in range(length - len(prefix) - 1))
+    for check in "0123456789":
+        from paylib.cards import luhn_valid
+        if luhn_valid(body + check):
+            return register_number(body + check)
+    raise AssertionError("unreachable: one check digit always works")
+
+
+def pytest_collection_modifyitems(config, items):
+    marker = pytest.mark.filterwarnings("ignore:No application metrics to publish")
+    for item in items:
+        if "tests/functions" in str(item.fspath):
+            item.add_marker(marker)
+
+
+for _number in (VISA, MASTERCARD, AMEX):
+    register_number(_number)
+
+
+class _Capture(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            LOG_LINES.append(self.format(record))
+        except Exception:  # a record that cannot be formatted is still scanned raw
+            LOG_LINES.append(str(record.__dict__))
+
+
+def _install_log_capture() -> None:
+    from paylib.observability import logger
+    capture = _Capture()
+    capture.setFormatter(logger.registered_formatter)
+    logging.getLogger(logger.service).addHandler(capture)
+    raw = _Capture()
+    raw.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+    logging.getLogger().addHandler(raw)
+
+
+def load_app(name: str):
+    """Import functions/<name>/app.py under a unique module name (every function has app.py)."""
+    module_name = f"function_{name}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, FUNCTIONS / name / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+class LambdaContext:
+    function_name = "payments-test"
+    function_version = "$LATEST"
+    invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:payments-test"
+    memory_limit_in_mb = 512
+    aws_request_id = "00000000-0000-0000-0000-000000000000"
+    log_group_name = "/aws/lambda/payments-test"
+    log_stream_name = "test"
+
+    def __init__(self, remaining_ms: int = 60_000):
+        self._remaining = remaining_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self._remaining
+
+
+def _create_table(client, name, keys, gsis=()):
+    definitions = {}
+    for attribute, kind, _ in keys:
+        definitions[attribute] = kind
+    for _, index_keys in gsis:
+        for attribute, kind, _ in index_keys:
+            definitions[attribute] = kind
+    arguments = {
+        "TableName": name, "BillingMode": "PAY_PER_REQUEST",
+        "KeySchema": [{"AttributeName": a, "KeyType": t} for a, _, t in keys],
+        "AttributeDefinitions": [{"AttributeName": a, "AttributeType": k} for a, k in definitions.items()],
+    }
+    if gsis:
+        arguments["GlobalSecondaryIndexes"] = [
+            {"IndexName": index, "KeySchema": [{"AttributeName": a, "KeyType": t} for a, _, t in index_keys],
+             "Projection": {"ProjectionType": "ALL"}}
+            for index, index_keys in gsis
+        ]
+    client.create_table(**arguments)
+
+
+def create_resources() -> SimpleNamespace:
+    """Tables with the keys of functions/paylib/TABLES.md, buckets, queues, topic, secret."""
+    import boto3
+    dynamodb = boto3.client("dynamodb", region_name=REGION)
+    _create_table(dynamodb, os.environ["TRANSACTIONS_TABLE"], [("payment_id", "S", "HASH")], [
+        ("by-customer", [("customer_id", "S", "HASH"), ("created_at", "S", "RANGE")]),
+        ("by-status", [("status", "S", "HASH"), ("created_at", "S", "RANGE")]),
+    ])
+    _create_table(dynamodb, os.environ["IDEMPOTENCY_TABLE"], [("idempotency_key", "S", "HASH")])
+    _create_table(dynamodb, os.environ["VELOCITY_TABLE"], [("counter_key", "S", "HASH"), ("window_start", "N", "RANGE")])
+    _create_table(dynamodb, os.environ["BATCH_STATUS_TABLE"], [("batch_id", "S", "HASH")])
+    s3 = boto3.client("s3", region_name=REGION)
+    for bucket in (os.environ["AUDIT_BUCKET"], os.environ["BATCH_BUCKET"]):
+        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    sqs = boto3.client("sqs", region_name=REGION)
+    dlq_url = sqs.create_queue(QueueName="payments-test-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    queue_url = sqs.create_queue(QueueName="payments-test-queue", Attributes={
+        "VisibilityTimeout": "0",
+        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "3"}),
+    })["QueueUrl"]
+    capture_url = sqs.create_queue(QueueName="payments-test-notifications-capture")["QueueUrl"]
+    capture_arn = sqs.get_queue_attributes(QueueUrl=capture_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns = boto3.client("sns", region_name=REGION)
+    topic_arn = sns.create_topic(Name="payments-test-notifications")["TopicArn"]
+    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=capture_arn, Attributes={"RawMessageDelivery": "true"})
+    secret_arn = boto3.client("secretsmanager", region_name=REGION).create_secret(
+        Name="payments-test-card-fingerprint", SecretString="k" * 48)["ARN"]
+    os.environ.update({"PAYMENT_QUEUE_URL": queue_url, "NOTIFICATIONS_TOPIC_ARN": topic_arn,
+                       "CARD_FINGERPRINT_SECRET_ARN": secret_arn})
+    return SimpleNamespace(dynamodb=dynamodb, s3=s3, sqs=sqs, sns=sns, queue_url=queue_url, dlq_url=dlq_url,
+                           capture_url=capture_url, topic_arn=topic_arn, secret_arn=secret_arn)
+
+
+def queued_bodies(queue_name: str) -> list[str]:
+    """Messages in a moto queue, read without receiving them (so tests do not disturb them)."""
+    from moto.sqs.models import sqs_backends
+    queue = sqs_backends[ACCOUNT][REGION].queues[queue_name]
+    return [message.body for message in queue._messages]
+
+
+def every_stored_text(aws) -> list[tuple[str, str]]:
+    """(where, text) for every table item, S3 object version and queued message."""
+    texts = []
+    for table in aws.dynamodb.list_tables()["TableNames"]:
+        paginator = aws.dynamodb.get_paginator("scan")
+        for page in paginator.paginate(TableName=table):
+            for item in page["Items"]:
+                texts.append((f"dynamodb:{table}", json.dumps(item)))
+    for bucket in aws.s3.list_buckets()["Buckets"]:
+        versions = aws.s3.list_object_versions(Bucket=bucket["Name"]).get("Versions", [])
+        for version in versions:
+            body = aws.s3.get_object(Bucket=bucket["Name"], Key=version["Key"], VersionId=version["VersionId"])["Body"].read()
+            texts.append((f"s3:{bucket['Name']}/{version['Key']}", body.decode("utf-8", errors="replace")))
+    from moto.sqs.models import sqs_backends
+    for name in list(sqs_backends[ACCOUNT][REGION].queues):
+        for body in queued_bodies(name):
+            texts.append((f"sqs:{name}", body))
+    return texts
+
+
+def find_card_numbers(aws) -> list[str]:
+    needles = set(KNOWN_NUMBERS)
+    findings = []
+    haystacks = every_stored_text(aws) + [("log", line) for line in LOG_LINES]
+    for where, text in haystacks:
+        for number in needles:
+            if number in text:
+                findings.append(f"{where}: card number ending {number[-4:]}")
+        if CVC_FIELD.search(text):
+            findings.append(f"{where}: a cvc field")
+    return findings
+
+
+@pytest.fixture(scope="session")
+def aws():
+    with mock_aws():
+        from paylib import aws as paylib_aws, keys
+        paylib_aws.reset()
+        keys.clear_cache()
+        resources = create_resources()
+        _install_log_capture()
+        yield resources
+        findings = find_card_numbers(resources)
+        paylib_aws.reset()
+        if findings:
+            pytest.fail("card data found after the test session:\n" + "\n".join(sorted(set(findings))[:50]))
+
+
+@pytest.fixture()
+def context():
+    return LambdaContext()
+
+
+def api_event(method: str, resource: str, body=None, headers=None, path_parameters=None, raw_body: str | None = None,
+              base64_body: bool = False, api_key_id: str = "test-key") -> dict:
+    if raw_body is None and body is not None:
+        raw_body = json.dumps(body)
+    if base64_body and raw_body is not None:
+        raw_body = base64.b64encode(raw_body.encode("utf-8")).decode("ascii")
+    path = resource
+    for name, value in (path_parameters or {}).items():
+        path = path.replace("{" + name + "}", value)
+    return {
+        "resource": resource, "path": path, "httpMethod": method,
+        "headers": {"Content-Type": "application/json", **(headers or {})},
+        "pathParameters": path_parameters, "queryStringParameters": None,
+        "requestContext": {"resourcePath": resource, "httpMethod": method, "stage": "test",
+                           "requestId": str(uuid.uuid4()), "identity": {"apiKeyId": api_key_id, "sourceIp": "127.0.0.1"}},
+        "body": raw_body, "isBase64Encoded": base64_body,
+    }
+
+
+def payment_body(**overrides) -> dict:
+    body = {
+        "amount": 1250, "currency": "EUR", "customer_id": f"cus_{uuid.uuid4().hex[:12]}",
+        "card": {"number": fresh_card(), "exp_month": 12, "exp_year": 2030, "cvc": CVC},
+        "merchant_reference": "order-1", "description": "Two books",
+        "metadata": {"channel": "web"}, "ip_address": "203.0.113.7", "billing_country": "FR",
+    }
+    body.update(overrides)
+    return body
+
+
+def new_key() -> str:
+    return f"idem-{uuid.uuid4()}"
+
+
+@pytest.fixture(scope="session")
+def openapi_document() -> dict:
+    import yaml
+    return yaml.safe_load((FUNCTIONS / "openapi.yaml").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="session")
+def schema_validator(openapi_document):
+    """validate(name, instance): check an answer against components/schemas/<name>."""
+    from openapi_schema_validator import OAS30Validator
+
+    def validate(name: str, instance) -> None:
+        schema = {"$ref": f"#/components/schemas/{name}", "components": openapi_document["components"]}
+        OAS30Validator(schema).validate(instance)
+    return validate
+
+
+def table_counts(aws) -> dict:
+    from moto.dynamodb.models import dynamodb_backends
+    backend = dynamodb_backends[ACCOUNT][REGION]
+    return {name: len(table) for name, table in backend.tables.items()}
+
+
+def queue_depths() -> dict:
+    from moto.sqs.models import sqs_backends
+    return {name: len(queue._messages) for name, queue in sqs_backends[ACCOUNT][REGION].queues.items()}
+
+
+def drain(aws, url: str) -> list[dict]:
+    messages = []
+    while True:
+        answer = aws.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"])
+        batch = answer.get("Messages", [])
+        if not batch:
+            return messages
+        for message in batch:
+            aws.sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        messages.extend(batch)

@@ -1,0 +1,133 @@
+"""Declarations, README, OpenAPI and the code agree; permissions stay least-privilege."""
+from __future__ import annotations
+
+import ast
+
+import yaml
+from openapi_spec_validator import validate
+
+from templates_src.function_catalog import load_functions, render_functions_readme
+from tests.functions.conftest import FUNCTIONS
+
+EXPORTS = {
+    "data": {"TransactionsTableName", "TransactionsTableArn", "IdempotencyTableName", "IdempotencyTableArn",
+             "VelocityTableName", "VelocityTableArn", "BatchStatusTableName", "BatchStatusTableArn"},
+    "storage": {"AuditBucketName", "AuditBucketArn", "BatchBucketName", "BatchBucketArn", "DocumentsBucketName",
+                "DocumentsBucketArn"},
+    "messaging": {"PaymentQueueUrl", "PaymentQueueArn", "PaymentDlqUrl", "PaymentDlqArn",
+                  "PaymentNotificationsTopicArn", "AlarmTopicArn"},
+    "security": {"DataKeyArn", "LogsKeyArn", "SecretsKeyArn", "ApiSigningSecretArn", "CardFingerprintSecretArn"},
+}
+DRAFT4_KEYWORDS = {"type", "properties", "required", "additionalProperties", "pattern", "minLength", "maxLength",
+                   "minimum", "maximum", "enum", "items", "minItems", "maxItems", "maxProperties", "description",
+                   "$ref", "title"}
+EXPECTED = {"payment_api", "validation", "fraud_screening", "transaction_processing", "queue_worker",
+            "batch_ingestion", "audit_logger", "status"}
+
+
+def openapi():
+    return yaml.safe_load((FUNCTIONS / "openapi.yaml").read_text(encoding="utf-8"))
+
+
+def test_all_functions_are_declared():
+    assert {declaration.name for declaration in load_functions()} == EXPECTED
+
+
+def test_readme_is_generated_from_the_declarations():
+    assert (FUNCTIONS / "README.md").read_text(encoding="utf-8") == render_functions_readme(load_functions())
+
+
+def test_exports_are_the_published_keys():
+    for declaration in load_functions():
+        references = list(declaration.environment.values())
+        references += [resource for permission in declaration.permissions for resource in permission.resources]
+        references += [getattr(trigger, attribute) for trigger in declaration.triggers
+                       for attribute in ("queue", "bucket", "topic") if hasattr(trigger, attribute)]
+        for reference in references:
+            export = getattr(reference, "export", reference if isinstance(reference, str) else None)
+            if export is None:
+                continue
+            layer, key = export.split(".")
+            assert key in EXPORTS[layer], f"{declaration.name}: unknown export {export}"
+
+
+def test_environment_variables_read_by_the_code_are_declared():
+    paylib_reads = {
+        "aws.py": set(), "repository.py": {"TRANSACTIONS_TABLE"}, "idempotency.py": {"IDEMPOTENCY_TABLE"},
+        "fraud.py": {"VELOCITY_TABLE"}, "keys.py": {"CARD_FINGERPRINT_SECRET_ARN"},
+        "payments.py": {"PAYMENT_QUEUE_URL"}, "settlement.py": {"AUDIT_BUCKET", "NOTIFICATIONS_TOPIC_ARN"},
+        "batch.py": {"BATCH_STATUS_TABLE"},
+    }
+    for module, expected in paylib_reads.items():
+        assert _env_reads(FUNCTIONS / "paylib" / module) == expected, module
+    needs = {
+        "payment_api": {"TRANSACTIONS_TABLE", "IDEMPOTENCY_TABLE", "VELOCITY_TABLE", "CARD_FINGERPRINT_SECRET_ARN", "PAYMENT_QUEUE_URL"},
+        "validation": {"TRANSACTIONS_TABLE"},
+        "fraud_screening": {"TRANSACTIONS_TABLE", "VELOCITY_TABLE", "CARD_FINGERPRINT_SECRET_ARN"},
+        "transaction_processing": {"TRANSACTIONS_TABLE", "PAYMENT_QUEUE_URL"},
+        "queue_worker": {"TRANSACTIONS_TABLE", "AUDIT_BUCKET", "NOTIFICATIONS_TOPIC_ARN"},
+        "batch_ingestion": {"TRANSACTIONS_TABLE", "BATCH_STATUS_TABLE", "PAYMENT_QUEUE_URL", "CARD_FINGERPRINT_SECRET_ARN"},
+        "audit_logger": {"AUDIT_BUCKET"},
+        "status": {"TRANSACTIONS_TABLE", "IDEMPOTENCY_TABLE", "VELOCITY_TABLE", "PAYMENT_QUEUE_URL"},
+    }
+    for declaration in load_functions():
+        assert needs[declaration.name] <= set(declaration.environment), declaration.name
+
+
+def _env_reads(path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) == "env":
+            if node.args and isinstance(node.args[0], ast.Constant):
+                names.add(node.args[0].value)
+    return names
+
+
+def test_permissions_are_exact_and_scoped():
+    for declaration in load_functions():
+        for permission in declaration.permissions:
+            for action in permission.actions:
+                assert "*" not in action
+            for resource in permission.resources:
+                assert resource.suffix in ("", "/index/*") or resource.suffix.startswith("/") and resource.suffix.endswith("/*")
+
+
+def test_openapi_is_valid_and_routes_name_existing_functions():
+    document = openapi()
+    validate(document)
+    names = {declaration.name for declaration in load_functions() if "api" in declaration.trigger_types()}
+    routed, operation_ids = set(), set()
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            routed.add(operation["x-function"])
+            assert operation["operationId"] not in operation_ids
+            operation_ids.add(operation["operationId"])
+    assert routed == names
+    assert {(p, m) for p, ops in document["paths"].items() for m in ops} == {
+        ("/payments", "post"), ("/payments/{payment_id}", "get"), ("/payments/validate", "post"),
+        ("/fraud-check", "post"), ("/status", "get")}
+
+
+def test_request_schemas_use_only_api_gateway_model_keywords():
+    document = openapi()
+
+    def walk(schema, where):
+        assert set(schema) <= DRAFT4_KEYWORDS, f"{where}: {set(schema) - DRAFT4_KEYWORDS}"
+        for name, child in (schema.get("properties") or {}).items():
+            walk(child, f"{where}.{name}")
+        if isinstance(schema.get("additionalProperties"), dict):
+            walk(schema["additionalProperties"], f"{where}.*")
+        if isinstance(schema.get("items"), dict):
+            walk(schema["items"], f"{where}[]")
+    for name in ("PaymentRequest", "Card"):
+        walk(document["components"]["schemas"][name], name)
+
+
+def test_validation_rules_match_the_request_schema():
+    from paylib import validation
+    schema = openapi()["components"]["schemas"]["PaymentRequest"]
+    assert set(schema["properties"]) == validation.ALLOWED_FIELDS
+    assert tuple(schema["required"]) == validation.REQUIRED_FIELDS
+    card = openapi()["components"]["schemas"]["Card"]
+    assert set(card["properties"]) == validation.CARD_FIELDS
+    assert tuple(card["required"]) == validation.CARD_REQUIRED

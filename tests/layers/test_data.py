@@ -1,0 +1,283 @@
+"""data layer: Aurora PostgreSQL (writer + reader, TLS, IAM auth, rotation) and DynamoDB tables."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from templates_src import data
+from templates_src.config import load_environment
+
+ROOT = Path(__file__).resolve().parents[2]
+ENVIRONMENTS = ("dev", "staging", "prod")
+
+
+def exports_contract(layer: str) -> set[str]:
+    """The keys docs/exports.md promises for `layer`."""
+    for line in (ROOT / "docs" / "exports.md").read_text().splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 2 and cells[0] == layer:
+            return {key.strip() for key in cells[1].split(",")}
+    raise AssertionError(f"docs/exports.md has no row for {layer}")
+
+
+def imported_exports(node) -> set[str]:
+    found = set()
+    if isinstance(node, dict):
+        if "Fn::ImportValue" in node:
+            found.add(node["Fn::ImportValue"])
+        for value in node.values():
+            found |= imported_exports(value)
+    elif isinstance(node, list):
+        for value in node:
+            found |= imported_exports(value)
+    return found
+
+
+def of_type(template: dict, resource_type: str) -> dict[str, dict]:
+    return {key: r for key, r in template["Resources"].items() if r["Type"] == resource_type}
+
+
+@pytest.fixture(scope="module")
+def built() -> dict[str, tuple]:
+    result = {}
+    for env in ENVIRONMENTS:
+        config = load_environment(env)
+        result[env] = (config, json.loads(data.build(config).to_json()))
+    return result
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_cluster_is_encrypted_tls_only_and_iam_authenticated(built, env):
+    config, template = built[env]
+    cluster = template["Resources"]["DbCluster"]["Properties"]
+    assert cluster["Engine"] == "aurora-postgresql"
+    assert cluster["EngineVersion"] == config.data.aurora.engine_version
+    assert cluster["EnableIAMDatabaseAuthentication"] is True
+    assert cluster["StorageEncrypted"] is True
+    assert cluster["KmsKeyId"] == {"Fn::ImportValue": f"payments-{env}-security-DataKeyArn"}
+    assert cluster["BackupRetentionPeriod"] == config.data.aurora.backup_retention_days
+    assert cluster["EnableCloudwatchLogsExports"] == ["postgresql"]
+    assert cluster["VpcSecurityGroupIds"] == [{"Fn::ImportValue": f"payments-{env}-network-DatabaseSecurityGroupId"}]
+    parameters = template["Resources"]["DbClusterParameterGroup"]["Properties"]
+    assert parameters["Parameters"] == {"rds.force_ssl": "1"}
+    major = config.data.aurora.engine_version.split(".")[0]
+    assert parameters["Family"] == f"aurora-postgresql{major}"
+    assert cluster["DBClusterParameterGroupName"] == {"Ref": "DbClusterParameterGroup"}
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_cluster_lives_in_the_isolated_subnets(built, env):
+    _, template = built[env]
+    subnets = template["Resources"]["DbSubnetGroup"]["Properties"]["SubnetIds"]
+    assert subnets == {"Fn::Split": [",", {"Fn::ImportValue": f"payments-{env}-network-IsolatedSubnetIds"}]}
+    assert template["Resources"]["DbCluster"]["Properties"]["DBSubnetGroupName"] == {"Ref": "DbSubnetGroup"}
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_capacity_follows_the_mode(built, env):
+    config, template = built[env]
+    aurora = config.data.aurora
+    cluster = template["Resources"]["DbCluster"]["Properties"]
+    instances = of_type(template, "AWS::RDS::DBInstance")
+    classes = {r["Properties"]["DBInstanceClass"] for r in instances.values()}
+    if aurora.mode == "serverless_v2":
+        assert cluster["ServerlessV2ScalingConfiguration"] == {
+            "MinCapacity": aurora.min_capacity_acu,
+            "MaxCapacity": aurora.max_capacity_acu,
+        }
+        assert classes == {"db.serverless"}
+    else:
+        assert "ServerlessV2ScalingConfiguration" not in cluster
+        assert classes == {aurora.instance_class}
+
+
+def test_the_environments_exercise_both_modes(built):
+    assert {config.data.aurora.mode for config, _ in built.values()} == {"serverless_v2", "provisioned"}
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_writer_and_reader_with_insights_and_enhanced_monitoring(built, env):
+    config, template = built[env]
+    instances = of_type(template, "AWS::RDS::DBInstance")
+    assert set(instances) == {"DbWriterInstance", "DbReaderInstance"}
+    tiers = {key: r["Properties"]["PromotionTier"] for key, r in instances.items()}
+    assert tiers == {"DbWriterInstance": 0, "DbReaderInstance": 1}
+    for instance in instances.values():
+        properties = instance["Properties"]
+        assert properties["DBClusterIdentifier"] == {"Ref": "DbCluster"}
+        assert properties["PubliclyAccessible"] is False
+        assert properties["EnablePerformanceInsights"] is True
+        assert properties["PerformanceInsightsKMSKeyId"] == {"Fn::ImportValue": f"payments-{env}-security-DataKeyArn"}
+        assert properties["MonitoringInterval"] == config.data.aurora.monitoring_interval_s
+        assert properties["MonitoringRoleArn"] == {"Fn::GetAtt": ["DbMonitoringRole", "Arn"]}
+    trust = template["Resources"]["DbMonitoringRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert trust[0]["Principal"] == {"Service": "monitoring.rds.amazonaws.com"}
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_postgres_log_group_exists_before_the_cluster(built, env):
+    config, template = built[env]
+    group = template["Resources"]["DbPostgresLogGroup"]
+    assert group["Properties"]["LogGroupName"] == f"/aws/rds/cluster/payments-{env}-aurora/postgresql"
+    assert group["Properties"]["RetentionInDays"] == config.log_retention_days
+    assert group["Properties"]["KmsKeyId"] == {"Fn::ImportValue": f"payments-{env}-security-LogsKeyArn"}
+    assert "DbPostgresLogGroup" in template["Resources"]["DbCluster"]["DependsOn"]
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_data_is_protected_where_the_environment_keeps_it(built, env):
+    config, template = built[env]
+    assert template["Resources"]["DbCluster"]["Properties"]["DeletionProtection"] is config.retains_data
+    for table in of_type(template, "AWS::DynamoDB::Table").values():
+        assert table["Properties"]["DeletionProtectionEnabled"] is config.retains_data
+    expected = {"dev": "Delete", "staging": "Snapshot", "prod": "Snapshot"}[env]
+    cluster = template["Resources"]["DbCluster"]
+    assert (cluster["DeletionPolicy"], cluster["UpdateReplacePolicy"]) == (expected, expected)
+    for logical_id in ("DbWriterInstance", "DbReaderInstance"):
+        # Instances hold no data of their own; a kept member would block the cluster's deletion.
+        resource = template["Resources"][logical_id]
+        assert (resource["DeletionPolicy"], resource["UpdateReplacePolicy"]) == ("Delete", "Delete")
+    assert config.retains_data is (env != "dev")
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_credentials_are_dynamic_references_to_the_security_secret(built, env):
+    _, template = built[env]
+    cluster = template["Resources"]["DbCluster"]["Properties"]
+    secret = {"Fn::ImportValue": f"payments-{env}-security-DbCredentialsSecretArn"}
+    for key, field in (("MasterUsername", "username"), ("MasterUserPassword", "password")):
+        body, variables = cluster[key]["Fn::Sub"]
+        assert body == f"{{{{resolve:secretsmanager:${{SecretArn}}:SecretString:{field}}}}}"
+        assert variables == {"SecretArn": secret}
+    assert "ManageMasterUserPassword" not in cluster
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_secret_is_attached_and_rotated_every_30_days_inside_the_vpc(built, env):
+    _, template = built[env]
+    assert template["Transform"] == "AWS::SecretsManager-2024-09-16"
+    secret = {"Fn::ImportValue": f"payments-{env}-security-DbCredentialsSecretArn"}
+    attachment = template["Resources"]["DbSecretAttachment"]["Properties"]
+    assert attachment == {"SecretId": secret, "TargetId": {"Ref": "DbCluster"}, "TargetType": "AWS::RDS::DBCluster"}
+    schedules = of_type(template, "AWS::SecretsManager::RotationSchedule")
+    assert list(schedules) == ["DbSecretRotation"]
+    rotation = schedules["DbSecretRotation"]
+    assert "DbSecretAttachment" in rotation["DependsOn"]
+    properties = rotation["Properties"]
+    assert properties["SecretId"] == secret
+    assert properties["RotationRules"] == {"ScheduleExpression": "rate(30 days)"}
+    hosted = properties["HostedRotationLambda"]
+    assert hosted["RotationType"] == "PostgreSQLSingleUser"
+    assert hosted["VpcSubnetIds"] == {"Fn::ImportValue": f"payments-{env}-network-PrivateSubnetIds"}
+    assert hosted["VpcSecurityGroupIds"] == {"Fn::ImportValue": f"payments-{env}-network-LambdaSecurityGroupId"}
+    assert hosted["KmsKeyArn"] == {"Fn::ImportValue": f"payments-{env}-security-SecretsKeyArn"}
+    assert set("!@#$%^&*()\"'/\\") <= set(hosted["ExcludeCharacters"])
+
+
+def tables_contract() -> dict[str, dict]:
+    """The key table of functions/paylib/TABLES.md: {prefix: {partition, sort, gsis, ttl}}."""
+    text = (ROOT / "functions" / "paylib" / "TABLES.md").read_text()
+    rows = {}
+    for line in text.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) != 6 or cells[0] in ("table (export prefix)",) or set(cells[0]) <= {"-"}:
+            continue
+        rows[cells[0]] = {
+            "partition": _key(cells[1]),
+            "sort": _key(cells[2]),
+            "gsis": set(re.findall(r"`([^`]+)`", cells[3])),
+            "ttl": _key(cells[4], typed=False),
+        }
+    assert rows, "no table rows found in TABLES.md"
+    return rows
+
+
+def _key(cell: str, typed: bool = True):
+    if cell == "-":
+        return None
+    if not typed:
+        return cell.strip("`")
+    match = re.fullmatch(r"`([a-z_]+)` \(([SN])\)", cell)
+    assert match, f"unreadable key cell {cell!r}"
+    return match.group(1), match.group(2)
+
+
+def _table_keys(properties: dict) -> dict:
+    types = {a["AttributeName"]: a["AttributeType"] for a in properties["AttributeDefinitions"]}
+    schema = {k["KeyType"]: k["AttributeName"] for k in properties["KeySchema"]}
+    return {
+        "partition": (schema["HASH"], types[schema["HASH"]]),
+        "sort": (schema["RANGE"], types[schema["RANGE"]]) if "RANGE" in schema else None,
+        "gsis": {index["IndexName"] for index in properties.get("GlobalSecondaryIndexes", [])},
+        "ttl": properties.get("TimeToLiveSpecification", {}).get("AttributeName"),
+    }
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_tables_match_the_functions_contract(built, env):
+    _, template = built[env]
+    contract = tables_contract()
+    tables = of_type(template, "AWS::DynamoDB::Table")
+    assert set(tables) == {f"{prefix}Table" for prefix in contract}
+    for prefix, expected in contract.items():
+        assert _table_keys(tables[f"{prefix}Table"]["Properties"]) == expected, prefix
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_transaction_indexes_are_sorted_by_time(built, env):
+    _, template = built[env]
+    properties = template["Resources"]["TransactionsTable"]["Properties"]
+    indexes = {i["IndexName"]: i for i in properties["GlobalSecondaryIndexes"]}
+    types = {a["AttributeName"]: a["AttributeType"] for a in properties["AttributeDefinitions"]}
+    for name, partition in (("by-customer", "customer_id"), ("by-status", "status")):
+        schema = [(k["AttributeName"], k["KeyType"]) for k in indexes[name]["KeySchema"]]
+        assert schema == [(partition, "HASH"), ("created_at", "RANGE")]
+        assert indexes[name]["Projection"] == {"ProjectionType": "ALL"}
+    assert types["created_at"] == "S"
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_tables_are_on_demand_recoverable_and_kms_encrypted(built, env):
+    config, template = built[env]
+    for logical_id, table in of_type(template, "AWS::DynamoDB::Table").items():
+        properties = table["Properties"]
+        assert properties["BillingMode"] == "PAY_PER_REQUEST", logical_id
+        assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+        assert properties["SSESpecification"] == {
+            "SSEEnabled": True,
+            "SSEType": "KMS",
+            "KMSMasterKeyId": {"Fn::ImportValue": f"payments-{env}-security-DataKeyArn"},
+        }
+        assert properties["TableName"].startswith(f"payments-{env}-")
+        assert table["DeletionPolicy"] == config.stateful_deletion_policy.replace("Snapshot", "Retain")
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_exports_and_imports_follow_the_contract(built, env):
+    _, template = built[env]
+    outputs = template["Outputs"]
+    assert set(outputs) == exports_contract("data")
+    for key, output in outputs.items():
+        assert output["Export"]["Name"] == f"payments-{env}-data-{key}"
+    allowed = {
+        f"payments-{env}-{layer}-{key}" for layer in ("network", "security") for key in exports_contract(layer)
+    }
+    assert imported_exports(template["Resources"]) <= allowed
+    assert outputs["DbClusterEndpoint"]["Value"] == {"Fn::GetAtt": ["DbCluster", "Endpoint.Address"]}
+    assert outputs["DbReaderEndpoint"]["Value"] == {"Fn::GetAtt": ["DbCluster", "ReadEndpoint.Address"]}
+
+
+def test_parameter_group_family_follows_the_engine_major_version():
+    config = load_environment("dev")
+    cases = (("15.10", "aurora-postgresql15"), ("16.11", "aurora-postgresql16"), ("17.4", "aurora-postgresql17"))
+    for version, family in cases:
+        aurora = config.data.aurora.model_copy(update={"engine_version": version})
+        assert data.parameter_group_family(aurora) == family
+
+
+def test_build_is_deterministic():
+    config = load_environment("staging")
+    assert data.build(config).to_json() == data.build(config).to_json()

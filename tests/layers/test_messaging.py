@@ -1,0 +1,152 @@
+"""messaging layer: payment queue + DLQ (KMS, redrive), SNS topics (KMS, TLS-only), alarm email."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from templates_src import messaging
+from templates_src.config import load_environment
+from templates_src.function_catalog import load_functions
+
+ROOT = Path(__file__).resolve().parents[2]
+ENVIRONMENTS = ("dev", "staging", "prod")
+
+
+def exports_contract(layer: str) -> set[str]:
+    for line in (ROOT / "docs" / "exports.md").read_text().splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 2 and cells[0] == layer:
+            return {key.strip() for key in cells[1].split(",")}
+    raise AssertionError(f"docs/exports.md has no row for {layer}")
+
+
+def built_dict(env: str, worker_timeout_s: int | None = None) -> dict:
+    return json.loads(messaging.build(load_environment(env), worker_timeout_s).to_json())
+
+
+@pytest.fixture(scope="module")
+def built() -> dict[str, tuple]:
+    return {env: (load_environment(env), built_dict(env)) for env in ENVIRONMENTS}
+
+
+def test_visibility_timeout_is_six_times_the_declared_worker_timeout(built):
+    declared = {d.name: d.timeout_s for d in load_functions()}
+    assert "queue_worker" in declared, "functions/queue_worker/function.yaml must declare the worker"
+    for _, template in built.values():
+        queue = template["Resources"]["PaymentQueue"]["Properties"]
+        assert queue["VisibilityTimeout"] == 6 * declared["queue_worker"]
+
+
+@pytest.mark.parametrize("worker_timeout, expected", [(1, 6), (45, 270), (900, 5400)])
+def test_visibility_timeout_follows_the_worker(worker_timeout, expected):
+    template = built_dict("dev", worker_timeout)
+    assert template["Resources"]["PaymentQueue"]["Properties"]["VisibilityTimeout"] == expected
+
+
+def test_a_worker_too_slow_for_sqs_is_refused():
+    with pytest.raises(ValueError, match="above the SQS maximum"):
+        messaging.visibility_timeout_s(7201)
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_failed_messages_move_to_a_14_day_dlq_after_3_receives(built, env):
+    _, template = built[env]
+    queue = template["Resources"]["PaymentQueue"]["Properties"]
+    dlq = template["Resources"]["PaymentDlq"]["Properties"]
+    dlq_arn = {"Fn::GetAtt": ["PaymentDlq", "Arn"]}
+    assert queue["RedrivePolicy"] == {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 3}
+    assert dlq["MessageRetentionPeriod"] == 14 * 24 * 3600
+    assert dlq["RedriveAllowPolicy"]["redrivePermission"] == "byQueue"
+    (source,) = dlq["RedriveAllowPolicy"]["sourceQueueArnList"]
+    assert source["Fn::Sub"].endswith(f":{queue['QueueName']}")
+    assert queue["QueueName"] == f"payments-{env}-payments" and dlq["QueueName"] == f"payments-{env}-payments-dlq"
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_queues_and_topics_use_the_data_key(built, env):
+    _, template = built[env]
+    key = {"Fn::ImportValue": f"payments-{env}-security-DataKeyArn"}
+    for logical_id in ("PaymentQueue", "PaymentDlq", "PaymentNotificationsTopic", "AlarmTopic"):
+        assert template["Resources"][logical_id]["Properties"]["KmsMasterKeyId"] == key, logical_id
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_queues_keep_data_as_the_environment_says(built, env):
+    _, template = built[env]
+    expected = "Delete" if env == "dev" else "Retain"
+    for logical_id in ("PaymentQueue", "PaymentDlq"):
+        resource = template["Resources"][logical_id]
+        assert resource["DeletionPolicy"] == resource["UpdateReplacePolicy"] == expected
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_queue_policy_only_refuses_plain_http(built, env):
+    _, template = built[env]
+    policy = template["Resources"]["PaymentQueuesPolicy"]["Properties"]
+    assert policy["Queues"] == [{"Ref": "PaymentQueue"}, {"Ref": "PaymentDlq"}]
+    (statement,) = policy["PolicyDocument"]["Statement"]
+    assert statement["Effect"] == "Deny"
+    assert statement["Condition"]["Bool"]["aws:SecureTransport"] in (False, "false")
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_only_cloudwatch_of_this_account_may_publish_alarms(built, env):
+    _, template = built[env]
+    statements = template["Resources"]["AlarmTopicPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    allows = [s for s in statements if s["Effect"] == "Allow"]
+    assert allows == [
+        {
+            "Sid": "CloudWatchAlarmsOfThisAccount",
+            "Effect": "Allow",
+            "Principal": {"Service": "cloudwatch.amazonaws.com"},
+            "Action": ["sns:Publish"],
+            "Resource": [{"Ref": "AlarmTopic"}],
+            "Condition": {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}},
+        }
+    ]
+    for logical_id in ("AlarmTopicPolicy", "PaymentNotificationsTopicPolicy"):
+        document = template["Resources"][logical_id]["Properties"]["PolicyDocument"]
+        denies = [s for s in document["Statement"] if s["Effect"] == "Deny"]
+        assert denies and denies[0]["Condition"]["Bool"]["aws:SecureTransport"] in (False, "false")
+    notifications = template["Resources"]["PaymentNotificationsTopicPolicy"]["Properties"]["PolicyDocument"]
+    assert all(s["Effect"] == "Deny" for s in notifications["Statement"])
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_alarm_email_comes_from_the_parameters(built, env):
+    config, template = built[env]
+    subscription = template["Resources"]["AlarmEmailSubscription"]["Properties"]
+    assert subscription == {
+        "Protocol": "email",
+        "Endpoint": config.monitoring.alarm_email,
+        "TopicArn": {"Ref": "AlarmTopic"},
+    }
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_exports_and_imports_follow_the_contract(built, env):
+    _, template = built[env]
+    assert set(template["Outputs"]) == exports_contract("messaging")
+    for key, output in template["Outputs"].items():
+        assert output["Export"]["Name"] == f"payments-{env}-messaging-{key}"
+    imports = {json.dumps(v) for v in _imports(template["Resources"])}
+    assert imports == {json.dumps(f"payments-{env}-security-DataKeyArn")}
+
+
+def _imports(node):
+    if isinstance(node, dict):
+        if "Fn::ImportValue" in node:
+            yield node["Fn::ImportValue"]
+        for value in node.values():
+            yield from _imports(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _imports(value)
+
+
+def test_a_missing_queue_worker_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(messaging, "load_functions", lambda: [])
+    with pytest.raises(messaging.QueueWorkerMissing, match="functions/queue_worker/function.yaml is missing"):
+        messaging.build(load_environment("dev"))

@@ -1,0 +1,229 @@
+"""monitoring layer: dashboard, alarms with per-environment thresholds, rollback trigger outputs."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from templates_src import monitoring
+from templates_src.config import load_environment
+from templates_src.function_catalog import FUNCTIONS_DIR
+
+ENVIRONMENTS = ("dev", "staging", "prod")
+FUNCTION_NAMES = ("audit_logger", "fraud_screening", "payment_api", "queue_worker", "status")
+ALARMS = ("ApiLatencyP99", "Api5xx", "LambdaErrors", "LambdaThrottles", "DlqNotEmpty", "AuroraCpu", "Alb5xx", "AlbLatencyP99", "EcsCpu")
+
+
+def write_function(functions_dir: Path, name: str) -> None:
+    directory = functions_dir / name
+    directory.mkdir(parents=True)
+    (directory / "app.py").write_text("def handler(event, context):\n    return {}\n")
+    declaration = {
+        "description": f"test function {name}",
+        "memory_mb": 256,
+        "timeout_s": 10,
+        "returns": "a test result",
+        "triggers": [{"type": "stepfunctions"}],
+    }
+    (directory / "function.yaml").write_text(yaml.safe_dump(declaration))
+
+
+def logical(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
+@pytest.fixture
+def functions_dir(tmp_path: Path) -> Path:
+    directory = tmp_path / "functions"
+    for name in FUNCTION_NAMES:
+        write_function(directory, name)
+    return directory
+
+
+def build_dict(env: str, functions_dir: Path) -> dict:
+    return json.loads(monitoring.build(load_environment(env), functions_dir).to_json())
+
+
+def alarms_of(template: dict) -> dict[str, dict]:
+    return {key: r["Properties"] for key, r in template["Resources"].items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+
+
+def dashboard(template: dict) -> tuple[dict, dict]:
+    body, variables = template["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    return json.loads(body), variables
+
+
+def all_metrics(body: dict) -> list[list]:
+    return [metric for widget in body["widgets"] for metric in widget["properties"]["metrics"]]
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_every_alarm_notifies_the_alarm_topic_both_ways(env, functions_dir):
+    alarms = alarms_of(build_dict(env, functions_dir))
+    assert set(alarms) == {f"{name}Alarm" for name in ALARMS}
+    topic = [{"Fn::ImportValue": f"payments-{env}-messaging-AlarmTopicArn"}]
+    for key, alarm in alarms.items():
+        assert alarm["AlarmActions"] == topic, key
+        assert alarm["OKActions"] == topic, key
+        assert alarm["TreatMissingData"] in {"notBreaching", "missing", "breaching", "ignore"}, key
+        assert alarm["AlarmName"].startswith(f"payments-{env}-"), key
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_thresholds_come_from_the_environment(env, functions_dir):
+    limits = load_environment(env).monitoring.alarms
+    alarms = alarms_of(build_dict(env, functions_dir))
+    assert alarms["ApiLatencyP99Alarm"]["Threshold"] == limits.api_p99_latency_ms
+    assert alarms["ApiLatencyP99Alarm"]["ExtendedStatistic"] == "p99"
+    assert alarms["Api5xxAlarm"]["Threshold"] == limits.api_5xx_per_5min
+    assert alarms["LambdaErrorsAlarm"]["Threshold"] == limits.lambda_errors_per_5min
+    assert alarms["LambdaThrottlesAlarm"]["Threshold"] == limits.lambda_throttles_per_5min
+    assert alarms["AuroraCpuAlarm"]["Threshold"] == limits.aurora_cpu_percent
+    assert alarms["Alb5xxAlarm"]["Threshold"] == limits.alb_5xx_per_5min
+    assert alarms["AlbLatencyP99Alarm"]["Threshold"] == pytest.approx(limits.alb_latency_p99_ms / 1000)
+    assert alarms["EcsCpuAlarm"]["Threshold"] == limits.ecs_cpu_percent
+    dlq = alarms["DlqNotEmptyAlarm"]
+    assert (dlq["Threshold"], dlq["ComparisonOperator"]) == (0, "GreaterThanThreshold")
+    assert dlq["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::ImportValue": f"payments-{env}-messaging-PaymentDlqName"}}]
+
+
+@pytest.mark.parametrize("metric", ["Errors", "Throttles"])
+def test_lambda_alarms_sum_every_declared_function(functions_dir, metric):
+    alarm = alarms_of(build_dict("prod", functions_dir))[f"Lambda{metric}Alarm"]
+    queries = alarm["Metrics"]
+    stats = [q for q in queries if "MetricStat" in q]
+    names = {q["MetricStat"]["Metric"]["Dimensions"][0]["Value"]["Fn::ImportValue"] for q in stats}
+    assert names == {f"payments-prod-compute-{logical(n)}FunctionName" for n in FUNCTION_NAMES}
+    assert all(q["MetricStat"]["Metric"]["MetricName"] == metric and q["ReturnData"] is False for q in stats)
+    (total,) = [q for q in queries if q.get("ReturnData")]
+    assert total["Expression"] == "SUM(METRICS())"
+
+
+def test_too_many_functions_for_one_math_alarm_is_explained(functions_dir):
+    for index in range(monitoring.MAX_METRICS_PER_MATH_ALARM - len(FUNCTION_NAMES) + 1):
+        write_function(functions_dir, f"extra_{index}")
+    with pytest.raises(monitoring.MonitoringError, match="exceed the 10 metrics"):
+        monitoring.build(load_environment("dev"), functions_dir)
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_alarm_outputs_and_rollback_triggers(env, functions_dir):
+    template = build_dict(env, functions_dir)
+    outputs = template["Outputs"]
+    assert set(outputs) == {f"{name}AlarmArn" for name in ALARMS}
+    for key, value in outputs.items():
+        assert "Export" not in value, key
+        assert value["Value"] == {"Fn::GetAtt": [key.removesuffix("Arn"), "Arn"]}
+    triggers = template["Metadata"]["RollbackTriggers"]
+    assert set(triggers) == {"api", "compute"}
+    for layer, keys in triggers.items():
+        assert 1 <= len(keys) <= 5, layer
+        assert set(keys) <= set(outputs), layer
+    assert "Api5xxAlarmArn" in triggers["api"] and "LambdaErrorsAlarmArn" in triggers["compute"]
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_dashboard_substitutions_are_all_defined_and_used(env, functions_dir):
+    template = build_dict(env, functions_dir)
+    raw_body = template["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"][0]
+    _, variables = dashboard(template)
+    used = set(re.findall(r"\$\{([^}]+)\}", raw_body)) - {"AWS::Region"}
+    assert used == set(variables)
+    for name in FUNCTION_NAMES:
+        assert variables[f"{logical(name)}FunctionName"] == {"Fn::ImportValue": f"payments-{env}-compute-{logical(name)}FunctionName"}
+    assert variables["ApiName"] == {"Fn::ImportValue": f"payments-{env}-api-RestApiName"}
+    assert variables["DbClusterIdentifier"] == {"Fn::ImportValue": f"payments-{env}-data-DbClusterIdentifier"}
+
+
+def test_dashboard_covers_every_required_metric(functions_dir):
+    body, _ = dashboard(build_dict("staging", functions_dir))
+    seen = {(metric[0], metric[1]) for metric in all_metrics(body)}
+    required = {
+        ("AWS/ApiGateway", "Latency"), ("AWS/ApiGateway", "4XXError"), ("AWS/ApiGateway", "5XXError"),
+        ("AWS/Lambda", "Invocations"), ("AWS/Lambda", "Errors"), ("AWS/Lambda", "Duration"), ("AWS/Lambda", "Throttles"),
+        ("AWS/DynamoDB", "ConsumedReadCapacityUnits"), ("AWS/DynamoDB", "ConsumedWriteCapacityUnits"),
+        ("AWS/DynamoDB", "ReadThrottleEvents"), ("AWS/DynamoDB", "WriteThrottleEvents"),
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
+        ("AWS/ApplicationELB", "RequestCount"), ("AWS/ApplicationELB", "TargetResponseTime"),
+        ("AWS/ApplicationELB", "HTTPCode_Target_5XX_Count"),
+        ("AWS/ECS", "CPUUtilization"), ("AWS/ECS", "MemoryUtilization"),
+        ("AWS/RDS", "CPUUtilization"), ("AWS/RDS", "DatabaseConnections"),
+        ("Payments", "PaymentsAccepted"), ("Payments", "PaymentsDeclined"), ("Payments", "PaymentsSettled"),
+        ("Payments", "ProcessingTime"),
+    }
+    assert required <= seen
+    latency_stats = {m[-1]["stat"] for m in all_metrics(body) if m[:2] == ["AWS/ApiGateway", "Latency"]}
+    assert {"p50", "p99"} <= latency_stats
+    lambda_functions = {m[3] for m in all_metrics(body) if m[:2] == ["AWS/Lambda", "Errors"]}
+    assert lambda_functions == {"${%sFunctionName}" % logical(n) for n in FUNCTION_NAMES}
+    queues = {m[3] for m in all_metrics(body) if m[1] == "ApproximateNumberOfMessagesVisible"}
+    assert queues == {"${QueueName}", "${DlqName}"}
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_business_metrics_use_the_documented_dimensions(env, functions_dir):
+    body, _ = dashboard(build_dict(env, functions_dir))
+    business = [m for m in all_metrics(body) if m[0] == monitoring.BUSINESS_NAMESPACE]
+    assert business
+    for metric in business:
+        dimensions = dict(zip(metric[2:-1:2], metric[3:-1:2]))
+        assert dimensions == {"service": "payments"}
+
+
+@pytest.mark.skipif(not (FUNCTIONS_DIR / "paylib" / "observability.py").exists(), reason="paylib not written yet")
+def test_business_dimensions_match_what_the_functions_emit(monkeypatch):
+    """Serialise a metric through the functions' own Powertools setup: same namespace, same
+    dimension set, or the dashboard would show nothing."""
+    import importlib
+
+    monkeypatch.syspath_prepend(str(FUNCTIONS_DIR))
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "payments")
+    observability = importlib.import_module("paylib.observability")
+    metrics = observability.metrics
+    metrics.add_metric(name="PaymentsAccepted", unit=observability.MetricUnit.Count, value=1)
+    try:
+        emitted = metrics.serialize_metric_set()
+    finally:
+        metrics.clear_metrics()
+    (directive,) = emitted["_aws"]["CloudWatchMetrics"]
+    assert directive["Namespace"] == monitoring.BUSINESS_NAMESPACE
+    expected = monitoring.business_dimensions(load_environment("prod"))
+    assert set(directive["Dimensions"][0]) == set(expected)
+    assert {name: emitted[name] for name in expected} == expected
+
+
+def test_widgets_do_not_overlap(functions_dir):
+    body, _ = dashboard(build_dict("dev", functions_dir))
+    cells = [(w["x"], w["y"]) for w in body["widgets"]]
+    assert len(cells) == len(set(cells))
+    assert all(w["x"] + w["width"] <= 24 for w in body["widgets"])
+
+
+def test_build_is_deterministic(functions_dir):
+    config = load_environment("prod")
+    assert monitoring.build(config, functions_dir).to_json() == monitoring.build(config, functions_dir).to_json()
+
+
+def test_no_functions_is_explained(tmp_path):
+    (tmp_path / "functions").mkdir()
+    with pytest.raises(monitoring.MonitoringError, match="no functions"):
+        monitoring.build(load_environment("dev"), tmp_path / "functions")
+
+
+@pytest.mark.skipif(
+    not any(d.name != "paylib" and (d / "function.yaml").exists() for d in FUNCTIONS_DIR.iterdir() if d.is_dir()),
+    reason="functions/ declarations not written yet",
+)
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_repository_functions_are_all_monitored(env):
+    from templates_src.function_catalog import load_functions
+
+    template = json.loads(monitoring.build(load_environment(env)).to_json())
+    _, variables = dashboard(template)
+    for function in load_functions():
+        assert f"{function.logical_name}FunctionName" in variables
+        service = function.environment.get("POWERTOOLS_SERVICE_NAME")
+        assert service is None or service.value == monitoring.BUSINESS_SERVICE, function.name

@@ -1,0 +1,163 @@
+"""security layer: rotated KMS keys whose policies name their services, generated secrets
+encrypted with the secrets key, SSM names without secret values, the export contract."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from templates_src import security
+from templates_src.config import load_environment
+
+ROOT = Path(__file__).resolve().parents[2]
+ENVIRONMENTS = ("dev", "staging", "prod")
+KEYS = ("DataKey", "LogsKey", "SecretsKey")
+SECRETS = ("DbCredentialsSecret", "ApiSigningSecret", "CardFingerprintSecret")
+
+
+@pytest.fixture(scope="module", params=ENVIRONMENTS)
+def env(request):
+    config = load_environment(request.param)
+    return config, json.loads(security.build(config).to_json())
+
+
+def of_type(template: dict, resource_type: str) -> dict[str, dict]:
+    return {name: r for name, r in template["Resources"].items() if r["Type"] == resource_type}
+
+
+def statements(template: dict, key: str) -> dict[str, dict]:
+    return {s["Sid"]: s for s in template["Resources"][key]["Properties"]["KeyPolicy"]["Statement"]}
+
+
+def as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def test_three_rotated_keys_with_aliases(env):
+    config, template = env
+    assert set(of_type(template, "AWS::KMS::Key")) == set(KEYS)
+    for key in KEYS:
+        properties = template["Resources"][key]["Properties"]
+        assert properties["EnableKeyRotation"] is True
+    aliases = {a["Properties"]["AliasName"] for a in of_type(template, "AWS::KMS::Alias").values()}
+    assert aliases == {f"alias/payments-{config.name}-{purpose}" for purpose in ("data", "logs", "secrets")}
+
+
+def test_data_key_names_the_services_that_use_it(env):
+    _, template = env
+    policy = statements(template, "DataKey")
+    principals = set(as_list(policy["AllowDataServices"]["Principal"]["Service"]))
+    assert {
+        "dynamodb.amazonaws.com", "sqs.amazonaws.com", "sns.amazonaws.com", "s3.amazonaws.com",
+        "lambda.amazonaws.com", "rds.amazonaws.com", "states.amazonaws.com", "events.amazonaws.com",
+        "cloudwatch.amazonaws.com",
+    } == principals
+    via = policy["AllowAccountThroughDataServices"]["Condition"]["StringEquals"]
+    assert via["kms:CallerAccount"] == {"Ref": "AWS::AccountId"}
+    assert {v["Fn::Sub"].split(".")[0] for v in via["kms:ViaService"]} == set(security.DATA_KEY_VIA_SERVICES)
+
+
+def test_logs_key_serves_only_this_accounts_log_groups(env):
+    _, template = env
+    statement = statements(template, "LogsKey")["AllowCloudWatchLogsForThisAccount"]
+    assert statement["Principal"]["Service"] == [{"Fn::Sub": "logs.${AWS::Region}.amazonaws.com"}]
+    assert statement["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:*"
+    }
+
+
+def test_secrets_key_is_usable_only_through_secrets_manager(env):
+    _, template = env
+    policy = statements(template, "SecretsKey")
+    assert set(policy) == {"AccountAdministersKey", "AllowAccountThroughSecretsManager"}
+    condition = policy["AllowAccountThroughSecretsManager"]["Condition"]["StringEquals"]
+    assert condition["kms:ViaService"] == [{"Fn::Sub": "secretsmanager.${AWS::Region}.amazonaws.com"}]
+
+
+def test_key_policies_have_no_wildcard_action_or_principal(env):
+    _, template = env
+    for key in KEYS:
+        for statement in statements(template, key).values():
+            assert not any("*" in action for action in statement["Action"])
+            assert statement["Principal"] != "*" and statement["Principal"] != {"AWS": "*"}
+
+
+def test_database_credentials_are_generated_without_punctuation(env):
+    _, template = env
+    generate = template["Resources"]["DbCredentialsSecret"]["Properties"]["GenerateSecretString"]
+    assert json.loads(generate["SecretStringTemplate"]) == {"username": "payments_admin"}
+    assert generate["GenerateStringKey"] == "password"
+    assert generate["PasswordLength"] == 32
+    assert generate["ExcludePunctuation"] is True
+
+
+def test_fingerprint_key_is_a_generated_64_character_value(env):
+    _, template = env
+    generate = template["Resources"]["CardFingerprintSecret"]["Properties"]["GenerateSecretString"]
+    assert generate["PasswordLength"] == 64
+
+
+def test_every_secret_is_generated_and_encrypted_with_the_secrets_key(env):
+    config, template = env
+    secrets = of_type(template, "AWS::SecretsManager::Secret")
+    assert set(secrets) == set(SECRETS)
+    for name, secret in secrets.items():
+        properties = secret["Properties"]
+        assert "SecretString" not in properties, f"{name} carries a literal value"
+        assert "GenerateSecretString" in properties
+        assert properties["KmsKeyId"] == {"Fn::GetAtt": ["SecretsKey", "Arn"]}
+        assert properties["Name"].startswith(f"payments-{config.name}-")
+        assert secret["DeletionPolicy"] == ("Delete" if config.name == "dev" else "Retain")
+        assert any(skip["id"] == "CKV2_AWS_57" and skip["comment"] for skip in secret["Metadata"]["checkov"]["skip"])
+
+
+def test_stateful_resources_follow_the_environment_policy(env):
+    config, template = env
+    expected = "Delete" if config.name == "dev" else "Retain"
+    for resource in [*of_type(template, "AWS::KMS::Key").values(), *of_type(template, "AWS::SecretsManager::Secret").values()]:
+        assert resource["DeletionPolicy"] == resource["UpdateReplacePolicy"] == expected
+
+
+def test_ssm_parameters_publish_names_never_values(env):
+    config, template = env
+    parameters = of_type(template, "AWS::SSM::Parameter")
+    names = {p["Properties"]["Name"] for p in parameters.values()}
+    for purpose in ("data", "logs", "secrets"):
+        assert {f"/payments/{config.name}/kms/{purpose}-key-{what}" for what in ("id", "arn", "alias")} <= names
+    for purpose in security.SECRET_PURPOSES.values():
+        assert f"/payments/{config.name}/secrets/{purpose}-arn" in names
+    for parameter in parameters.values():
+        properties = parameter["Properties"]
+        assert properties["Type"] == "String"
+        value = properties["Value"]
+        # A literal value may only be a key alias; secrets are published by reference (ARN).
+        if isinstance(value, str):
+            assert value.startswith(f"alias/payments-{config.name}-")
+        elif "Ref" in value and value["Ref"] in SECRETS:
+            assert value == {"Ref": value["Ref"]}  # Ref of a secret is its ARN
+
+
+def exports_contract(layer: str) -> set[str]:
+    for line in (ROOT / "docs" / "exports.md").read_text().splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 2 and cells[0] == layer:
+            return {key.strip() for key in cells[1].split(",")}
+    raise AssertionError(f"docs/exports.md has no row for {layer}")
+
+
+def test_exports_match_the_contract_and_nothing_is_imported(env):
+    config, template = env
+    assert set(template["Outputs"]) == exports_contract("security")
+    for key, output in template["Outputs"].items():
+        assert output["Export"]["Name"] == f"payments-{config.name}-security-{key}"
+    assert template["Outputs"]["DataKeyArn"]["Value"] == {"Fn::GetAtt": ["DataKey", "Arn"]}
+    assert template["Outputs"]["DbCredentialsSecretArn"]["Value"] == {"Ref": "DbCredentialsSecret"}
+    assert "Fn::ImportValue" not in json.dumps(template)
+
+
+def test_no_hard_coded_partition_region_or_account(env):
+    config, template = env
+    text = json.dumps(template)
+    assert "arn:aws:" not in text
+    assert config.region not in text

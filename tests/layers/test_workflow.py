@@ -1,0 +1,211 @@
+"""workflow layer: the state machine built from functions/workflow.asl.json."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from templates_src import workflow
+from templates_src.config import load_environment
+from templates_src.function_catalog import FUNCTIONS_DIR, load_functions
+
+ENVIRONMENTS = ("dev", "staging", "prod")
+REAL_DEFINITION = FUNCTIONS_DIR / workflow.DEFINITION_FILE
+
+
+def write_function(functions_dir: Path, name: str, triggers: list[str]) -> None:
+    directory = functions_dir / name
+    directory.mkdir(parents=True)
+    (directory / "app.py").write_text("def handler(event, context):\n    return {}\n")
+    declaration = {
+        "description": f"test function {name}",
+        "memory_mb": 256,
+        "timeout_s": 10,
+        "returns": "a test result",
+        "triggers": [{"type": trigger} for trigger in triggers],
+    }
+    (directory / "function.yaml").write_text(yaml.safe_dump(declaration))
+
+
+def called_functions(definition: dict) -> list[str]:
+    return [name for name in workflow.placeholders(definition) if name not in workflow.TOPICS]
+
+
+@pytest.fixture
+def functions_dir(tmp_path: Path) -> Path:
+    """The repository's definition with a declaration (stepfunctions trigger) per function it calls."""
+    directory = tmp_path / "functions"
+    directory.mkdir()
+    shutil.copy(REAL_DEFINITION, directory / workflow.DEFINITION_FILE)
+    for name in called_functions(workflow.load_definition(REAL_DEFINITION)):
+        write_function(directory, name, ["stepfunctions"])
+    write_function(directory, "unrelated_worker", ["api"])
+    return directory
+
+
+def build_dict(env: str, functions_dir: Path) -> dict:
+    return json.loads(workflow.build(load_environment(env), functions_dir).to_json())
+
+
+def state_machine(template: dict) -> dict:
+    (resource,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::StepFunctions::StateMachine"]
+    return resource["Properties"]
+
+
+def role_statements(template: dict) -> dict[str, dict]:
+    (role,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::IAM::Role"]
+    (policy,) = role["Properties"]["Policies"]
+    return {statement["Sid"]: statement for statement in policy["PolicyDocument"]["Statement"]}
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_state_machine_is_standard_logged_traced_and_encrypted(env, functions_dir):
+    template = build_dict(env, functions_dir)
+    properties = state_machine(template)
+    assert properties["StateMachineType"] == "STANDARD"
+    assert properties["StateMachineName"] == f"payments-{env}-payment-workflow"
+    assert properties["LoggingConfiguration"]["Level"] == "ALL"
+    assert properties["LoggingConfiguration"]["IncludeExecutionData"] is False
+    assert properties["TracingConfiguration"] == {"Enabled": True}
+    encryption = properties["EncryptionConfiguration"]
+    assert encryption["Type"] == "CUSTOMER_MANAGED_KMS_KEY"
+    assert encryption["KmsKeyId"] == {"Fn::ImportValue": f"payments-{env}-security-DataKeyArn"}
+
+    log_group = template["Resources"]["StateMachineLogGroup"]
+    assert log_group["Properties"]["KmsKeyId"] == {"Fn::ImportValue": f"payments-{env}-security-LogsKeyArn"}
+    assert log_group["Properties"]["RetentionInDays"] == load_environment(env).log_retention_days
+    assert log_group["DeletionPolicy"] == ("Delete" if env == "dev" else "Retain")
+    destination = properties["LoggingConfiguration"]["Destinations"][0]["CloudWatchLogsLogGroup"]["LogGroupArn"]
+    assert destination == {"Fn::GetAtt": ["StateMachineLogGroup", "Arn"]}
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_every_placeholder_resolves_to_an_alias_or_the_topic(env, functions_dir):
+    properties = state_machine(build_dict(env, functions_dir))
+    used = set(workflow.PLACEHOLDER.findall(json.dumps(properties["Definition"])))
+    substitutions = properties["DefinitionSubstitutions"]
+    assert used == set(substitutions)
+    for name in called_functions(workflow.load_definition(REAL_DEFINITION)):
+        logical = "".join(part.capitalize() for part in name.split("_"))
+        assert substitutions[name] == {"Fn::ImportValue": f"payments-{env}-compute-{logical}AliasArn"}
+    assert substitutions["PaymentNotificationsTopicArn"] == {
+        "Fn::ImportValue": f"payments-{env}-messaging-PaymentNotificationsTopicArn"
+    }
+    assert substitutions["Partition"] == {"Ref": "AWS::Partition"}
+
+
+def test_template_has_no_hard_coded_partition(functions_dir):
+    rendered = workflow.build(load_environment("prod"), functions_dir).to_json()
+    assert "arn:aws:" not in rendered
+    assert "arn:${Partition}:states:::lambda:invoke" in rendered
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_role_is_least_privilege(env, functions_dir):
+    template = build_dict(env, functions_dir)
+    statements = role_statements(template)
+    invoked = statements["InvokePaymentFunctionAliases"]
+    expected_aliases = {
+        f"payments-{env}-compute-{''.join(p.capitalize() for p in name.split('_'))}AliasArn"
+        for name in called_functions(workflow.load_definition(REAL_DEFINITION))
+    }
+    assert {resource["Fn::ImportValue"] for resource in invoked["Resource"]} == expected_aliases
+    assert invoked["Action"] == ["lambda:InvokeFunction"]
+    assert "payments-{}-compute-UnrelatedWorkerAliasArn".format(env) not in json.dumps(template)
+    assert statements["PublishPaymentNotifications"]["Action"] == ["sns:Publish"]
+    assert statements["PublishPaymentNotifications"]["Resource"] == [
+        {"Fn::ImportValue": f"payments-{env}-messaging-PaymentNotificationsTopicArn"}
+    ]
+    assert sorted(statements["EncryptWithDataKey"]["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey"]
+    for sid, statement in statements.items():
+        assert all("*" not in action for action in statement["Action"]), sid
+        if statement["Resource"] == ["*"]:
+            assert sid in {"DeliverExecutionLogs", "WriteTraces"}, f"{sid} uses a * resource"
+    trust = template["Resources"]["StateMachineRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]
+    assert trust["Principal"] == {"Service": "states.amazonaws.com"}
+    assert "aws:SourceAccount" in trust["Condition"]["StringEquals"]
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_exports_state_machine_arn_and_name(env, functions_dir):
+    outputs = build_dict(env, functions_dir)["Outputs"]
+    assert {key: output["Export"]["Name"] for key, output in outputs.items()} == {
+        "StateMachineArn": f"payments-{env}-workflow-StateMachineArn",
+        "StateMachineName": f"payments-{env}-workflow-StateMachineName",
+    }
+
+
+def test_unknown_placeholder_stops_the_build(functions_dir):
+    definition_file = functions_dir / workflow.DEFINITION_FILE
+    definition = json.loads(definition_file.read_text())
+    definition["States"]["Validate"]["Parameters"]["FunctionName"] = "${validaton}"
+    definition_file.write_text(json.dumps(definition))
+    with pytest.raises(workflow.WorkflowDefinitionError, match=r"\$\{validaton\}") as error:
+        workflow.build(load_environment("dev"), functions_dir)
+    assert str(definition_file) in str(error.value)
+
+
+def test_reserved_partition_placeholder_is_refused(functions_dir):
+    definition_file = functions_dir / workflow.DEFINITION_FILE
+    definition = json.loads(definition_file.read_text())
+    definition["Comment"] = "runs in ${Partition}"
+    definition_file.write_text(json.dumps(definition))
+    with pytest.raises(workflow.WorkflowDefinitionError, match="reserved") as error:
+        workflow.build(load_environment("dev"), functions_dir)
+    assert str(error.value).count("Partition") == 1
+
+
+def test_called_function_must_declare_a_stepfunctions_trigger(functions_dir):
+    name = called_functions(workflow.load_definition(REAL_DEFINITION))[0]
+    shutil.rmtree(functions_dir / name)
+    write_function(functions_dir, name, ["api"])
+    with pytest.raises(workflow.WorkflowDefinitionError, match=f"{name}.*stepfunctions"):
+        workflow.build(load_environment("dev"), functions_dir)
+
+
+@pytest.mark.parametrize("content, message", [("{not json", "not valid JSON"), ('{"StartAt": "A"}', "States")])
+def test_bad_definition_file_is_explained(functions_dir, content, message):
+    (functions_dir / workflow.DEFINITION_FILE).write_text(content)
+    with pytest.raises(workflow.WorkflowDefinitionError, match=message):
+        workflow.build(load_environment("dev"), functions_dir)
+
+
+def test_missing_definition_file_is_explained(functions_dir):
+    (functions_dir / workflow.DEFINITION_FILE).unlink()
+    with pytest.raises(workflow.WorkflowDefinitionError, match="not found"):
+        workflow.build(load_environment("dev"), functions_dir)
+
+
+def test_build_is_deterministic(functions_dir):
+    config = load_environment("staging")
+    assert workflow.build(config, functions_dir).to_json() == workflow.build(config, functions_dir).to_json()
+
+
+def test_definition_as_written_passes_cfn_lint_state_machine_checks(functions_dir):
+    """The template ignores E3601 only because of the partition rewrite; the definition itself
+    must still satisfy cfn-lint's Amazon States Language schema."""
+    from cfnlint.api import lint
+
+    template = build_dict("dev", functions_dir)
+    resource = template["Resources"]["PaymentStateMachine"]
+    resource["Properties"]["Definition"] = workflow.load_definition(REAL_DEFINITION)
+    resource.pop("Metadata")
+    findings = [match for match in lint(json.dumps(template), regions=["eu-west-1"]) if match.rule.id.startswith("E")]
+    assert findings == []
+
+
+@pytest.mark.skipif(
+    not any(d.name != "paylib" and (d / "function.yaml").exists() for d in FUNCTIONS_DIR.iterdir() if d.is_dir()),
+    reason="functions/ declarations not written yet",
+)
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_repository_functions_build(env):
+    """The real declarations agree with the real definition (the build's own input)."""
+    template = json.loads(workflow.build(load_environment(env)).to_json())
+    declared = {f.name for f in load_functions()}
+    called = set(called_functions(workflow.load_definition(REAL_DEFINITION)))
+    assert called <= declared
+    assert called <= set(state_machine(template)["DefinitionSubstitutions"])

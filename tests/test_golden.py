@@ -1,0 +1,41 @@
+"""Golden templates for staging: a template change is a reviewed change to tests/golden/.
+
+After an intended change: `make golden`, then review `git diff tests/golden`.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+GOLDEN_DIR = Path(__file__).resolve().parent / "golden" / "staging"
+LAYERS = ["api", "artifacts", "compute", "data", "messaging", "monitoring", "network", "security", "storage", "workflow"]
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_staging_template_matches_golden(built_environments, layer):
+    actual = (built_environments["staging"]["dir"] / f"{layer}.json").read_text()
+    golden = GOLDEN_DIR / f"{layer}.json"
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.parent.mkdir(parents=True, exist_ok=True)
+        golden.write_text(actual)
+    assert golden.exists(), f"no golden file for {layer}: run `make golden` and review it"
+    assert actual == golden.read_text(), f"{layer} template changed: review, then `make golden`"
+
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+START, END = "<!-- stacks-diagram:start -->\n", "<!-- stacks-diagram:end -->\n"
+
+
+def test_readme_stack_diagram_is_the_built_one(built_environments):
+    import build
+
+    diagram = "```mermaid\n" + build.render_mermaid(built_environments["prod"]["manifest"]) + "```\n"
+    text = README.read_text()
+    before, rest = text.split(START, 1)
+    _, after = rest.split(END, 1)
+    if os.environ.get("UPDATE_GOLDEN"):
+        README.write_text(before + START + diagram + END + after)
+        text = README.read_text()
+    assert START + diagram + END in text, "README's stack diagram is stale: run `make golden`"

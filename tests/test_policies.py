@@ -1,0 +1,248 @@
+"""Platform-wide rules, checked on every built template of every environment."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from templates_src.common import SNAPSHOT_TYPES, STATEFUL_TYPES
+
+from .conftest import ENVIRONMENTS, all_templates
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Actions AWS only authorizes on Resource "*": the API has no resource-level permission for them.
+# Each use in a template also carries a comment in the layer's code.
+STAR_RESOURCE_ACTIONS = {
+    "xray:PutTraceSegments",  # X-Ray: no resource-level permissions
+    "xray:PutTelemetryRecords",
+    "xray:GetSamplingRules",
+    "xray:GetSamplingTargets",
+    "ec2:CreateNetworkInterface",  # Lambda in a VPC: ENIs do not exist before the call
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DeleteNetworkInterface",
+    "ec2:AssignPrivateIpAddresses",
+    "ec2:UnassignPrivateIpAddresses",
+    "ec2:DescribeSubnets",
+    "ec2:DescribeSecurityGroups",
+    "ec2:DescribeVpcs",
+    "logs:CreateLogDelivery",  # vended log delivery (Step Functions, API GW): account-level APIs
+    "logs:GetLogDelivery",
+    "logs:UpdateLogDelivery",
+    "logs:DeleteLogDelivery",
+    "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy",
+    "logs:DescribeResourcePolicies",
+    "logs:DescribeLogGroups",
+    "ecr:GetAuthorizationToken",  # ECR: the token is account-wide
+    "cloudwatch:PutMetricData",  # CloudWatch: no resource-level permissions (a namespace condition narrows it)
+    "secretsmanager:GetRandomPassword",  # rotation: no resource-level permissions
+}
+POLICY_TYPES = {
+    "AWS::IAM::Role": lambda p: [d["PolicyDocument"] for d in p.get("Policies", [])],
+    "AWS::IAM::Policy": lambda p: [p["PolicyDocument"]],
+    "AWS::IAM::ManagedPolicy": lambda p: [p["PolicyDocument"]],
+    "AWS::S3::BucketPolicy": lambda p: [p["PolicyDocument"]],
+    "AWS::SQS::QueuePolicy": lambda p: [p["PolicyDocument"]],
+    "AWS::SNS::TopicPolicy": lambda p: [p["PolicyDocument"]],
+}
+
+
+def _listify(value):
+    return value if isinstance(value, list) else [value]
+
+
+def policy_statements(template):
+    """(logical id, resource type, statement) for every policy document in the template."""
+    for logical_id, resource in template["Resources"].items():
+        properties = resource.get("Properties", {})
+        documents = POLICY_TYPES.get(resource["Type"], lambda p: [])(properties)
+        if resource["Type"] == "AWS::KMS::Key":
+            documents = [properties["KeyPolicy"]]
+        for document in documents:
+            for statement in _listify(document["Statement"]):
+                yield logical_id, resource["Type"], statement
+
+
+def test_every_environment_builds_every_layer(built_environments):
+    expected = {"artifacts", "network", "security", "data", "storage", "messaging", "compute", "workflow", "api", "monitoring"}
+    for env in ENVIRONMENTS:
+        layers = set(built_environments[env]["templates"])
+        assert layers == expected | ({"dr"} if env == "prod" else set())
+        for layer, template in built_environments[env]["templates"].items():
+            assert template["Resources"], f"{env}/{layer} has no resources"
+
+
+def test_no_allow_statement_has_a_wildcard_action(built_environments):
+    offenders = []
+    for env, layer, template in all_templates(built_environments):
+        for logical_id, _, statement in policy_statements(template):
+            if statement["Effect"] != "Allow":
+                continue
+            for action in _listify(statement.get("Action", [])):
+                if "*" in action:
+                    offenders.append(f"{env}/{layer}/{logical_id}: {action}")
+            assert "NotAction" not in statement, f"{env}/{layer}/{logical_id} uses NotAction"
+    assert offenders == []
+
+
+def test_star_resource_only_where_aws_allows_nothing_narrower(built_environments):
+    offenders = []
+    for env, layer, template in all_templates(built_environments):
+        for logical_id, resource_type, statement in policy_statements(template):
+            if statement["Effect"] != "Allow" or resource_type == "AWS::KMS::Key":
+                continue  # in a key policy, "*" means the key itself
+            if "*" in _listify(statement.get("Resource", [])):
+                extra = set(_listify(statement["Action"])) - STAR_RESOURCE_ACTIONS
+                if extra:
+                    offenders.append(f"{env}/{layer}/{logical_id}: {sorted(extra)} on *")
+    assert offenders == []
+
+
+def test_stateful_resources_follow_the_environment(built_environments):
+    for env, layer, template in all_templates(built_environments):
+        for logical_id, resource in template["Resources"].items():
+            if resource["Type"] not in STATEFUL_TYPES:
+                continue
+            where = f"{env}/{layer}/{logical_id}"
+            if env == "dev":
+                assert resource.get("DeletionPolicy") == "Delete", where
+                assert resource.get("UpdateReplacePolicy") == "Delete", where
+            else:
+                expected = "Snapshot" if resource["Type"] in SNAPSHOT_TYPES else "Retain"
+                assert resource.get("DeletionPolicy") == expected, where
+                assert resource.get("UpdateReplacePolicy") == expected, where
+
+
+def _bucket_policies(template):
+    policies = {}
+    for resource in template["Resources"].values():
+        if resource["Type"] == "AWS::S3::BucketPolicy":
+            policies[json.dumps(resource["Properties"]["Bucket"], sort_keys=True)] = resource["Properties"]["PolicyDocument"]
+    return policies
+
+
+def _is_access_log_target(policy):
+    return any(
+        s["Effect"] == "Allow" and s.get("Principal", {}).get("Service") == "logging.s3.amazonaws.com"
+        for s in _listify(policy["Statement"])
+    )
+
+
+def test_every_bucket_is_encrypted_versioned_private_and_tls_only(built_environments):
+    seen = 0
+    for env, layer, template in all_templates(built_environments):
+        policies = _bucket_policies(template)
+        for logical_id, resource in template["Resources"].items():
+            if resource["Type"] != "AWS::S3::Bucket":
+                continue
+            seen += 1
+            where = f"{env}/{layer}/{logical_id}"
+            properties = resource["Properties"]
+            policy = policies.get(json.dumps({"Ref": logical_id}, sort_keys=True))
+            assert policy, f"{where} has no bucket policy"
+            denies_plain_http = [
+                s for s in _listify(policy["Statement"])
+                if s["Effect"] == "Deny" and s.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") in (False, "false")
+            ]
+            assert denies_plain_http, f"{where} is not TLS-only"
+            rule = properties["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
+            if _is_access_log_target(policy):
+                # S3 server access logs can only be delivered to SSE-S3 buckets.
+                assert rule["SSEAlgorithm"] == "AES256", where
+            else:
+                assert rule["SSEAlgorithm"] == "aws:kms" and rule.get("KMSMasterKeyID"), where
+            assert properties["VersioningConfiguration"]["Status"] == "Enabled", where
+            block = properties["PublicAccessBlockConfiguration"]
+            assert all(block[k] is True for k in ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets")), where
+            name = json.dumps(properties["BucketName"])
+            assert env in name and "${AWS::AccountId}" in name and "${AWS::Region}" in name, where
+    assert seen >= 3 * 5
+
+
+def test_every_log_group_has_retention_and_kms(built_environments):
+    for env, layer, template in all_templates(built_environments):
+        for logical_id, resource in template["Resources"].items():
+            if resource["Type"] == "AWS::Logs::LogGroup":
+                properties = resource["Properties"]
+                assert properties.get("RetentionInDays"), f"{env}/{layer}/{logical_id}"
+                assert properties.get("KmsKeyId"), f"{env}/{layer}/{logical_id}"
+
+
+def test_queues_topics_tables_use_kms(built_environments):
+    for env, layer, template in all_templates(built_environments):
+        for logical_id, resource in template["Resources"].items():
+            properties = resource.get("Properties", {})
+            where = f"{env}/{layer}/{logical_id}"
+            if resource["Type"] in ("AWS::SQS::Queue", "AWS::SNS::Topic"):
+                assert properties.get("KmsMasterKeyId"), where
+            if resource["Type"] == "AWS::DynamoDB::Table":
+                sse = properties["SSESpecification"]
+                assert sse["SSEEnabled"] is True and sse.get("SSEType") == "KMS" and sse.get("KMSMasterKeyId"), where
+                assert properties["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True, where
+                assert properties["BillingMode"] == "PAY_PER_REQUEST", where
+
+
+def test_kms_keys_rotate(built_environments):
+    for env, layer, template in all_templates(built_environments):
+        for logical_id, resource in template["Resources"].items():
+            if resource["Type"] == "AWS::KMS::Key":
+                assert resource["Properties"]["EnableKeyRotation"] is True, f"{env}/{layer}/{logical_id}"
+
+
+SECRET_WORDS = re.compile(r"(password|secret|token|private[_-]?key|api[_-]?key)", re.IGNORECASE)
+
+
+def test_no_secret_values_in_templates(built_environments):
+    for env, layer, template in all_templates(built_environments):
+        for name, parameter in template.get("Parameters", {}).items():
+            if SECRET_WORDS.search(name):
+                assert parameter.get("NoEcho") is True and "Default" not in parameter, f"{env}/{layer} parameter {name}"
+        for name, output in template.get("Outputs", {}).items():
+            assert "resolve:secretsmanager" not in json.dumps(output), f"{env}/{layer} output {name}"
+            assert "SecretString" not in json.dumps(output)
+        for logical_id, resource in template["Resources"].items():
+            properties = resource.get("Properties", {})
+            if resource["Type"] == "AWS::SecretsManager::Secret":
+                assert "SecretString" not in properties, f"{env}/{layer}/{logical_id} embeds a secret value"
+                assert "GenerateSecretString" in properties
+            for key in ("MasterUserPassword", "Password"):
+                value = properties.get(key)
+                if value is not None:
+                    assert "resolve:secretsmanager" in json.dumps(value), f"{env}/{layer}/{logical_id}.{key}"
+
+
+def test_no_secret_values_in_parameter_files():
+    for path in sorted((ROOT / "parameters").glob("*.yaml")):
+        def walk(node, trail):
+            if isinstance(node, dict):
+                for key, value in node.items():
+                    assert not SECRET_WORDS.search(str(key)), f"{path.name}: {'.'.join(trail + [key])}"
+                    walk(value, trail + [str(key)])
+        walk(yaml.safe_load(path.read_text()), [])
+
+
+NAME_PROPERTIES = ("TableName", "QueueName", "TopicName", "FunctionName", "LogGroupName", "StateMachineName",
+                   "ClusterName", "DBClusterIdentifier", "AliasName", "Name")
+
+
+def test_names_include_the_environment(built_environments):
+    for env, layer, template in all_templates(built_environments):
+        for logical_id, resource in template["Resources"].items():
+            for key in NAME_PROPERTIES:
+                value = resource.get("Properties", {}).get(key)
+                if isinstance(value, str) and resource["Type"] != "AWS::Lambda::Alias":
+                    assert env in value, f"{env}/{layer}/{logical_id}.{key} = {value!r}"
+
+
+def test_network_spans_three_zones_everywhere(built_environments):
+    for env in ENVIRONMENTS:
+        template = built_environments[env]["templates"]["network"]
+        config = built_environments[env]["config"]
+        subnets = [r["Properties"] for r in template["Resources"].values() if r["Type"] == "AWS::EC2::Subnet"]
+        assert len(subnets) == 9
+        assert {s["AvailabilityZone"] for s in subnets} == set(config.network.availability_zones)
+        assert all(s["CidrBlock"].endswith("/24") for s in subnets)
