@@ -43,7 +43,7 @@ lint: build tools ## cfn-lint (SARIF) and checkov over every built template
 	    $(foreach t,$(TEMPLATES),-f $(t)) --output cli --output sarif --output-file-path console,build/checkov.sarif
 
 test: venv tools ## the whole test suite (offline: moto and fakes, no AWS account)
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2
 
 benchmark: venv ## build, batch ingestion and deploy scheduling benchmarks
 	$(PY) benchmarks/build_time.py

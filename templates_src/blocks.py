@@ -203,10 +203,18 @@ def secure_bucket(
     return bucket
 
 
-def access_log_bucket(template: Template, config: EnvironmentConfig, logical_id: str, purpose: str) -> s3.Bucket:
+def access_log_bucket(
+    template: Template,
+    config: EnvironmentConfig,
+    logical_id: str,
+    purpose: str,
+    extra_statements: Iterable[Statement] = (),
+) -> s3.Bucket:
     """The target of S3 server access logs. S3 delivers access logs only to buckets encrypted
     with SSE-S3 (SSE-KMS targets are not supported), which is why this one bucket is not KMS
-    encrypted; it holds request metadata, never payment data."""
+    encrypted; it holds request metadata, never payment data. `extra_statements` admit other
+    log writers (e.g. ELB access logs) to the bucket policy; they may name the bucket as
+    GetAtt(logical_id, "Arn")."""
     bucket = template.add_resource(
         keep_data(
             s3.Bucket(
@@ -241,11 +249,13 @@ def access_log_bucket(template: Template, config: EnvironmentConfig, logical_id:
     skip_checkov(bucket, "CKV_AWS_145", "S3 server access logs can only be delivered to an SSE-S3 bucket")
     skip_checkov(bucket, "CKV_AWS_18", "this is the access log bucket; logging it to itself would loop")
     skip_checkov(bucket, "CKV_AWS_144", "access logs are operational metadata, not replicated to DR")
-    _allow_log_delivery(template, f"{logical_id}Policy", bucket)
+    _allow_log_delivery(template, f"{logical_id}Policy", bucket, extra_statements)
     return bucket
 
 
-def _allow_log_delivery(template: Template, logical_id: str, bucket: s3.Bucket) -> s3.BucketPolicy:
+def _allow_log_delivery(
+    template: Template, logical_id: str, bucket: s3.Bucket, extra_statements: Iterable[Statement] = ()
+) -> s3.BucketPolicy:
     bucket_arn = GetAtt(bucket, "Arn")
     policy = tls_only_bucket_policy(template, logical_id, bucket)
     policy.PolicyDocument.Statement.append(
@@ -259,6 +269,7 @@ def _allow_log_delivery(template: Template, logical_id: str, bucket: s3.Bucket) 
             Condition=Condition(StringEquals("aws:SourceAccount", Ref("AWS::AccountId"))),
         )
     )
+    policy.PolicyDocument.Statement.extend(extra_statements)
     return policy
 
 
@@ -356,3 +367,9 @@ def tiered_documents_lifecycle(rule_id: str) -> s3.LifecycleConfiguration:
             )
         ]
     )
+
+
+# --- ALB access logs (storage admits them, compute sends them) ----------------------------------
+# The prefix of the access-log bucket the ALB writes under; both layers take it from here so the
+# bucket policy and the load balancer attribute cannot drift apart.
+ALB_ACCESS_LOG_PREFIX = "alb"

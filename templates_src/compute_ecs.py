@@ -14,10 +14,11 @@ Design decisions:
 - The task runs read-only with a non-root user; /tmp is a task-local volume so the application
   can still write scratch files. Database credentials come from the security layer's secret as
   ECS secrets (`<arn>:username::`), never as plain environment values.
-- ALB access logs are off: ALB delivers them only to an SSE-S3 bucket whose policy admits the
-  regional ELB log-delivery principal, and the storage layer's access-log bucket admits only
-  S3 server access logging. Request data is still captured by the WAF log (every request the
-  ACL sees, to a KMS-encrypted log group).
+- ALB access logs go to the storage layer's access-log bucket (SSE-S3, the only encryption ALB
+  delivers to) under blocks.ALB_ACCESS_LOG_PREFIX; the storage layer's bucket policy admits ELB
+  log delivery there. The bucket name is an import of storage.AccessLogBucketName: ALB creation
+  fails if the bucket policy is missing, and the import is what orders compute after storage.
+  The WAF log still records every request the ACL sees (KMS-encrypted log group).
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ from troposphere import ecs, iam
 from troposphere import elasticloadbalancingv2 as elb
 
 from . import blocks
-from .common import import_value, resource_name, skip_checkov, tags
+from .common import import_value, resource_name, tags
 from .config import EnvironmentConfig
 
 CONTAINER_NAME = "payment-api"
@@ -246,6 +247,16 @@ def _target_group(config: EnvironmentConfig, logical_id: str, colour: str) -> el
     return group
 
 
+def _access_log_attributes(config: EnvironmentConfig) -> list[elb.LoadBalancerAttributes]:
+    return [
+        elb.LoadBalancerAttributes(Key="access_logs.s3.enabled", Value="true"),
+        elb.LoadBalancerAttributes(
+            Key="access_logs.s3.bucket", Value=import_value(config, "storage", "AccessLogBucketName")
+        ),
+        elb.LoadBalancerAttributes(Key="access_logs.s3.prefix", Value=blocks.ALB_ACCESS_LOG_PREFIX),
+    ]
+
+
 def _load_balancer(template: Template, config: EnvironmentConfig, certificate):
     load_balancer = template.add_resource(
         elb.LoadBalancer(
@@ -260,14 +271,10 @@ def _load_balancer(template: Template, config: EnvironmentConfig, certificate):
                 elb.LoadBalancerAttributes(
                     Key="deletion_protection.enabled", Value=str(config.retains_data).lower()
                 ),
+                *_access_log_attributes(config),
             ],
             Tags=tags(config, resource_name(config, "api")),
         )
-    )
-    skip_checkov(
-        load_balancer,
-        "CKV_AWS_91",
-        "the storage access-log bucket does not admit ELB log delivery; requests are logged by the WAF ACL",
     )
     blue = template.add_resource(_target_group(config, "BlueTargetGroup", "blue"))
     green = template.add_resource(_target_group(config, "GreenTargetGroup", "green"))

@@ -215,6 +215,55 @@ def _api_routes(openapi_file: Path) -> dict[str, list[str]]:
     return routes
 
 
+DESIGN_NOTES = """
+## Design notes
+
+- **Contract.** `openapi.yaml` (OpenAPI 3.0.3) is the source of the API layer; every operation
+  names its function with `x-function`. Handlers validate every rule again and answer errors as
+  `{"error": {"code", "message", "field"}}`: 400 (malformed JSON, schema, field values), 404,
+  409 (same Idempotency-Key in flight), 413 (body over 16 KiB), 415 (not application/json),
+  422 (same Idempotency-Key, other body). Unexpected failures are a bare 500, never a trace.
+- **Money.** Integer minor units end to end; JSON numbers with a fraction or exponent are parsed
+  as Decimal and refused. `paylib/money.py` holds the circulating ISO 4217 currencies with their
+  exponents (checked by a test against the `iso4217` package); fund codes and the X-codes that
+  are not money (metals, XDR, XTS, XXX...) are refused, the circulating XAF/XOF/XCD/XCG/XPF are
+  accepted. Per-currency cap: one million major units (larger for low-value units).
+- **Card data.** Numbers are 13-19 ASCII digits, Luhn-checked, brand detected, and leave memory
+  only as brand, last four and an HMAC-SHA256 fingerprint keyed by the Secrets Manager secret
+  `CARD_FINGERPRINT_SECRET_ARN` (plain string, or JSON `{"key": ...}`, at least 16 bytes; cached
+  5 minutes). The CVC is checked and dropped. Free-text fields, customer ids and Idempotency-Keys
+  that contain a card number are refused. Logs carry ids and codes, never a body.
+- **Idempotency.** IETF Idempotency-Key draft, scoped per API key; the request fingerprint is an
+  HMAC (the body holds a card number). The payment id is derived from the key, so a retry after
+  a crash finds the same payment and counts velocity once.
+- **Fraud.** Velocity per customer and per card fingerprint (10 min and 24 h, one-minute
+  buckets, each payment counted once by id), amount anomaly (over 5x the median of the
+  customer's recent payments in the currency), country mismatch (billing_country not among the
+  customer's earlier billing countries; no IP geolocation data is held), high amounts. Score
+  0-100: below 30 approve, below 70 review, else decline.
+- **Settlement.** Approved payments are queued; the worker moves approved -> settled (or failed
+  when the card expired) with a conditional write, writes `settlements/...` to the audit bucket
+  and publishes on the notifications topic (`event_id` for de-duplication); failures are partial
+  batch failures and reach the DLQ after maxReceiveCount. The queue's visibility timeout must be
+  at least 6 x the worker timeout (60 s -> 360 s).
+- **Batch.** CSV under `incoming/` (UTF-8, optional BOM, RFC 4180 quoting, header required):
+  `merchant_reference,customer_id,amount,currency,card_number,exp_month,exp_year`; rows are
+  numbered from 1 after the header. One payment per valid row (id derived from customer_id and
+  merchant_reference, so re-uploads and repeated rows are duplicates), a report
+  `reports/<name>-<batch_id>.json` with counts and `{row, field, code}` per rejected row, and the
+  uploaded object version deleted after the report. The storage layer should also expire
+  `incoming/` objects and their noncurrent versions after 1 day as a backstop. Ingestions are
+  serialised by a lease item in the batch status table; writes are BatchGetItem +
+  BatchWriteItem per 100 rows. Benchmark: `benchmarks/batch_ingestion.py`.
+- **Workflow.** `workflow.asl.json` runs on a stored payment (`{"payment_id"}` in, so no card
+  data enters the execution history): Validate, FraudCheck, Decision (approve/review/decline),
+  Process with retry and backoff, SNS notification of success, review or failure.
+- **Toolkit.** Powertools for AWS Lambda (Logger, Metrics in namespace `Payments`: PaymentsAccepted,
+  PaymentsDeclined, PaymentsSettled, ProcessingTime in ms, BatchRowsAccepted/Rejected; Tracer),
+  from the public layer, pinned to the same version as in tests (3.37.0).
+"""
+
+
 def render_functions_readme(declarations: list[FunctionDeclaration],
                             openapi_file: Optional[Path] = None) -> str:
     """functions/README.md, generated from the declarations (a test keeps the file equal)."""
@@ -254,4 +303,4 @@ def render_functions_readme(declarations: list[FunctionDeclaration],
         for permission in declaration.permissions:
             resources = ", ".join(_describe_value(resource) for resource in permission.resources)
             lines.append(f"  - {', '.join(permission.actions)} on {resources}")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + DESIGN_NOTES

@@ -47,6 +47,8 @@ SECRET_PURPOSES = {
 # Services that call KMS as themselves (service principal) with the data key.
 DATA_KEY_SERVICE_PRINCIPALS = (
     "cloudwatch.amazonaws.com",
+    # Log delivery decrypts the execution data of the state machine, which the data key encrypts.
+    "delivery.logs.amazonaws.com",
     "dynamodb.amazonaws.com",
     "events.amazonaws.com",
     "lambda.amazonaws.com",

@@ -19,6 +19,14 @@ Design decisions:
   Delete markers are not replicated: deleting in the primary region never hides the DR copy.
 - The replication role's policy is a separate resource so it can name the buckets by GetAtt while
   the buckets name the role (role -> buckets -> policy, no cycle).
+- The access-log bucket also receives the compute layer's ALB access logs (ALB delivers only to
+  SSE-S3 buckets, like S3 server access logging) under `alb/`. Elastic Load Balancing writes as
+  the regional ELB account in regions opened before August 2022 and as the service principal
+  `logdelivery.elasticloadbalancing.amazonaws.com` in newer ones. The principal is chosen in
+  Python from config.region (ELB_ACCOUNT_BY_REGION) rather than with a Mapping and Fn::If:
+  templates are rendered per environment and region (the storage stack deploys in
+  config.region), so the template shows the one principal that applies and the tests can check
+  it. The grant is s3:PutObject under `alb/AWSLogs/<this account>/` only.
 """
 from __future__ import annotations
 
@@ -29,6 +37,7 @@ from awacs.aws import Allow, Condition, ForAnyValueStringEquals, Policy, Princip
 from troposphere import GetAtt, Ref, Sub, Template, iam, s3
 
 from .blocks import (
+    ALB_ACCESS_LOG_PREFIX,
     access_log_bucket,
     archive_then_expire_lifecycle,
     dr_bucket_name,
@@ -56,12 +65,43 @@ BATCH_REPORT_PREFIX = "reports/"
 BATCH_UPLOAD_LIFETIME_DAYS = 1  # uploaded CSVs may carry card numbers
 REPORT_OLD_VERSION_DAYS = 30
 ABORT_MULTIPART_AFTER_DAYS = 7
+ACCESS_LOG_BUCKET = "AccessLogBucket"
+ELB_LOG_DELIVERY_SERVICE = "logdelivery.elasticloadbalancing.amazonaws.com"
+# AWS-owned accounts that deliver ELB access logs in regions opened before August 2022 (AWS docs,
+# "Enable access logs for your Application Load Balancer"). Newer regions use the service principal.
+ELB_ACCOUNT_BY_REGION = {
+    "af-south-1": "098369216593",
+    "ap-east-1": "754344448648",
+    "ap-northeast-1": "582318560864",
+    "ap-northeast-2": "600734575887",
+    "ap-northeast-3": "383597477331",
+    "ap-south-1": "718504428378",
+    "ap-southeast-1": "114774131450",
+    "ap-southeast-2": "783225319266",
+    "ca-central-1": "985666609251",
+    "eu-central-1": "054676820928",
+    "eu-north-1": "897822967062",
+    "eu-south-1": "635631232127",
+    "eu-west-1": "156460612806",
+    "eu-west-2": "652711504416",
+    "eu-west-3": "009996457667",
+    "me-south-1": "076674570225",
+    "sa-east-1": "507241528517",
+    "us-east-1": "127311923021",
+    "us-east-2": "033677994240",
+    "us-west-1": "027434742980",
+    "us-west-2": "797873946194",
+}
 
 
 def build(config: EnvironmentConfig) -> Template:
     template = new_template(config, LAYER, "S3 buckets for audit logs, batch files and documents")
     data_key = import_value(config, "security", "DataKeyArn")
-    logs_to = Ref(access_log_bucket(template, config, "AccessLogBucket", "access-logs"))
+    logs_to = Ref(
+        access_log_bucket(
+            template, config, ACCESS_LOG_BUCKET, "access-logs", extra_statements=[alb_log_delivery_statement(config)]
+        )
+    )
     replication_role = _replication_role(template, config) if config.dr.enabled else None
 
     audit = secure_bucket(
@@ -113,7 +153,34 @@ def _exports(template: Template, config: EnvironmentConfig, buckets: dict[str, s
     for key, bucket in buckets.items():
         export(template, config, LAYER, f"{key}BucketName", Ref(bucket), f"{key.lower()} bucket name")
         export(template, config, LAYER, f"{key}BucketArn", GetAtt(bucket, "Arn"), f"{key.lower()} bucket ARN")
-    export(template, config, LAYER, "AccessLogBucketName", logs_to, "S3 server access log bucket name")
+    export(template, config, LAYER, "AccessLogBucketName", logs_to, "S3 server and ALB access log bucket name")
+
+
+# --- ALB access logs -----------------------------------------------------------------------------
+
+
+def elb_log_delivery_principal(region: str) -> Principal:
+    """Who Elastic Load Balancing writes access logs as in `region` (see the module docstring)."""
+    account = ELB_ACCOUNT_BY_REGION.get(region)
+    if account is None:
+        return Principal("Service", ELB_LOG_DELIVERY_SERVICE)
+    return Principal("AWS", Sub(f"arn:${{AWS::Partition}}:iam::{account}:root"))
+
+
+def alb_log_delivery_statement(config: EnvironmentConfig) -> Statement:
+    """Lets ELB put access logs of this account's load balancers under `alb/`, nothing else."""
+    return Statement(
+        Sid="AllowAlbAccessLogs",
+        Effect=Allow,
+        Principal=elb_log_delivery_principal(config.region),
+        Action=[s3_actions.PutObject],
+        Resource=[
+            Sub(
+                f"${{Arn}}/{ALB_ACCESS_LOG_PREFIX}/AWSLogs/${{AWS::AccountId}}/*",
+                Arn=GetAtt(ACCESS_LOG_BUCKET, "Arn"),
+            )
+        ],
+    )
 
 
 # --- lifecycle ----------------------------------------------------------------------------------

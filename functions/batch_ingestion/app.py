@@ -49,5 +49,5 @@ def handler(event: dict, context: object) -> dict:
         return {"ingested": False, "reason": "not an incoming CSV"}
     report = batch.ingest(bucket, key, version, version_id, _deadline(context))
     if report is None:
-        return {"ingested": False, "reason": "already ingested"}
+        return {"ingested": False, "reason": "already ingested or no longer present"}
     return {"ingested": True, "batch_id": report["batch_id"], "counts": report["counts"]}

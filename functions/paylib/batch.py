@@ -90,12 +90,21 @@ class Row:
     item: dict
 
 
+class ObjectGone(Exception):
+    """The uploaded object was deleted before it could be read."""
+
+
 class LeaseUnavailable(Exception):
     """Another ingestion holds the lease; the invocation fails and is retried by Lambda."""
 
 
 def batch_id_for(bucket: str, key: str, version: str) -> str:
     return hashlib.sha256(f"{bucket}\x1f{key}\x1f{version}".encode("utf-8")).hexdigest()[:32]
+
+
+def batch_ref(batch_id: str, row: int) -> str:
+    """Which batch and row created a payment (one attribute: items stay small)."""
+    return f"{batch_id}#{row}"
 
 
 def report_key_for(object_key: str, batch_id: str) -> str:
@@ -137,20 +146,31 @@ def build_row(number: int, values: dict[str, str], key: bytes, batch_id: str, no
     # Batch rows are merchant-initiated: amount rules apply, history/velocity are not read per row.
     risk = fraud.score(candidate, None, {})
     item = payments.build_item(request, payment_id, risk, fingerprint, created_at, "batch")
-    item["batch_id"] = batch_id
-    item["batch_row"] = number
+    item["batch_ref"] = batch_ref(batch_id, number)
     return Row(number, payment_id, item)
 
 
 # ---------------------------------------------------------------- reading the object
 
-def records(stream) -> Iterator[list[str]]:
+def records(stream) -> Iterator[Optional[list[str]]]:
+    """CSV records from a byte stream; None for a record the csv module cannot read (an
+    oversized field), so one bad record is rejected instead of failing the file. Invalid UTF-8
+    and NUL bytes become U+FFFD and fail the row's validation."""
     text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="replace", newline="")
-    yield from csv.reader(text, strict=False)
+    reader = csv.reader((line.replace("\0", "\ufffd") for line in text), strict=False)
+    while True:
+        try:
+            yield next(reader)
+        except StopIteration:
+            return
+        except csv.Error:
+            yield None
 
 
 def _read_header(reader: Iterator[list[str]], report: Report) -> Optional[dict[str, int]]:
     header = next(reader, None)
+    while header == []:  # blank lines before the header
+        header = next(reader, None)
     if header is None:
         return None
     names = [name.strip().lower() for name in header]
@@ -221,7 +241,7 @@ def _existing(payment_ids: list[str]) -> dict[str, dict]:
     client = aws.client("dynamodb")
     table = repository.table_name()
     request = {table: {"Keys": [{"payment_id": {"S": pid}} for pid in payment_ids], "ConsistentRead": True,
-                       "ProjectionExpression": "payment_id, batch_id, batch_row, #status",
+                       "ProjectionExpression": "payment_id, batch_ref, #status",
                        "ExpressionAttributeNames": {"#status": "status"}}}
     found: dict[str, dict] = {}
     attempt = 0
@@ -270,7 +290,7 @@ def _commit_chunk(rows: list[Row], report: Report) -> None:
             report.accepted += 1
             if row.item["status"] == "approved":
                 to_settle.append(payment_id)
-        elif stored.get("batch_id") == report.batch_id and stored.get("batch_row") == row.number:
+        elif stored.get("batch_ref") == batch_ref(report.batch_id, row.number):
             report.accepted += 1  # written by an earlier run of this very batch
             if stored.get("status") == "approved":
                 to_settle.append(payment_id)
@@ -296,7 +316,13 @@ def ingest(bucket: str, key: str, version: str, version_id: Optional[str], deadl
     lease = Lease(f"{batch_id}:{uuid.uuid4().hex}")
     lease.acquire(deadline)
     try:
+        status = _status(batch_id)  # a concurrent delivery of the same event may have finished
+        if status and status.get("state") == "completed":
+            return None
         report = _ingest_locked(bucket, key, version_id, batch_id, lease, now)
+    except ObjectGone:
+        logger.warning("uploaded object no longer exists; nothing to ingest", extra={"batch_id": batch_id})
+        return None
     finally:
         lease.release()
     return report
@@ -309,7 +335,14 @@ def _ingest_locked(bucket: str, key: str, version_id: Optional[str], batch_id: s
     get_args = {"Bucket": bucket, "Key": key}
     if version_id:
         get_args["VersionId"] = version_id
-    body = s3.get_object(**get_args)["Body"]
+    try:
+        body = s3.get_object(**get_args)["Body"]
+    except s3.exceptions.NoSuchKey:
+        raise ObjectGone(key) from None
+    except Exception as error:  # NoSuchVersion has no modelled exception class
+        if aws.error_code(error) in ("NoSuchKey", "NoSuchVersion"):
+            raise ObjectGone(key) from None
+        raise
     fingerprint_key = keys.fingerprint_key()
     created_at = repository.iso(now)
     try:
@@ -345,6 +378,9 @@ def _ingest_locked(bucket: str, key: str, version_id: Optional[str], batch_id: s
 
 
 def _row_or_reject(number, values, columns, fingerprint_key, batch_id, now, created_at, report) -> Optional[Row]:
+    if values is None:
+        report.reject(number, None, "malformed_row")
+        return None
     if len(values) != len(COLUMNS):
         report.reject(number, None, "wrong_column_count")
         return None

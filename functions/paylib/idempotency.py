@@ -25,6 +25,7 @@ from typing import Optional
 
 from . import aws
 from .errors import ApiError
+from .validation import contains_card_number
 
 RETENTION_SECONDS = 24 * 3600
 LOCK_SECONDS = 60
@@ -44,6 +45,8 @@ def validate_key(value: Optional[str]) -> str:
         raise ApiError(400, "missing_idempotency_key", "the Idempotency-Key header is required", "Idempotency-Key")
     if not KEY_PATTERN.fullmatch(value):
         raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key must be 1-255 printable ASCII characters", "Idempotency-Key")
+    if contains_card_number(value):  # the key is stored; a careless client must not make us store a card
+        raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key must not contain a card number", "Idempotency-Key")
     return value
 
 

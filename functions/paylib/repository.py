@@ -10,6 +10,7 @@ Design decisions:
 """
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 from typing import Optional
 
@@ -63,7 +64,7 @@ def get(payment_id: str) -> Optional[dict]:
     answer = aws.client("dynamodb").get_item(
         TableName=table_name(), Key={"payment_id": {"S": payment_id}}, ConsistentRead=True,
     )
-    return aws.from_dynamo(answer["Item"]) if "Item" in answer else None
+    return expand(aws.from_dynamo(answer["Item"])) if "Item" in answer else None
 
 
 def transition(payment_id: str, wanted: str, now: datetime, extra: Optional[dict] = None) -> dict:
@@ -97,7 +98,7 @@ def transition(payment_id: str, wanted: str, now: datetime, extra: Optional[dict
         if current is None:
             raise PaymentNotFound(payment_id) from None
         raise InvalidTransition(payment_id, current.get("status"), wanted) from None
-    return aws.from_dynamo(answer["Attributes"])
+    return expand(aws.from_dynamo(answer["Attributes"]))
 
 
 def customer_history(customer_id: str, limit: int = 50) -> list[dict]:
@@ -108,13 +109,26 @@ def customer_history(customer_id: str, limit: int = 50) -> list[dict]:
         ExpressionAttributeValues={":customer": {"S": customer_id}},
         ScanIndexForward=False, Limit=limit,
     )
-    return [aws.from_dynamo(item) for item in answer.get("Items", [])]
+    return [expand(aws.from_dynamo(item)) for item in answer.get("Items", [])]
+
+
+def expand(item: dict) -> dict:
+    """The stored item with its `details` document unpacked into card, risk, merchant fields."""
+    details = item.pop("details", None)
+    if details:
+        for key, value in json.loads(details).items():
+            item.setdefault(key, value)
+    return item
+
+
+def card_expiry(item: dict) -> tuple[int, int]:
+    """(year, month) of the card of an expanded item."""
+    return int(item["card"]["exp_year"]), int(item["card"]["exp_month"])
 
 
 def representation(item: dict) -> dict:
     """The API view of a stored payment (matches the OpenAPI Payment schema)."""
-    card = item["card"]
-    risk = item["risk"]
+    card, risk = item["card"], item["risk"]
     view = {
         "payment_id": item["payment_id"],
         "status": item["status"],

@@ -79,5 +79,4 @@ def settle(payment_id: str, now: Optional[datetime] = None) -> str:
 
 
 def _card_expired(item: dict, now: datetime) -> bool:
-    card = item["card"]
-    return (int(card["exp_year"]), int(card["exp_month"])) < (now.year, now.month)
+    return repository.card_expiry(item) < (now.year, now.month)

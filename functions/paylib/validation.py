@@ -66,6 +66,15 @@ class PaymentRequest:
         }
 
 
+ECHOABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
+
+
+def echoable_name(name: str) -> str:
+    """A client-chosen field name is echoed in errors and logs only when it is a plain short
+    identifier (so it cannot carry a card number or anything else unexpected)."""
+    return name if ECHOABLE_NAME.fullmatch(name) and not contains_card_number(name) else "(unnamed)"
+
+
 def is_integer(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -113,6 +122,8 @@ def parse_currency(value: Any, field_name: str = "currency") -> str:
 def parse_customer_id(value: Any, field_name: str = "customer_id") -> str:
     if not isinstance(value, str) or not CUSTOMER_ID.fullmatch(value):
         raise bad_request("invalid_field", "customer_id must be 1-64 characters of A-Z a-z 0-9 _ . : -", field_name)
+    if contains_card_number(value):
+        raise bad_request("invalid_field", "customer_id must not be a card number", field_name)
     return value
 
 
@@ -121,7 +132,7 @@ def _parse_card(card: Any, now: Optional[datetime]) -> tuple[str, cards.CardSumm
         raise bad_request("invalid_field", "card must be an object", "card")
     unknown = sorted(set(card) - CARD_FIELDS)
     if unknown:
-        raise bad_request("unknown_field", "unknown field in card", f"card.{unknown[0]}")
+        raise bad_request("unknown_field", "unknown field in card", f"card.{echoable_name(unknown[0])}")
     for name in CARD_REQUIRED:
         if name not in card:
             raise bad_request("missing_field", f"card.{name} is required", f"card.{name}")
@@ -147,16 +158,16 @@ def _parse_metadata(value: Any) -> dict:
     if len(value) > MAX_METADATA_ENTRIES:
         raise bad_request("invalid_field", f"metadata may hold at most {MAX_METADATA_ENTRIES} entries", "metadata")
     for key, item in value.items():
-        if not PRINTABLE_ASCII.fullmatch(key) or len(key) > MAX_METADATA_KEY:
-            raise bad_request("invalid_field", "metadata keys must be 1-40 printable ASCII characters", "metadata")
+        if not PRINTABLE_ASCII.fullmatch(key) or len(key) > MAX_METADATA_KEY or contains_card_number(key):
+            raise bad_request("invalid_field", "metadata keys must be 1-40 printable ASCII characters, no card numbers", "metadata")
         if not isinstance(item, str) or len(item) > MAX_METADATA_VALUE:
             raise bad_request("invalid_field", "metadata values must be strings of at most 500 characters", f"metadata.{key}")
-        if _contains_card_number(item) or _contains_card_number(key):
+        if contains_card_number(item):
             raise bad_request("invalid_field", "metadata must not contain card numbers", f"metadata.{key}")
     return dict(value)
 
 
-def _contains_card_number(text: str) -> bool:
+def contains_card_number(text: str) -> bool:
     """Refuse free text holding what looks like a card number (a run of 13-19 digits, possibly
     split by spaces or dashes, passing Luhn with a known brand prefix), so a careless merchant
     cannot make us store one. Longer digit runs (order numbers, timestamps) are left alone."""
@@ -181,7 +192,7 @@ def parse_payment_request(body: Any, now: Optional[datetime] = None) -> PaymentR
         raise bad_request("invalid_body", "request body must be a JSON object")
     unknown = sorted(set(body) - ALLOWED_FIELDS)
     if unknown:
-        raise bad_request("unknown_field", "unknown field", unknown[0])
+        raise bad_request("unknown_field", "unknown field", echoable_name(unknown[0]))
     for name in REQUIRED_FIELDS:
         if name not in body:
             raise bad_request("missing_field", f"{name} is required", name)
@@ -192,7 +203,7 @@ def parse_payment_request(body: Any, now: Optional[datetime] = None) -> PaymentR
     merchant_reference = _optional_string(body, "merchant_reference", PRINTABLE_ASCII, MAX_MERCHANT_REFERENCE)
     description = _optional_string(body, "description", None, MAX_DESCRIPTION)
     for name, text in (("merchant_reference", merchant_reference), ("description", description)):
-        if text and _contains_card_number(text):
+        if text and contains_card_number(text):
             raise bad_request("invalid_field", f"{name} must not contain card numbers", name)
     metadata = _parse_metadata(body.get("metadata"))
     ip_address = _optional_string(body, "ip_address", IP_ADDRESS, 45)

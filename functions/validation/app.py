@@ -33,7 +33,8 @@ def validate_stored(event: dict) -> dict:
     if currency not in money.CURRENCY_EXPONENTS or not 0 < int(item["amount"]) <= money.amount_cap(currency):
         raise PaymentInvalid(f"payment {payment_id} has an invalid amount or currency")
     try:
-        cards.check_expiry(int(item["card"]["exp_month"]), int(item["card"]["exp_year"]))
+        year, month = repository.card_expiry(item)
+        cards.check_expiry(month, year)
     except cards.CardError:
         raise PaymentInvalid(f"payment {payment_id}: the card has expired") from None
     return {"payment_id": payment_id, "status": item["status"]}

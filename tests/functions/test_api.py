@@ -93,6 +93,8 @@ def test_get_malformed_payment_id_is_400(payment_api, context):
     (lambda b: b.update(metadata={f"k{i}": "v" for i in range(21)}), "invalid_field", "metadata"),
     (lambda b: b.update(description="card 4000 0566 5566 5556 please"), "invalid_field", "description"),
     (lambda b: b.update(billing_country="France"), "invalid_field", "billing_country"),
+    (lambda b: b.update(customer_id="4000056655665556"), "invalid_field", "customer_id"),
+    (lambda b: b.update(metadata={"note": "4000-0566-5566-5556"}), "invalid_field", "metadata.note"),
 ])
 def test_invalid_fields_are_400_with_the_field_and_write_nothing(payment_api, context, aws, mutate, code, field):
     body = payment_body()
@@ -132,7 +134,7 @@ def test_missing_or_bad_idempotency_key_is_400(payment_api, context):
     answer = payment_api.handler(event, context)
     assert answer["statusCode"] == 400
     assert error_of(json.loads(answer["body"])) == ("missing_idempotency_key", "Idempotency-Key")
-    for bad in ("", "x" * 256, "caf\u00e9", "tab\there"):
+    for bad in ("", "x" * 256, "caf\u00e9", "tab\there", "order-4000056655665556"):
         status, answer = post_payment(payment_api, context, payment_body(), key=bad)
         assert status == 400 and answer["error"]["field"] == "Idempotency-Key"
 

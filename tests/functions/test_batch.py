@@ -96,8 +96,8 @@ def test_payments_are_created_and_queued_in_chunks(aws, ingestion):
     queued_ids = [pid for body in queued_bodies("payments-test-queue") for pid in json.loads(body)["payment_ids"]]
     status = aws.dynamodb.get_item(TableName="payments-test-batch-status", Key={"batch_id": {"S": result["batch_id"]}})["Item"]
     assert status["state"]["S"] == "completed"
-    created = aws.dynamodb.scan(TableName="payments-test-transactions", FilterExpression="batch_id = :b",
-                                ExpressionAttributeValues={":b": {"S": result["batch_id"]}})["Items"]
+    created = aws.dynamodb.scan(TableName="payments-test-transactions", FilterExpression="begins_with(batch_ref, :b)",
+                                ExpressionAttributeValues={":b": {"S": result["batch_id"] + "#"}})["Items"]
     assert len(created) == 230
     assert {item["payment_id"]["S"] for item in created} <= set(queued_ids)
     sample = repository.representation(repository.get(created[0]["payment_id"]["S"]))
@@ -122,7 +122,7 @@ def test_duplicate_upload_and_duplicate_rows_create_no_second_payment(aws, inges
 def test_redelivered_event_is_ignored(aws, ingestion):
     _, event = upload(aws, HEADER + "\n" + row())
     assert ingestion.handler(event, LambdaContext())["ingested"] is True
-    assert ingestion.handler(event, LambdaContext()) == {"ingested": False, "reason": "already ingested"}
+    assert ingestion.handler(event, LambdaContext()) == {"ingested": False, "reason": "already ingested or no longer present"}
 
 
 def test_a_rerun_after_a_crash_counts_its_own_rows_as_accepted(aws, ingestion, monkeypatch):
@@ -190,3 +190,18 @@ def test_the_lease_serialises_ingestions(aws):
         holder.release()
     batch.Lease("me").acquire(time.monotonic() + 1)
     batch.Lease("me").release()
+
+
+def test_nul_bytes_and_oversized_fields_reject_only_their_row(aws, ingestion):
+    text = "\n".join([HEADER, row(), row(ref="nul\x00ref"), row(ref="x" * 70_000), row()]) + "\n"
+    report = report_of(aws, ingestion.handler(upload(aws, text)[1], LambdaContext()))
+    assert_invariant(report)
+    assert report["counts"]["accepted"] == 2
+    assert report["rejected_rows"][0] == {"row": 2, "field": "merchant_reference", "code": "invalid_field"}
+    assert report["rejected_rows"][1]["row"] == 3 and report["rejected_rows"][1]["code"] in {"malformed_row", "invalid_field"}
+
+
+def test_an_object_deleted_before_ingestion_is_skipped(aws, ingestion):
+    key, event = upload(aws, HEADER + "\n" + row())
+    aws.s3.delete_object(Bucket=BUCKET, Key=key, VersionId=event["detail"]["object"]["version-id"])
+    assert ingestion.handler(event, LambdaContext()) == {"ingested": False, "reason": "already ingested or no longer present"}

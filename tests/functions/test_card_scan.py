@@ -19,5 +19,12 @@ def test_scanner_finds_a_planted_number_in_s3_and_logs(aws):
     assert not [finding for finding in find_card_numbers(aws) if "planted" in finding]
 
 
-def test_nothing_stored_or_logged_so_far_holds_a_card_number(aws):
+def test_nothing_stored_or_logged_so_far_holds_a_card_number(aws, context):
+    import json
+    from tests.functions.conftest import api_event, load_app, new_key, payment_body
+    body = payment_body()
+    answer = load_app("payment_api").handler(api_event("POST", "/payments", body=body, headers={"Idempotency-Key": new_key()}), context)
+    assert answer["statusCode"] == 201
+    payment_id = json.loads(answer["body"])["payment_id"]
+    assert any(payment_id in line for line in LOG_LINES), "log capture is not working"
     assert find_card_numbers(aws) == []

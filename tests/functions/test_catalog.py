@@ -131,3 +131,16 @@ def test_validation_rules_match_the_request_schema():
     card = openapi()["components"]["schemas"]["Card"]
     assert set(card["properties"]) == validation.CARD_FIELDS
     assert tuple(card["required"]) == validation.CARD_REQUIRED
+
+
+def test_tables_md_documents_the_keys_the_code_uses():
+    text = (FUNCTIONS / "paylib" / "TABLES.md").read_text(encoding="utf-8")
+    rows = {line.split("|")[1].strip(): [cell.strip() for cell in line.split("|")[2:6]]
+            for line in text.splitlines() if line.startswith("| ") and not line.startswith("| table")}
+    assert rows["Transactions"][:3] == ["`payment_id` (S)", "-", "`by-customer`, `by-status`"]
+    assert rows["Idempotency"] == ["`idempotency_key` (S)", "-", "-", "`expires_at`"]
+    assert rows["Velocity"] == ["`counter_key` (S)", "`window_start` (N)", "-", "`expires_at`"]
+    assert rows["BatchStatus"] == ["`batch_id` (S)", "-", "-", "`expires_at`"]
+    for gsi in ("GSI `by-customer`: partition `customer_id` (S), sort `created_at` (S",
+                "GSI `by-status`: partition `status` (S), sort `created_at` (S)"):
+        assert gsi in text

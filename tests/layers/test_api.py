@@ -13,27 +13,11 @@ from templates_src import api
 from templates_src.config import ConfigError, load_environment
 from templates_src.function_catalog import FUNCTIONS_DIR, load_functions
 
+from .helpers import logical, write_function
+
 ENVIRONMENTS = ("dev", "staging", "prod")
 REAL_CONTRACT = FUNCTIONS_DIR / api.CONTRACT_FILE
 PARAMETERS_DIR = Path(__file__).resolve().parents[2] / "parameters"
-
-
-def write_function(functions_dir: Path, name: str, triggers: list[str]) -> None:
-    directory = functions_dir / name
-    directory.mkdir(parents=True)
-    (directory / "app.py").write_text("def handler(event, context):\n    return {}\n")
-    declaration = {
-        "description": f"test function {name}",
-        "memory_mb": 256,
-        "timeout_s": 10,
-        "returns": "a test result",
-        "triggers": [{"type": trigger} for trigger in triggers],
-    }
-    (directory / "function.yaml").write_text(yaml.safe_dump(declaration))
-
-
-def logical(name: str) -> str:
-    return "".join(part.capitalize() for part in name.split("_"))
 
 
 @pytest.fixture

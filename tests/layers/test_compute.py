@@ -398,6 +398,22 @@ def test_alb_terminates_tls_and_redirects_http(built, env):
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_alb_writes_access_logs_to_the_storage_access_log_bucket(built, env):
+    """The import of the bucket name orders compute after storage, whose bucket policy admits ELB."""
+    template = built[env]
+    load_balancer = template["Resources"]["LoadBalancer"]
+    attributes = {a["Key"]: a["Value"] for a in load_balancer["Properties"]["LoadBalancerAttributes"]}
+    access_logs = {key: value for key, value in attributes.items() if key.startswith("access_logs.")}
+    assert access_logs == {
+        "access_logs.s3.enabled": "true",
+        "access_logs.s3.bucket": imported(env, "storage", "AccessLogBucketName"),
+        "access_logs.s3.prefix": "alb",  # the prefix the storage bucket policy admits
+    }
+    skipped = {skip["id"] for skip in load_balancer.get("Metadata", {}).get("checkov", {}).get("skip", [])}
+    assert "CKV_AWS_91" not in skipped
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_auto_scaling_follows_the_environment(built, env):
     settings = load_environment(env).compute.ecs
     template = built[env]

@@ -10,34 +10,10 @@ import pytest
 from templates_src import data
 from templates_src.config import load_environment
 
+from .helpers import exports_contract, imported_exports, of_type
+
 ROOT = Path(__file__).resolve().parents[2]
 ENVIRONMENTS = ("dev", "staging", "prod")
-
-
-def exports_contract(layer: str) -> set[str]:
-    """The keys docs/exports.md promises for `layer`."""
-    for line in (ROOT / "docs" / "exports.md").read_text().splitlines():
-        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-        if len(cells) == 2 and cells[0] == layer:
-            return {key.strip() for key in cells[1].split(",")}
-    raise AssertionError(f"docs/exports.md has no row for {layer}")
-
-
-def imported_exports(node) -> set[str]:
-    found = set()
-    if isinstance(node, dict):
-        if "Fn::ImportValue" in node:
-            found.add(node["Fn::ImportValue"])
-        for value in node.values():
-            found |= imported_exports(value)
-    elif isinstance(node, list):
-        for value in node:
-            found |= imported_exports(value)
-    return found
-
-
-def of_type(template: dict, resource_type: str) -> dict[str, dict]:
-    return {key: r for key, r in template["Resources"].items() if r["Type"] == resource_type}
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,8 @@ from templates_src.blocks import dr_key_alias_name
 from templates_src.config import load_environment
 from templates_src.layers import layers_for
 
+from .helpers import of_type
+
 REPLICAS = ("ReplicaAuditBucket", "ReplicaDocumentsBucket")
 
 
@@ -17,10 +19,6 @@ REPLICAS = ("ReplicaAuditBucket", "ReplicaDocumentsBucket")
 def prod():
     config = load_environment("prod")
     return config, json.loads(dr.build(config).to_json())
-
-
-def of_type(template: dict, resource_type: str) -> dict[str, dict]:
-    return {key: r for key, r in template["Resources"].items() if r["Type"] == resource_type}
 
 
 @pytest.mark.parametrize("env", ("dev", "staging"))

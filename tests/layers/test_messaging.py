@@ -10,16 +10,10 @@ from templates_src import messaging
 from templates_src.config import load_environment
 from templates_src.function_catalog import load_functions
 
+from .helpers import exports_contract
+
 ROOT = Path(__file__).resolve().parents[2]
 ENVIRONMENTS = ("dev", "staging", "prod")
-
-
-def exports_contract(layer: str) -> set[str]:
-    for line in (ROOT / "docs" / "exports.md").read_text().splitlines():
-        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-        if len(cells) == 2 and cells[0] == layer:
-            return {key.strip() for key in cells[1].split(",")}
-    raise AssertionError(f"docs/exports.md has no row for {layer}")
 
 
 def built_dict(env: str, worker_timeout_s: int | None = None) -> dict:

@@ -12,27 +12,11 @@ from templates_src import monitoring
 from templates_src.config import load_environment
 from templates_src.function_catalog import FUNCTIONS_DIR
 
+from .helpers import logical, write_function
+
 ENVIRONMENTS = ("dev", "staging", "prod")
 FUNCTION_NAMES = ("audit_logger", "fraud_screening", "payment_api", "queue_worker", "status")
 ALARMS = ("ApiLatencyP99", "Api5xx", "LambdaErrors", "LambdaThrottles", "DlqNotEmpty", "AuroraCpu", "Alb5xx", "AlbLatencyP99", "EcsCpu")
-
-
-def write_function(functions_dir: Path, name: str) -> None:
-    directory = functions_dir / name
-    directory.mkdir(parents=True)
-    (directory / "app.py").write_text("def handler(event, context):\n    return {}\n")
-    declaration = {
-        "description": f"test function {name}",
-        "memory_mb": 256,
-        "timeout_s": 10,
-        "returns": "a test result",
-        "triggers": [{"type": "stepfunctions"}],
-    }
-    (directory / "function.yaml").write_text(yaml.safe_dump(declaration))
-
-
-def logical(name: str) -> str:
-    return "".join(part.capitalize() for part in name.split("_"))
 
 
 @pytest.fixture

@@ -15,6 +15,8 @@ from moto import mock_aws
 from templates_src import network
 from templates_src.config import ConfigError, load_environment
 
+from .helpers import exports_contract, of_type
+
 ROOT = Path(__file__).resolve().parents[2]
 ENVIRONMENTS = ("dev", "staging", "prod")
 NAT_COUNT = {"per_az": 3, "single": 1, "none": 0}
@@ -29,10 +31,6 @@ def with_network(config, **changes):
     raw = config.model_dump()
     raw["network"].update(changes)
     return type(config).model_validate(raw)
-
-
-def of_type(template: dict, resource_type: str) -> dict[str, dict]:
-    return {name: r for name, r in template["Resources"].items() if r["Type"] == resource_type}
 
 
 def ref(value) -> str | None:
@@ -419,14 +417,6 @@ def test_enabled_peering_without_a_peer_is_refused(tmp_path):
 
     with pytest.raises(ConfigError, match="peer_vpc_id and peer_cidr"):
         load_environment("dev", write_parameters(tmp_path, "dev", incomplete))
-
-
-def exports_contract(layer: str) -> set[str]:
-    for line in (ROOT / "docs" / "exports.md").read_text().splitlines():
-        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-        if len(cells) == 2 and cells[0] == layer:
-            return {key.strip() for key in cells[1].split(",")}
-    raise AssertionError(f"docs/exports.md has no row for {layer}")
 
 
 def test_exports_match_the_contract_and_nothing_is_imported(env):

@@ -10,6 +10,8 @@ import pytest
 from templates_src import security
 from templates_src.config import load_environment
 
+from .helpers import exports_contract, of_type
+
 ROOT = Path(__file__).resolve().parents[2]
 ENVIRONMENTS = ("dev", "staging", "prod")
 KEYS = ("DataKey", "LogsKey", "SecretsKey")
@@ -20,10 +22,6 @@ SECRETS = ("DbCredentialsSecret", "ApiSigningSecret", "CardFingerprintSecret")
 def env(request):
     config = load_environment(request.param)
     return config, json.loads(security.build(config).to_json())
-
-
-def of_type(template: dict, resource_type: str) -> dict[str, dict]:
-    return {name: r for name, r in template["Resources"].items() if r["Type"] == resource_type}
 
 
 def statements(template: dict, key: str) -> dict[str, dict]:
@@ -51,7 +49,7 @@ def test_data_key_names_the_services_that_use_it(env):
     assert {
         "dynamodb.amazonaws.com", "sqs.amazonaws.com", "sns.amazonaws.com", "s3.amazonaws.com",
         "lambda.amazonaws.com", "rds.amazonaws.com", "states.amazonaws.com", "events.amazonaws.com",
-        "cloudwatch.amazonaws.com",
+        "cloudwatch.amazonaws.com", "delivery.logs.amazonaws.com",
     } == principals
     via = policy["AllowAccountThroughDataServices"]["Condition"]["StringEquals"]
     assert via["kms:CallerAccount"] == {"Ref": "AWS::AccountId"}
@@ -136,14 +134,6 @@ def test_ssm_parameters_publish_names_never_values(env):
             assert value.startswith(f"alias/payments-{config.name}-")
         elif "Ref" in value and value["Ref"] in SECRETS:
             assert value == {"Ref": value["Ref"]}  # Ref of a secret is its ARN
-
-
-def exports_contract(layer: str) -> set[str]:
-    for line in (ROOT / "docs" / "exports.md").read_text().splitlines():
-        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-        if len(cells) == 2 and cells[0] == layer:
-            return {key.strip() for key in cells[1].split(",")}
-    raise AssertionError(f"docs/exports.md has no row for {layer}")
 
 
 def test_exports_match_the_contract_and_nothing_is_imported(env):

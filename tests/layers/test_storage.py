@@ -7,34 +7,16 @@ from pathlib import Path
 
 import pytest
 import yaml
+from troposphere import Template
 
-from templates_src import dr, storage
+from templates_src import blocks, dr, storage
 from templates_src.config import ConfigError, load_environment
+
+from .helpers import exports_contract, imported_exports
 
 ROOT = Path(__file__).resolve().parents[2]
 ENVIRONMENTS = ("dev", "staging", "prod")
 DATA_BUCKETS = ("AuditBucket", "BatchBucket", "DocumentsBucket")
-
-
-def exports_contract(layer: str) -> set[str]:
-    for line in (ROOT / "docs" / "exports.md").read_text().splitlines():
-        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-        if len(cells) == 2 and cells[0] == layer:
-            return {key.strip() for key in cells[1].split(",")}
-    raise AssertionError(f"docs/exports.md has no row for {layer}")
-
-
-def imported_exports(node) -> set[str]:
-    found = set()
-    if isinstance(node, dict):
-        if "Fn::ImportValue" in node:
-            found.add(node["Fn::ImportValue"])
-        for value in node.values():
-            found |= imported_exports(value)
-    elif isinstance(node, list):
-        for value in node:
-            found |= imported_exports(value)
-    return found
 
 
 def rules(template: dict, bucket: str) -> dict[str, dict]:
@@ -192,6 +174,69 @@ def test_exports_and_imports_follow_the_contract(built, env):
     for key, output in template["Outputs"].items():
         assert output["Export"]["Name"] == f"payments-{env}-storage-{key}"
     assert imported_exports(template["Resources"]) == {f"payments-{env}-security-DataKeyArn"}
+
+
+def alb_log_statement(template: dict) -> dict:
+    statements = template["Resources"]["AccessLogBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert [s["Sid"] for s in statements] == [
+        "DenyInsecureTransport",
+        "DenyOutdatedTls",
+        "AllowS3ServerAccessLogs",
+        "AllowAlbAccessLogs",
+    ]
+    return statements[-1]
+
+
+ALB_LOG_OBJECTS = [
+    {"Fn::Sub": ["${Arn}/alb/AWSLogs/${AWS::AccountId}/*", {"Arn": {"Fn::GetAtt": ["AccessLogBucket", "Arn"]}}]}
+]
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_access_log_bucket_admits_only_alb_logs_of_this_account_from_the_regional_elb_account(built, env):
+    config, template = built[env]
+    assert config.region == "eu-west-1"
+    assert alb_log_statement(template) == {
+        "Sid": "AllowAlbAccessLogs",
+        "Effect": "Allow",
+        "Principal": {"AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::156460612806:root"}},
+        "Action": ["s3:PutObject"],
+        "Resource": ALB_LOG_OBJECTS,
+    }
+
+
+def test_regions_opened_after_august_2022_admit_the_elb_log_delivery_service():
+    config = load_environment("dev").model_copy(update={"region": "ca-west-1"})
+    template = json.loads(storage.build(config).to_json())
+    assert alb_log_statement(template) == {
+        "Sid": "AllowAlbAccessLogs",
+        "Effect": "Allow",
+        "Principal": {"Service": "logdelivery.elasticloadbalancing.amazonaws.com"},
+        "Action": ["s3:PutObject"],
+        "Resource": ALB_LOG_OBJECTS,
+    }
+
+
+@pytest.mark.parametrize(
+    ("region", "account"),
+    [("us-east-1", "127311923021"), ("ap-southeast-2", "783225319266"), ("sa-east-1", "507241528517")],
+)
+def test_older_regions_use_their_own_elb_account(region, account):
+    config = load_environment("dev").model_copy(update={"region": region})
+    principal = alb_log_statement(json.loads(storage.build(config).to_json()))["Principal"]
+    assert principal == {"AWS": {"Fn::Sub": f"arn:${{AWS::Partition}}:iam::{account}:root"}}
+
+
+def test_access_log_bucket_without_extra_writers_keeps_its_policy():
+    """blocks.access_log_bucket is shared: without extra statements it admits S3 server access logs only."""
+    template = Template()
+    blocks.access_log_bucket(template, load_environment("dev"), "Logs", "logs")
+    statements = template.to_dict()["Resources"]["LogsPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert [(s["Sid"], s["Effect"]) for s in statements] == [
+        ("DenyInsecureTransport", "Deny"),
+        ("DenyOutdatedTls", "Deny"),
+        ("AllowS3ServerAccessLogs", "Allow"),
+    ]
 
 
 def test_dr_bucket_names_need_a_dr_region():

@@ -12,22 +12,10 @@ from templates_src import workflow
 from templates_src.config import load_environment
 from templates_src.function_catalog import FUNCTIONS_DIR, load_functions
 
+from .helpers import write_function
+
 ENVIRONMENTS = ("dev", "staging", "prod")
 REAL_DEFINITION = FUNCTIONS_DIR / workflow.DEFINITION_FILE
-
-
-def write_function(functions_dir: Path, name: str, triggers: list[str]) -> None:
-    directory = functions_dir / name
-    directory.mkdir(parents=True)
-    (directory / "app.py").write_text("def handler(event, context):\n    return {}\n")
-    declaration = {
-        "description": f"test function {name}",
-        "memory_mb": 256,
-        "timeout_s": 10,
-        "returns": "a test result",
-        "triggers": [{"type": trigger} for trigger in triggers],
-    }
-    (directory / "function.yaml").write_text(yaml.safe_dump(declaration))
 
 
 def called_functions(definition: dict) -> list[str]:

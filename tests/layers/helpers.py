@@ -1,0 +1,55 @@
+"""Helpers shared by the layer tests."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def exports_contract(layer: str) -> set[str]:
+    """The keys docs/exports.md promises for `layer`."""
+    for line in (ROOT / "docs" / "exports.md").read_text().splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 2 and cells[0] == layer:
+            return {key.strip() for key in cells[1].split(",")}
+    raise AssertionError(f"docs/exports.md has no row for {layer}")
+
+
+def imported_exports(node) -> set[str]:
+    """Every export name read with Fn::ImportValue anywhere under `node`."""
+    found = set()
+    if isinstance(node, dict):
+        if "Fn::ImportValue" in node:
+            found.add(node["Fn::ImportValue"])
+        for value in node.values():
+            found |= imported_exports(value)
+    elif isinstance(node, list):
+        for value in node:
+            found |= imported_exports(value)
+    return found
+
+
+def of_type(template: dict, resource_type: str) -> dict[str, dict]:
+    return {key: r for key, r in template["Resources"].items() if r["Type"] == resource_type}
+
+
+def logical(name: str) -> str:
+    """payment_api -> PaymentApi, as FunctionDeclaration.logical_name does."""
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
+def write_function(functions_dir: Path, name: str, triggers=("stepfunctions",)) -> None:
+    """A minimal declared function (app.py + function.yaml) under `functions_dir`."""
+    directory = functions_dir / name
+    directory.mkdir(parents=True)
+    (directory / "app.py").write_text("def handler(event, context):\n    return {}\n")
+    declaration = {
+        "description": f"test function {name}",
+        "memory_mb": 256,
+        "timeout_s": 10,
+        "returns": "a test result",
+        "triggers": [{"type": trigger} for trigger in triggers],
+    }
+    (directory / "function.yaml").write_text(yaml.safe_dump(declaration))
