@@ -411,7 +411,8 @@ def render_mermaid(manifest: dict) -> str:
 
 def _remove_stale_templates(env_dir: Path, layers: set[str]) -> None:
     for path in env_dir.glob("*.json"):
-        if path.stem not in layers and path.name != "manifest.json" and not path.name.startswith(("plan", "review")):
+        # pathlib's glob matches dot files too: the lint cache must survive.
+        if path.stem not in layers and path.name != "manifest.json" and not path.name.startswith(("plan", "review", ".")):
             path.unlink()
 
 

@@ -14,10 +14,11 @@ to a moto bucket and measures:
   measurement starts from a fresh moto account. Rates are wall-clock and move by +-20% with
   the machine's load; run it on an idle machine.
 
-Memory: tracemalloc peak during ingestion, minus what moto itself keeps afterwards (the stored
-items and messages live in this process because moto emulates AWS in memory). moto's GetObject
-also answers with the whole body in one buffer (real S3 streams it), which is reported
-separately; our code never holds more than one chunk of rows.
+Memory: tracemalloc peak during ingestion ("peak MiB"), what moto itself keeps afterwards
+("moto kept": the stored items and messages live in this process because moto emulates AWS in
+memory), and the difference ("working MiB", what the ingestion needed beyond that; it can come
+out slightly negative because moto frees the deleted upload). "moto body" is moto's in-memory
+copy of the upload. Our code never holds more than one chunk of rows (CHUNK_ROWS).
 """
 from __future__ import annotations
 

@@ -4,6 +4,7 @@ After an intended change: `make golden`, then review `git diff tests/golden`.
 """
 from __future__ import annotations
 
+import difflib
 import os
 from pathlib import Path
 
@@ -21,7 +22,11 @@ def test_staging_template_matches_golden(built_environments, layer):
         golden.parent.mkdir(parents=True, exist_ok=True)
         golden.write_text(actual)
     assert golden.exists(), f"no golden file for {layer}: run `make golden` and review it"
-    assert actual == golden.read_text(), f"{layer} template changed: review, then `make golden`"
+    expected = golden.read_text()
+    if actual != expected:
+        diff = difflib.unified_diff(expected.splitlines(), actual.splitlines(), "golden", "built", lineterm="", n=2)
+        shown = "\n".join(list(diff)[:60])
+        pytest.fail(f"{layer} template changed; review the diff, then `make golden`:\n{shown}", pytrace=False)
 
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -38,4 +43,5 @@ def test_readme_stack_diagram_is_the_built_one(built_environments):
     if os.environ.get("UPDATE_GOLDEN"):
         README.write_text(before + START + diagram + END + after)
         text = README.read_text()
-    assert START + diagram + END in text, "README's stack diagram is stale: run `make golden`"
+    if START + diagram + END not in text:
+        pytest.fail("README's stack diagram is stale: run `make golden`", pytrace=False)

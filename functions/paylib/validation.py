@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any, Optional
 
 from . import cards, money
-from .errors import ApiError, bad_request
+from .errors import bad_request
 
 ALLOWED_FIELDS = {
     "amount", "currency", "customer_id", "card", "merchant_reference", "description",
@@ -216,4 +216,4 @@ def parse_payment_request(body: Any, now: Optional[datetime] = None) -> PaymentR
     )
 
 
-__all__ = ["ApiError", "PaymentRequest", "parse_payment_request", "parse_amount", "parse_currency"]
+__all__ = ["PaymentRequest", "parse_payment_request", "parse_amount", "parse_currency"]

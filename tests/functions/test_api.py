@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from tests.functions.conftest import (AMEX, MASTERCARD, VISA, api_event, card_number, new_key, payment_body,
+from tests.functions.conftest import (AMEX, MASTERCARD, api_event, card_number, new_key, payment_body,
                       queued_bodies, table_counts)
 
 

@@ -205,3 +205,34 @@ def test_an_object_deleted_before_ingestion_is_skipped(aws, ingestion):
     key, event = upload(aws, HEADER + "\n" + row())
     aws.s3.delete_object(Bucket=BUCKET, Key=key, VersionId=event["detail"]["object"]["version-id"])
     assert ingestion.handler(event, LambdaContext()) == {"ingested": False, "reason": "already ingested or no longer present"}
+
+
+def test_records_are_streamed_not_read_whole():
+    """Reading the first rows of a large object touches only the first bytes of the stream."""
+    import io
+    from paylib import batch
+
+    class CountingStream(io.RawIOBase):
+        def __init__(self, rows: int):
+            self.lines = (f"ref-{i},cus_{i},100,EUR,4242424242424242,1,2031\n".encode() for i in range(rows))
+            self.buffer, self.read_bytes = b"", 0
+
+        def readable(self):
+            return True
+
+        def readinto(self, target):
+            while len(self.buffer) < len(target):
+                chunk = next(self.lines, None)
+                if chunk is None:
+                    break
+                self.buffer += chunk
+            size = min(len(target), len(self.buffer))
+            target[:size], self.buffer = self.buffer[:size], self.buffer[size:]
+            self.read_bytes += size
+            return size
+
+    stream = CountingStream(200_000)  # about 10 MB if read whole
+    reader = batch.records(io.BufferedReader(stream))
+    first = [next(reader) for _ in range(1000)]
+    assert first[0][0] == "ref-0" and len(first) == 1000
+    assert stream.read_bytes < 256 * 1024

@@ -6,7 +6,6 @@ import json
 import uuid
 from datetime import datetime, timedelta, timezone
 
-import pytest
 
 from paylib import fraud
 from tests.functions.conftest import api_event, fresh_card, new_key, payment_body

@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from paylib import repository, settlement
-from tests.functions.conftest import api_event, drain, fresh_card, load_app, new_key, payment_body
+from tests.functions.conftest import api_event, drain, load_app, new_key, payment_body
 
 
 @pytest.fixture(scope="module")
