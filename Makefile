@@ -37,7 +37,7 @@ build: venv ## templates, function zips, manifest + static checks + cfn-lint (EN
 	$(PY) build.py $(ENV_FLAG)
 
 lint: build tools ## cfn-lint (SARIF) and checkov over every built template
-	$(VENV)/bin/cfn-lint -c I --format sarif -- $(TEMPLATES) > build/cfn-lint.sarif
+	-$(VENV)/bin/cfn-lint -c I --format sarif -- $(TEMPLATES) > build/cfn-lint.sarif
 	$(VENV)/bin/cfn-lint -c I -- $(TEMPLATES)
 	BC_SKIP_MAPPING=TRUE $(TOOLS_VENV)/bin/checkov --skip-download --quiet --compact --framework cloudformation \
 	    $(foreach t,$(TEMPLATES),-f $(t)) --output cli --output sarif --output-file-path console,build/checkov.sarif

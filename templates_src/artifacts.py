@@ -13,10 +13,9 @@ Design decisions:
 """
 from __future__ import annotations
 
-from awacs.aws import Allow, Condition, Statement, StringEquals
-from troposphere import GetAtt, Ref, Sub, Template, s3
+from troposphere import GetAtt, Ref, Template, s3
 
-from .blocks import KEY_USE_ACTIONS, THIS_KEY, access_log_bucket, account_root, kms_key, secure_bucket
+from .blocks import access_log_bucket, kms_key, secure_bucket, via_services_statement
 from .common import export, new_template, skip_checkov
 from .config import EnvironmentConfig
 
@@ -63,20 +62,6 @@ def _artifact_key(template: Template, config: EnvironmentConfig):
         "ArtifactKey",
         "artifacts",
         [
-            Statement(
-                Sid="AllowAccountThroughS3",
-                Effect=Allow,
-                Principal=account_root(),
-                Action=KEY_USE_ACTIONS,
-                Resource=[THIS_KEY],
-                Condition=Condition(
-                    StringEquals(
-                        {
-                            "kms:CallerAccount": Ref("AWS::AccountId"),
-                            "kms:ViaService": Sub("s3.${AWS::Region}.amazonaws.com"),
-                        }
-                    )
-                ),
-            )
+            via_services_statement("AllowAccountThroughS3", ("s3",)),
         ],
     )

@@ -11,6 +11,7 @@ import awacs.kms as kms_actions
 import awacs.s3 as s3_actions
 from awacs.aws import (
     Allow,
+    ArnLike,
     Bool,
     Condition,
     Deny,
@@ -373,3 +374,38 @@ def tiered_documents_lifecycle(rule_id: str) -> s3.LifecycleConfiguration:
 # The prefix of the access-log bucket the ALB writes under; both layers take it from here so the
 # bucket policy and the load balancer attribute cannot drift apart.
 ALB_ACCESS_LOG_PREFIX = "alb"
+
+
+def via_services_statement(sid: str, services: tuple[str, ...]) -> Statement:
+    """The account's principals may use the key only through the named services
+    (kms:ViaService), and only from this account (kms:CallerAccount)."""
+    return Statement(
+        Sid=sid,
+        Effect=Allow,
+        Principal=account_root(),
+        Action=KEY_USE_ACTIONS,
+        Resource=[THIS_KEY],
+        # One StringEquals holding both keys: awacs keeps one element per operator.
+        Condition=Condition(
+            StringEquals(
+                {
+                    "kms:CallerAccount": Ref("AWS::AccountId"),
+                    "kms:ViaService": [Sub(f"{service}.${{AWS::Region}}.amazonaws.com") for service in services],
+                }
+            )
+        ),
+    )
+
+
+def logs_service_statement() -> Statement:
+    """CloudWatch Logs of this region may use the key, for this account's log groups only."""
+    return service_use_statement(
+        "AllowCloudWatchLogsForThisAccount",
+        [Sub("logs.${AWS::Region}.amazonaws.com")],
+        Condition(
+            ArnLike(
+                "kms:EncryptionContext:aws:logs:arn",
+                Sub("arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:*"),
+            )
+        ),
+    )

@@ -37,7 +37,7 @@ from awacs.sts import AssumeRole
 from troposphere import GetAtt, Join, Ref, Sub, Template, awslambda, ec2, iam
 from troposphere.cloudformation import CustomResource
 
-from .blocks import log_group, kms_key, service_use_statement
+from .blocks import kms_key, log_group, logs_service_statement
 from .common import export, ignore_cfn_lint, new_template, resource_name, skip_checkov, tags
 from .config import EnvironmentConfig
 
@@ -466,16 +466,7 @@ def _network_logs_key(template: Template, config: EnvironmentConfig):
         "NetworkLogsKey",
         "network-logs",
         [
-            service_use_statement(
-                "AllowCloudWatchLogsForThisAccount",
-                [Sub("logs.${AWS::Region}.amazonaws.com")],
-                Condition(
-                    ArnLike(
-                        "kms:EncryptionContext:aws:logs:arn",
-                        Sub("arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:*"),
-                    )
-                ),
-            )
+            logs_service_statement(),
         ],
     )
 

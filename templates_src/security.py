@@ -23,10 +23,9 @@ from __future__ import annotations
 
 import json
 
-from awacs.aws import Allow, ArnLike, Condition, Statement, StringEquals
-from troposphere import GetAtt, Ref, Sub, Template, secretsmanager, ssm
+from troposphere import GetAtt, Ref, Template, secretsmanager, ssm
 
-from .blocks import KEY_USE_ACTIONS, THIS_KEY, account_root, kms_key, service_use_statement
+from .blocks import kms_key, logs_service_statement, service_use_statement, via_services_statement
 from .common import export, keep_data, resource_name, skip_checkov, standard_tags, tags, new_template
 from .config import EnvironmentConfig
 
@@ -75,26 +74,6 @@ def build(config: EnvironmentConfig) -> Template:
     return template
 
 
-def _via_services_statement(sid: str, services: tuple[str, ...]) -> Statement:
-    """The account's principals may use the key only through the named services."""
-    return Statement(
-        Sid=sid,
-        Effect=Allow,
-        Principal=account_root(),
-        Action=KEY_USE_ACTIONS,
-        Resource=[THIS_KEY],
-        # One StringEquals holding both keys: awacs keeps one element per operator.
-        Condition=Condition(
-            StringEquals(
-                {
-                    "kms:CallerAccount": Ref("AWS::AccountId"),
-                    "kms:ViaService": [Sub(f"{service}.${{AWS::Region}}.amazonaws.com") for service in services],
-                }
-            )
-        ),
-    )
-
-
 def _data_key(template: Template, config: EnvironmentConfig):
     return kms_key(
         template,
@@ -103,7 +82,7 @@ def _data_key(template: Template, config: EnvironmentConfig):
         "data",
         [
             service_use_statement("AllowDataServices", DATA_KEY_SERVICE_PRINCIPALS),
-            _via_services_statement("AllowAccountThroughDataServices", DATA_KEY_VIA_SERVICES),
+            via_services_statement("AllowAccountThroughDataServices", DATA_KEY_VIA_SERVICES),
         ],
     )
 
@@ -115,23 +94,14 @@ def _logs_key(template: Template, config: EnvironmentConfig):
         "LogsKey",
         "logs",
         [
-            service_use_statement(
-                "AllowCloudWatchLogsForThisAccount",
-                [Sub("logs.${AWS::Region}.amazonaws.com")],
-                Condition(
-                    ArnLike(
-                        "kms:EncryptionContext:aws:logs:arn",
-                        Sub("arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:*"),
-                    )
-                ),
-            )
+            logs_service_statement(),
         ],
     )
 
 
 def _secrets_key(template: Template, config: EnvironmentConfig):
     return kms_key(
-        template, config, "SecretsKey", "secrets", [_via_services_statement("AllowAccountThroughSecretsManager", ("secretsmanager",))]
+        template, config, "SecretsKey", "secrets", [via_services_statement("AllowAccountThroughSecretsManager", ("secretsmanager",))]
     )
 
 

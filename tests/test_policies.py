@@ -5,7 +5,6 @@ import json
 import re
 from pathlib import Path
 
-import pytest
 import yaml
 
 from templates_src.common import SNAPSHOT_TYPES, STATEFUL_TYPES

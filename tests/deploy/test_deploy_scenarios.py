@@ -4,7 +4,6 @@ from __future__ import annotations
 import hashlib
 import json
 
-import boto3
 import pytest
 
 from synthetic_env import Layer, make_context, run_deploy

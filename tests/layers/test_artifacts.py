@@ -103,5 +103,5 @@ def test_key_is_used_by_the_account_only_through_s3(env):
     _, _, template = env
     statements = {s["Sid"]: s for s in template["Resources"]["ArtifactKey"]["Properties"]["KeyPolicy"]["Statement"]}
     condition = statements["AllowAccountThroughS3"]["Condition"]["StringEquals"]
-    assert condition["kms:ViaService"] == {"Fn::Sub": "s3.${AWS::Region}.amazonaws.com"}
+    assert condition["kms:ViaService"] == [{"Fn::Sub": "s3.${AWS::Region}.amazonaws.com"}]
     assert condition["kms:CallerAccount"] == {"Ref": "AWS::AccountId"}

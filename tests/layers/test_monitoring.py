@@ -6,7 +6,6 @@ import re
 from pathlib import Path
 
 import pytest
-import yaml
 
 from templates_src import monitoring
 from templates_src.config import load_environment

@@ -6,7 +6,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-import yaml
 
 from templates_src import workflow
 from templates_src.config import load_environment
