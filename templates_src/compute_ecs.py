@@ -286,6 +286,7 @@ def _load_balancer(template: Template, config: EnvironmentConfig, certificate):
             Protocol="HTTPS",
             SslPolicy=TLS_POLICY,
             Certificates=[elb.Certificate(CertificateArn=certificate)],
+            Tags=tags(config, resource_name(config, "https-listener")),
             # Anything not matched by the production rule is not ours to answer.
             DefaultActions=[
                 elb.Action(
@@ -301,6 +302,7 @@ def _load_balancer(template: Template, config: EnvironmentConfig, certificate):
             LoadBalancerArn=Ref(load_balancer),
             Port=80,
             Protocol="HTTP",
+            Tags=tags(config, resource_name(config, "http-redirect-listener")),
             DefaultActions=[
                 elb.Action(
                     Type="redirect",
@@ -314,6 +316,7 @@ def _load_balancer(template: Template, config: EnvironmentConfig, certificate):
             "ProductionListenerRule",
             ListenerArn=Ref(https),
             Priority=1,
+            Tags=tags(config, resource_name(config, "production-rule")),
             Conditions=[elb.Condition(Field="path-pattern", PathPatternConfig=elb.PathPatternConfig(Values=["/*"]))],
             # ECS re-weights this rule during a blue/green deployment; at rest blue serves all.
             Actions=[
@@ -406,6 +409,7 @@ def _auto_scaling(template: Template, config: EnvironmentConfig, cluster, servic
             ResourceId=Sub("service/${Cluster}/${Service}", Cluster=Ref(cluster), Service=GetAtt(service, "Name")),
             MinCapacity=settings.min_tasks,
             MaxCapacity=settings.max_tasks,
+            Tags=tags(config, resource_name(config, "api-scaling")),
         )
     )
     for metric, value in (

@@ -206,6 +206,7 @@ def _failure_queue(template: Template, config: EnvironmentConfig) -> FailureQueu
             ComparisonOperator="GreaterThanThreshold",
             TreatMissingData="notBreaching",
             AlarmActions=[import_value(config, "messaging", "AlarmTopicArn")],
+            Tags=tags(config),
         )
     )
     return FailureQueue(queue, key)
@@ -454,6 +455,7 @@ def _add_triggers(
                     EventSourceArn=import_value(config, layer, key),
                     BatchSize=trigger.batch_size,
                     FunctionResponseTypes=["ReportBatchItemFailures"],
+                    Tags=tags(config),
                     # Never poll faster than the reserved concurrency lets the function run:
                     # throttled batches would only bounce back to the queue.
                     ScalingConfig=QueueScalingConfig(
@@ -506,6 +508,7 @@ def _s3_object_rule(template, config, declaration, index, trigger, alias, failur
             Description=f"New objects in {trigger.bucket} {trigger.prefix}*{trigger.suffix} -> {declaration.name}",
             State="ENABLED",
             EventPattern={"source": ["aws.s3"], "detail-type": ["Object Created"], "detail": detail},
+            Tags=tags(config),
             Targets=[
                 events.Target(
                     Id="function",

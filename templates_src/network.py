@@ -436,6 +436,7 @@ def _gateway_endpoints(template: Template, config: EnvironmentConfig, vpc: ec2.V
                 VpcEndpointType="Gateway",
                 ServiceName=Sub(f"com.amazonaws.${{AWS::Region}}.{service}"),
                 RouteTableIds=[Ref(table) for table in tables],
+                Tags=tags(config, resource_name(config, service, "endpoint")),
             )
         )
 

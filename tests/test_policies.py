@@ -245,3 +245,34 @@ def test_network_spans_three_zones_everywhere(built_environments):
         assert len(subnets) == 9
         assert {s["AvailabilityZone"] for s in subnets} == set(config.network.availability_zones)
         assert all(s["CidrBlock"].endswith("/24") for s in subnets)
+
+
+STANDARD_TAG_KEYS = {"Application", "CostCenter", "Environment", "ManagedBy", "Repository"}
+
+
+def _tag_keys(tags) -> set[str]:
+    if isinstance(tags, list):
+        return {tag.get("Key") for tag in tags if isinstance(tag, dict)}
+    return set(tags) if isinstance(tags, dict) else set()
+
+
+def test_every_taggable_resource_carries_the_standard_tags(built_environments):
+    """Stack tags propagate too, but a template read on its own must show who owns what.
+    "Taggable" comes from the CloudFormation resource schemas that cfn-lint ships."""
+    from cfnlint.schema import PROVIDER_SCHEMA_MANAGER
+
+    untagged = []
+    for env, layer, template in all_templates(built_environments):
+        region = built_environments[env]["config"].region
+        for logical_id, resource in template["Resources"].items():
+            if resource["Type"].startswith("Custom::"):
+                continue
+            schema = PROVIDER_SCHEMA_MANAGER.get_resource_schema(region, resource["Type"]).schema
+            if "Tags" not in schema.get("properties", {}):
+                continue
+            tags = resource.get("Properties", {}).get("Tags")
+            if not STANDARD_TAG_KEYS <= _tag_keys(tags):
+                untagged.append(f"{env}/{layer}/{logical_id} ({resource['Type']})")
+            elif env not in json.dumps(tags):
+                untagged.append(f"{env}/{layer}/{logical_id}: Environment tag is not {env}")
+    assert untagged == []
