@@ -6,6 +6,8 @@
         [--max-parallel N] [--poll-seconds S]
 
 Reads only build/<env>/manifest.json and the files it names (see docs/manifest.md).
+deploy and execute write build/<env>/deployed.json (what is deployed where) and publish it to the
+artifact bucket under manifests/<env>/.
 Region and profile come from the usual AWS environment variables; AWS_ENDPOINT_URL is honoured
 by boto3 itself. How it works, the guards and what an emulator cannot show: docs/deploy.md.
 """

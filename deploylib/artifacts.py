@@ -21,7 +21,7 @@ from botocore.exceptions import ClientError
 
 from .aws import Context, error_code
 from .manifest import Manifest, ManifestError, StackSpec
-from .stacks import describe_stack, stack_outputs
+from .stacks import describe_stack, list_stack_resources, stack_outputs
 
 
 TEMPLATE_BODY_LIMIT_BYTES = 51_200
@@ -48,8 +48,7 @@ def artifact_bucket_name(ctx: Context, manifest: Manifest, warn=None) -> str | N
     name = stack_outputs(stack).get(manifest.artifact_bucket_output)
     if name or not stack or stack["StackStatus"] not in ("CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE"):
         return name or None
-    summaries = ctx.cfn(bootstrap.region).call("list_stack_resources", StackName=bootstrap.name)
-    buckets = [s.get("PhysicalResourceId") for s in summaries.get("StackResourceSummaries", [])
+    buckets = [s.get("PhysicalResourceId") for s in list_stack_resources(ctx, bootstrap.region, bootstrap.name)
                if s.get("ResourceType") == "AWS::S3::Bucket" and s.get("PhysicalResourceId")]
     if len(buckets) == 1:
         if warn:
@@ -73,7 +72,7 @@ def _read_verified(path: Path, expected_sha256: str, what: str) -> bytes:
     return body
 
 
-def _object_exists(s3, bucket: str, key: str) -> bool:
+def object_exists(s3, bucket: str, key: str) -> bool:
     try:
         s3.call("head_object", Bucket=bucket, Key=key)
         return True
@@ -131,7 +130,7 @@ def upload_all(ctx: Context, manifest: Manifest, bucket: str) -> UploadReport:
     ]
     for key, path, sha256, what, content_type in items:
         body = _read_verified(path, sha256, what)
-        if _object_exists(s3, bucket, key):
+        if object_exists(s3, bucket, key):
             report.already_present.append(key)
             continue
         s3.call("put_object", Bucket=bucket, Key=key, Body=body, ContentType=content_type)

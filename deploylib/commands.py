@@ -18,12 +18,13 @@ from botocore.parsers import ResponseParserError
 from .artifacts import check_template_delivery
 from .aws import Context, error_message
 from .changesets import ChangeSet, all_changes, deployed_template, digest
+from .deployed import write_and_publish
 from .engine import Deployer, StackPlan, set_termination_protection
 from .manifest import Manifest, StackSpec
 from .output import Printer
 from .review import render, write_review
 from .scheduler import Outcome, RunResult, reverse_graph, run_graph
-from .stacks import describe_stack, format_event, root_cause, wait_for_stack
+from .stacks import describe_stack, format_event, list_stack_resources, root_cause, wait_for_stack
 
 PLAN_FORMAT = 1
 RETAINING_POLICIES = ("Retain", "RetainExceptOnCreate", "Snapshot")
@@ -113,6 +114,18 @@ def _run(deployer: Deployer, manifest: Manifest, plans: dict[str, StackPlan], op
     )
 
 
+def publish_resource_manifest(ctx: Context, manifest: Manifest, printer: Printer, result: RunResult) -> bool:
+    """deployed.json after a run; False (the command fails) when it could not be read back or published."""
+    try:
+        write_and_publish(ctx, manifest, printer, result)
+        return True
+    except ClientError as error:
+        printer.line(f"error: resource manifest not complete or not published: {error_message(error) or error}")
+    except (BotoCoreError, ResponseParserError, OSError) as error:
+        printer.line(f"error: resource manifest not complete or not published: {str(error).splitlines()[0]}")
+    return False
+
+
 def _report_blocked(printer: Printer, plans: list[StackPlan]) -> bool:
     blocked = [p for p in plans if p.blocked]
     for plan in blocked:
@@ -140,7 +153,8 @@ def cmd_deploy(ctx: Context, manifest: Manifest, printer: Printer, options: Opti
             return 2
     result = _run(deployer, manifest, {p.spec.name: p for p in plans}, options, True)
     print_summary(printer, result)
-    return 0 if result.ok else 1
+    published = publish_resource_manifest(ctx, manifest, printer, result)
+    return 0 if result.ok and published else 1
 
 
 def _load_saved_plan(manifest: Manifest) -> dict:
@@ -206,7 +220,8 @@ def cmd_execute(ctx: Context, manifest: Manifest, printer: Printer, options: Opt
     print_summary(printer, result)
     if any(o.label == "needs a new plan" for o in result.outcomes.values()):
         printer.line(f"stacks waiting for their dependencies need a new review: run `make plan ENV={manifest.environment}`")
-    return 0 if result.ok else 1
+    published = publish_resource_manifest(ctx, manifest, printer, result)
+    return 0 if result.ok and published else 1
 
 
 # ---- destroy -------------------------------------------------------------------------------
@@ -217,16 +232,8 @@ def retained_resources(ctx: Context, spec: StackSpec) -> list[str]:
             if body.get("DeletionPolicy") in RETAINING_POLICIES}
     if not keep:
         return []
-    physical = {}
-    token = None
-    while True:
-        kwargs = {"StackName": spec.name, **({"NextToken": token} if token else {})}
-        response = ctx.cfn(spec.region).call("list_stack_resources", **kwargs)
-        for summary in response.get("StackResourceSummaries", []):
-            physical[summary["LogicalResourceId"]] = summary.get("PhysicalResourceId", "")
-        token = response.get("NextToken")
-        if not token:
-            break
+    physical = {summary["LogicalResourceId"]: summary.get("PhysicalResourceId", "")
+                for summary in list_stack_resources(ctx, spec.region, spec.name)}
     return [f"{spec.name}: {logical_id} ({physical.get(logical_id, 'not created')}) kept by DeletionPolicy {policy}"
             for logical_id, policy in sorted(keep.items())]
 

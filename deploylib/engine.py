@@ -24,7 +24,7 @@ from .review import console_url, parameter_changes, summarize_changes, template_
 from .scheduler import Outcome
 from .stacks import (
     UPDATABLE_STATUSES, EventTracker, StackTimeout, describe_stack, format_event, is_in_progress,
-    root_cause, wait_for_stack,
+    list_stack_resources, root_cause, wait_for_stack,
 )
 
 RECREATABLE_STATUSES = frozenset({"ROLLBACK_COMPLETE", "ROLLBACK_FAILED"})
@@ -127,8 +127,7 @@ class Deployer:
     def _rollback_failed_command(self, spec: StackSpec) -> str:
         failed = []
         try:
-            summaries = self.ctx.cfn(spec.region).call("list_stack_resources", StackName=spec.name)
-            failed = sorted(s["LogicalResourceId"] for s in summaries.get("StackResourceSummaries", [])
+            failed = sorted(s["LogicalResourceId"] for s in list_stack_resources(self.ctx, spec.region, spec.name)
                             if s.get("ResourceStatus") == "UPDATE_FAILED")
         except ClientError:
             pass  # the command below works without the list

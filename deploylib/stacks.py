@@ -52,6 +52,19 @@ def stack_outputs(stack: dict | None) -> dict[str, str]:
     return {o["OutputKey"]: o.get("OutputValue", "") for o in stack.get("Outputs", [])}
 
 
+def list_stack_resources(ctx: Context, region: str, stack: str) -> list[dict]:
+    """Every StackResourceSummary of the stack, following NextToken (a page holds ~100)."""
+    summaries: list[dict] = []
+    token = None
+    while True:
+        kwargs = {"StackName": stack, **({"NextToken": token} if token else {})}
+        response = ctx.cfn(region).call("list_stack_resources", **kwargs)
+        summaries.extend(response.get("StackResourceSummaries", []))
+        token = response.get("NextToken")
+        if not token:
+            return summaries
+
+
 @dataclass
 class EventTracker:
     """Yields each stack event once, oldest first, from the moment it was started."""

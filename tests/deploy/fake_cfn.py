@@ -11,6 +11,7 @@ Scenario knobs live on FakeAws (shared by every region):
 - rollback_fails: stacks whose update rollback ends UPDATE_ROLLBACK_FAILED;
 - replacement_properties[type] = {property}: changes forcing replacement;
 - throttle_first_n: the first N API calls answer Throttling;
+- page_size / resource_page_size: page sizes of DescribeStackEvents / ListStackResources;
 - change_set_latency: seconds a change set stays CREATE_IN_PROGRESS.
 
 Conservative where AWS only guarantees less: a TemplateURL is read only from a bucket in the
@@ -111,6 +112,7 @@ class FakeAws:
         self.replacement_properties = copy.deepcopy(DEFAULT_REPLACEMENT_PROPERTIES)
         self.throttle_first_n = 0
         self.page_size = 100
+        self.resource_page_size = 100
         self.on_resource_created: Callable[[str, str, str], None] | None = None
         self.calls: list[tuple[str, str, dict]] = []
         self.regions: dict[str, FakeCloudFormation] = {}
@@ -720,10 +722,15 @@ class FakeCloudFormation:
         with self.world.lock:
             self._enter("list_stack_resources", kwargs)
             stack = self._find("ListStackResources", kwargs["StackName"])
-            return {"StackResourceSummaries": [
+            summaries = [
                 {"LogicalResourceId": k, "PhysicalResourceId": stack.physical_ids.get(k, ""), "ResourceType": body["Type"],
-                 "ResourceStatus": stack.resource_status.get(k, "CREATE_COMPLETE")}
-                for k, body in stack.template.get("Resources", {}).items() if k in stack.physical_ids]}
+                 "ResourceStatus": stack.resource_status.get(k, "CREATE_COMPLETE"), "LastUpdatedTimestamp": stack.created}
+                for k, body in stack.template.get("Resources", {}).items() if k in stack.physical_ids]
+            start = int(kwargs.get("NextToken", 0))
+            response = {"StackResourceSummaries": summaries[start:start + self.world.resource_page_size]}
+            if start + self.world.resource_page_size < len(summaries):
+                response["NextToken"] = str(start + self.world.resource_page_size)
+            return response
 
     # ---- protection and drift ----------------------------------------------------------------------
     def set_stack_policy(self, **kwargs: Any) -> dict:

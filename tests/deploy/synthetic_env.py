@@ -170,10 +170,15 @@ def fake_world(s3_client: Any, clock: Callable[[], float] | None = None) -> Fake
     world = FakeAws(s3_reader=s3_reader_from(s3_client), **({"clock": clock} if clock else {}))
 
     def create_bucket(region: str, resource_type: str, physical_id: str) -> None:
+        """Like the platform's secure_bucket: default encryption SSE-KMS with its own key."""
         if resource_type == "AWS::S3::Bucket":
             s3 = boto3.client("s3", region_name=region)
             config = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
             s3.create_bucket(Bucket=physical_id, **config)
+            key_arn = boto3.client("kms", region_name=region).create_key()["KeyMetadata"]["Arn"]
+            s3.put_bucket_encryption(Bucket=physical_id, ServerSideEncryptionConfiguration={"Rules": [{
+                "ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key_arn},
+                "BucketKeyEnabled": True}]})
 
     world.on_resource_created = create_bucket
     return world

@@ -76,6 +76,12 @@ def test_deploy_status_outputs_destroy_against_moto(tmp_path, moto_backend, envi
     s3 = boto3.client("s3", region_name="eu-west-1")
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=env.bucket_name)["Contents"]}
     assert len([k for k in keys if k.startswith("templates/")]) == 3
+    # the resource manifest, with boto3's datetimes as ISO 8601, locally and in the bucket
+    raw = (env.build_dir / environment / "deployed.json").read_bytes()
+    deployed = json.loads(raw)
+    assert {e["name"]: e["status"] for e in deployed["stacks"]} == {name: "CREATE_COMPLETE" for name in names}
+    assert all(e["creation_time"].startswith("20") for e in deployed["stacks"])
+    assert s3.get_object(Bucket=env.bucket_name, Key=f"manifests/{environment}/deployed.json")["Body"].read() == raw
     if environment == "staging":
         assert "WARNING termination protection not enabled: UpdateTerminationProtection not implemented" in text
         policy = json.loads(cfn.get_stack_policy(StackName=art)["StackPolicyBody"])

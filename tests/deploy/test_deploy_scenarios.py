@@ -483,6 +483,9 @@ def test_other_region_stack_goes_by_template_body_in_its_own_region(env, world, 
     # it needs nothing from the bucket: reviewed in the first plan, not deferred behind the bucket
     review = {s["stack"]: s for s in json.loads((env.build_dir / "staging" / "review.json").read_text())["stacks"]}
     assert review[dr]["action"] == "create" and review[env.stack_name("network")]["action"] == "deferred"
+    deployed = json.loads((env.build_dir / "staging" / "deployed.json").read_text())
+    assert deployed["regions"] == ["eu-central-1", "eu-west-1"]
+    assert [(s["region"], s["status"]) for s in deployed["stacks"] if s["name"] == dr] == [("eu-central-1", "CREATE_COMPLETE")]
 
     world.calls.clear()
     code, text = run_deploy(env, world, "deploy", "--yes")
