@@ -128,6 +128,19 @@ def kms_key(
     return key
 
 
+def deny_insecure_transport(actions: list, resources: list) -> Statement:
+    """Refuse any request to `resources` that is not over TLS. A Deny grants nothing, so a
+    service-wide action here (`s3:*`, `sqs:*`) is not a wildcard permission."""
+    return Statement(
+        Sid="DenyInsecureTransport",
+        Effect=Deny,
+        Principal=Principal("*"),
+        Action=actions,
+        Resource=resources,
+        Condition=Condition(Bool("aws:SecureTransport", False)),
+    )
+
+
 def tls_only_bucket_policy(template: Template, logical_id: str, bucket: s3.Bucket) -> s3.BucketPolicy:
     """Deny every request that is not over TLS 1.2+. A Deny on `s3:*` is the only way to say
     "whatever the request": it grants nothing, so it is not a wildcard permission."""
@@ -139,14 +152,7 @@ def tls_only_bucket_policy(template: Template, logical_id: str, bucket: s3.Bucke
             PolicyDocument=Policy(
                 Version="2012-10-17",
                 Statement=[
-                    Statement(
-                        Sid="DenyInsecureTransport",
-                        Effect=Deny,
-                        Principal=Principal("*"),
-                        Action=[s3_actions.Action("*")],
-                        Resource=[bucket_arn, Sub("${Arn}/*", Arn=bucket_arn)],
-                        Condition=Condition(Bool("aws:SecureTransport", False)),
-                    ),
+                    deny_insecure_transport([s3_actions.Action("*")], [bucket_arn, Sub("${Arn}/*", Arn=bucket_arn)]),
                     Statement(
                         Sid="DenyOutdatedTls",
                         Effect=Deny,

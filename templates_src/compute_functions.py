@@ -237,6 +237,7 @@ def _allow_failure_delivery(
         if arns
     ]
     if statements:
+        statements.append(blocks.deny_insecure_transport([sqs_actions.Action("*")], [failures.arn]))
         template.add_resource(
             sqs.QueuePolicy(
                 "FunctionDlqPolicy",

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import awacs.sns as sns_actions
 import awacs.sqs as sqs_actions
-from awacs.aws import Allow, Bool, Condition, Deny, Policy, Principal, Statement, StringEquals
+from awacs.aws import Allow, Condition, Policy, Principal, Statement, StringEquals
 from troposphere import GetAtt, Ref, Sub, Template, sns, sqs
 
+from .blocks import deny_insecure_transport
 from .common import export, import_value, keep_data, new_template, resource_name, tags
 from .config import EnvironmentConfig
 from .function_catalog import load_functions
@@ -113,15 +114,7 @@ def _queues(template: Template, config: EnvironmentConfig, visibility_timeout: i
             PolicyDocument=Policy(
                 Version="2012-10-17",
                 Statement=[
-                    Statement(
-                        Sid="DenyInsecureTransport",
-                        Effect=Deny,
-                        Principal=Principal("*"),
-                        # A Deny on every SQS action grants nothing: it refuses all plain-HTTP use.
-                        Action=[sqs_actions.Action("*")],
-                        Resource=[GetAtt(queue, "Arn"), GetAtt(dlq, "Arn")],
-                        Condition=Condition(Bool("aws:SecureTransport", False)),
-                    )
+                    deny_insecure_transport([sqs_actions.Action("*")], [GetAtt(queue, "Arn"), GetAtt(dlq, "Arn")])
                 ],
             ),
         )
@@ -136,14 +129,7 @@ def _queues(template: Template, config: EnvironmentConfig, visibility_timeout: i
 
 
 def _deny_without_tls(topic: sns.Topic) -> Statement:
-    return Statement(
-        Sid="DenyInsecureTransport",
-        Effect=Deny,
-        Principal=Principal("*"),
-        Action=[sns_actions.Publish, sns_actions.Subscribe],
-        Resource=[Ref(topic)],
-        Condition=Condition(Bool("aws:SecureTransport", False)),
-    )
+    return deny_insecure_transport([sns_actions.Publish, sns_actions.Subscribe], [Ref(topic)])
 
 
 def _topic(template: Template, config: EnvironmentConfig, logical_id: str, purpose: str, display: str) -> sns.Topic:

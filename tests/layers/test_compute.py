@@ -183,6 +183,8 @@ def test_no_wildcard_action_and_star_resources_only_where_aws_requires_them(buil
                 documents.append(resource["Properties"]["PolicyDocument"])
             for document in documents:
                 for statement in document["Statement"]:
+                    if statement["Effect"] == "Deny":
+                        continue  # a Deny grants nothing (the TLS-only statement denies sqs:*)
                     assert all("*" not in action for action in statement["Action"]), (env, logical_id)
                     if "*" in statement.get("Resource", []):
                         assert set(statement["Action"]) <= allowed_star, (env, logical_id, statement)
@@ -289,10 +291,12 @@ def test_async_functions_have_a_dead_letter_queue_and_sync_ones_say_why_not(buil
     assert dlq["DeletionPolicy"] == "Retain"
     alarm = template["Resources"]["FunctionDlqNotEmptyAlarm"]["Properties"]
     assert alarm["AlarmActions"] == [imported("prod", "messaging", "AlarmTopicArn")]
+    queue_statements = template["Resources"]["FunctionDlqPolicy"]["Properties"]["PolicyDocument"]["Statement"]
     sources = {
-        s["Principal"]["Service"]: s["Condition"]["ArnEquals"]["aws:SourceArn"]
-        for s in template["Resources"]["FunctionDlqPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+        s["Principal"]["Service"]: s["Condition"]["ArnEquals"]["aws:SourceArn"] for s in queue_statements if s["Effect"] == "Allow"
     }
+    (deny,) = [s for s in queue_statements if s["Effect"] == "Deny"]
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": False}}
     assert sources == {
         "events.amazonaws.com": [{"Fn::GetAtt": ["BatchIngestionS3Rule0", "Arn"]}],
         "sns.amazonaws.com": [imported("prod", "messaging", "PaymentNotificationsTopicArn")],
