@@ -30,7 +30,7 @@ from deploylib.output import Printer
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="deploy.py", description=__doc__.split("\n")[0])
     parser.add_argument("command", choices=sorted(COMMANDS))
-    parser.add_argument("--env", required=True, help="environment: dev, staging, prod")
+    parser.add_argument("--env", required=True, choices=("dev", "staging", "prod"), help="environment")
     parser.add_argument("--yes", action="store_true", help="do not ask for confirmation (CI)")
     parser.add_argument("--force", action="store_true", help="allow destroying prod")
     parser.add_argument("--drift", action="store_true", help="status: run drift detection")
