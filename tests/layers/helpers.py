@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import json
+
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,3 +55,11 @@ def write_function(functions_dir: Path, name: str, triggers=("stepfunctions",)) 
         "triggers": [{"type": trigger} for trigger in triggers],
     }
     (directory / "function.yaml").write_text(yaml.safe_dump(declaration))
+
+
+def rendered(layer_module, env: str) -> tuple:
+    """(config, parsed template) of one layer for one environment's real parameter file."""
+    from templates_src.config import load_environment
+
+    config = load_environment(env)
+    return config, json.loads(layer_module.build(config).to_json())

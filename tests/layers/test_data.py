@@ -1,7 +1,6 @@
 """data layer: Aurora PostgreSQL (writer + reader, TLS, IAM auth, rotation) and DynamoDB tables."""
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import pytest
 from templates_src import data
 from templates_src.config import load_environment
 
-from .helpers import exports_contract, imported_exports, of_type
+from .helpers import exports_contract, imported_exports, of_type, rendered
 
 ROOT = Path(__file__).resolve().parents[2]
 ENVIRONMENTS = ("dev", "staging", "prod")
@@ -18,11 +17,7 @@ ENVIRONMENTS = ("dev", "staging", "prod")
 
 @pytest.fixture(scope="module")
 def built() -> dict[str, tuple]:
-    result = {}
-    for env in ENVIRONMENTS:
-        config = load_environment(env)
-        result[env] = (config, json.loads(data.build(config).to_json()))
-    return result
+    return {env: rendered(data, env) for env in ENVIRONMENTS}
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)

@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 
 from templates_src import security
-from templates_src.config import load_environment
 
-from .helpers import exports_contract, of_type
+from .helpers import exports_contract, of_type, rendered
 
 ROOT = Path(__file__).resolve().parents[2]
 ENVIRONMENTS = ("dev", "staging", "prod")
@@ -20,8 +19,7 @@ SECRETS = ("DbCredentialsSecret", "ApiSigningSecret", "CardFingerprintSecret")
 
 @pytest.fixture(scope="module", params=ENVIRONMENTS)
 def env(request):
-    config = load_environment(request.param)
-    return config, json.loads(security.build(config).to_json())
+    return rendered(security, request.param)
 
 
 def statements(template: dict, key: str) -> dict[str, dict]:

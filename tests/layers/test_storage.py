@@ -12,7 +12,7 @@ from troposphere import Template
 from templates_src import blocks, dr, storage
 from templates_src.config import ConfigError, load_environment
 
-from .helpers import exports_contract, imported_exports
+from .helpers import exports_contract, imported_exports, rendered
 
 ROOT = Path(__file__).resolve().parents[2]
 ENVIRONMENTS = ("dev", "staging", "prod")
@@ -30,11 +30,7 @@ def checkov_skips(resource: dict) -> set[str]:
 
 @pytest.fixture(scope="module")
 def built() -> dict[str, tuple]:
-    result = {}
-    for env in ENVIRONMENTS:
-        config = load_environment(env)
-        result[env] = (config, json.loads(storage.build(config).to_json()))
-    return result
+    return {env: rendered(storage, env) for env in ENVIRONMENTS}
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
