@@ -154,19 +154,24 @@ class Context:
     clock: Clock = field(default_factory=Clock)
     backoff: Backoff = field(default_factory=Backoff)
     poll_seconds: float = 5.0
-    _cfn: dict[str, RetryingClient] = field(default_factory=dict)
+    _clients: dict[tuple[str, str], RetryingClient] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def cfn(self, region: str) -> RetryingClient:
+    def client(self, service: str, region: str) -> RetryingClient:
+        """The one way to reach an AWS API: the factory's client (so AWS_ENDPOINT_URL and tests'
+        fakes apply) wrapped in the throttling retry. One per (service, region)."""
         with self._lock:
-            if region not in self._cfn:
-                self._cfn[region] = RetryingClient(
-                    self.client_factory("cloudformation", region), self.backoff, self.clock
+            if (service, region) not in self._clients:
+                self._clients[(service, region)] = RetryingClient(
+                    self.client_factory(service, region), self.backoff, self.clock
                 )
-            return self._cfn[region]
+            return self._clients[(service, region)]
+
+    def cfn(self, region: str) -> RetryingClient:
+        return self.client("cloudformation", region)
 
     def s3(self, region: str) -> RetryingClient:
-        return RetryingClient(self.client_factory("s3", region), self.backoff, self.clock)
+        return self.client("s3", region)
 
     def throttle_retries(self) -> int:
-        return sum(client.throttle_retries for client in self._cfn.values())
+        return sum(client.throttle_retries for client in self._clients.values())
