@@ -215,14 +215,16 @@ def parse_preflight(raw: dict, where: str) -> PreflightSpec:
     dr_region = _field(raw, "dr_region", here, nullable=True)
     return PreflightSpec(
         environment=_field(raw, "environment", here),
-        account_id=_matching(_field(raw, "account_id", here), ACCOUNT_ID, f"{here}.account_id", "a 12-digit account id"),
+        account_id=_matching(_field(raw, "account_id", here), ACCOUNT_ID, f"{here}.account_id",
+                             "a 12-digit account id"),
         region=_matching(_field(raw, "region", here), REGION, f"{here}.region", "a region"),
         parameters_file=_field(raw, "parameters_file", here),
         lambda_reserved_concurrency=_parse_concurrency(
             _field(raw, "lambda_reserved_concurrency", here, dict), f"{here}.lambda_reserved_concurrency"),
         certificate=_parse_certificate(_field(raw, "certificate", here, dict, True), f"{here}.certificate"),
         container_image=_parse_image(_field(raw, "container_image", here, dict, True), f"{here}.container_image"),
-        service_linked_roles=_parse_roles(_field(raw, "service_linked_roles", here, list), f"{here}.service_linked_roles"),
+        service_linked_roles=_parse_roles(_field(raw, "service_linked_roles", here, list),
+                                          f"{here}.service_linked_roles"),
         api_gateway_logging_role=_field(raw, "api_gateway_logging_role", here, nullable=True),
         network=_parse_network(_field(raw, "network", here, dict, True), f"{here}.network"),
         dr_region=dr_region and _matching(dr_region, REGION, f"{here}.dr_region", "a region"),
@@ -470,12 +472,12 @@ def _certificate_problems(described: dict, cert: CertificateSpec) -> list[str]:
     if status != ISSUED:
         hint = ("finish its validation (the DNS records ACM asks for)" if status == "PENDING_VALIDATION"
                 else "request or import a new one")
-        problems.append(f"{cert.arn} is {status}, not ISSUED: {hint}")
+        problems.append(f"the certificate is {status}, not ISSUED: {hint} ({cert.arn})")
     names = list(dict.fromkeys([described.get("DomainName", ""), *described.get("SubjectAlternativeNames", [])]))
     names = [name for name in names if name]
     if not any(covers(name, cert.domain_name) for name in names):
-        problems.append(f"{cert.arn} does not cover {cert.domain_name}: it covers {', '.join(names) or 'nothing'} "
-                        f"(a wildcard covers exactly one label)")
+        problems.append(f"the certificate does not cover {cert.domain_name}: it covers "
+                        f"{', '.join(names) or 'nothing'} (a wildcard covers exactly one label; {cert.arn})")
     return problems
 
 
@@ -524,6 +526,15 @@ def check_container_image(run: _Run) -> list[Row]:
     return [Row(IMAGE, image.reference, Status.PASS, f"found in {_registry(run)}/{image.repository}")]
 
 
+# A stack in these states holds none of its resources (an interrupted plan's empty stack, a failed
+# first create): what it creates still counts as "to be created".
+EMPTY_STACK_STATUSES = frozenset({"REVIEW_IN_PROGRESS", "ROLLBACK_COMPLETE"})
+
+
+def _holds_resources(stack: dict | None) -> bool:
+    return stack is not None and stack["StackStatus"] not in EMPTY_STACK_STATUSES
+
+
 def _registry(run: _Run) -> str:
     return f"{run.spec.account_id}.dkr.ecr.{run.spec.region}.amazonaws.com"
 
@@ -549,7 +560,7 @@ def _image_missing(run: _Run, image: ContainerImageSpec) -> Row:
 def _repository_missing(run: _Run, image: ContainerImageSpec) -> Row:
     stack_name = image.repository_stack
     stack = describe_stack(run.ctx, run.stack_region(stack_name), stack_name)
-    if stack is None:
+    if not _holds_resources(stack) or stack["StackStatus"] == "CREATE_IN_PROGRESS":
         return Row(IMAGE, image.reference, Status.PENDING, (
             f"repository {image.repository} is created by {stack_name}; push the image after it is "
             f"deployed, the deploy stops before compute until it exists"), _push_commands(run, image))
@@ -648,7 +659,7 @@ def check_network_quotas(run: _Run) -> list[Row]:
     network = run.spec.network
     if network is None:
         return []
-    if describe_stack(run.ctx, run.stack_region(network.stack), network.stack):
+    if _holds_resources(describe_stack(run.ctx, run.stack_region(network.stack), network.stack)):
         return [Row(NETWORK, network.stack, Status.PASS,
                     "already deployed: its VPC, Elastic IPs and NAT gateways are already counted")]
     return (_guarded(NETWORK, "VPCs", False, lambda: [_vpc_row(run, network)])
@@ -848,7 +859,7 @@ def _not_run_row(spec: PreflightSpec, names: list[str]) -> Row:
 WIDTH = 100
 GAP = "  "
 STATUS_WIDTH = max(len(status.value) for status in Status)
-CHECK_WIDTH_MAX, SUBJECT_WIDTH_MAX = 20, 28
+CHECK_WIDTH_MAX, SUBJECT_WIDTH_MAX = 20, 26
 COMMAND_INDENT = 4
 
 
@@ -856,7 +867,8 @@ def render(report: PreflightReport) -> str:
     """The report as an aligned table at most WIDTH columns wide, with a verdict last."""
     check_width = min(CHECK_WIDTH_MAX, max([len("CHECK"), *(len(r.check) for r in report.rows)]))
     subject_width = min(SUBJECT_WIDTH_MAX, max([len("SUBJECT"), *(len(r.subject) for r in report.rows)]))
-    widths = (STATUS_WIDTH, check_width, subject_width, WIDTH - STATUS_WIDTH - check_width - subject_width - 3 * len(GAP))
+    detail_width = WIDTH - STATUS_WIDTH - check_width - subject_width - 3 * len(GAP)
+    widths = (STATUS_WIDTH, check_width, subject_width, detail_width)
     lines = [f"preflight ({report.scope.value}) of {report.environment}: account {report.account_id}, "
              f"region {report.region}",
              _table_line(widths, ("STATUS", "CHECK", "SUBJECT", "DETAIL"))]
@@ -875,7 +887,8 @@ def _table_line(widths: tuple[int, ...], cells: tuple[str, ...]) -> str:
 
 
 def _row_lines(widths: tuple[int, ...], row: Row) -> list[str]:
-    columns = [_wrap(text, width) for text, width in zip((row.status.value, row.check, row.subject, row.detail), widths)]
+    cells = (row.status.value, row.check, row.subject, row.detail)
+    columns = [_wrap(text, width) for text, width in zip(cells, widths)]
     height = max(len(column) for column in columns)
     lines = [_table_line(widths, tuple(column[i] if i < len(column) else "" for column in columns))
              for i in range(height)]
