@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.parsers import ResponseParserError
 
 from .aws import Context, RetryingClient, error_code, error_message
 from .manifest import ManifestError, manifest_path
@@ -314,7 +315,8 @@ class _Run:
         return next((s.region for s in self.spec.stacks if s.name == stack_name), self.spec.region)
 
 
-AWS_ERRORS = (ClientError, BotoCoreError)
+# ResponseParserError: an emulator (AWS_ENDPOINT_URL) answering an API it lacks with an HTML page.
+AWS_ERRORS = (ClientError, BotoCoreError, ResponseParserError)
 ACCESS_DENIED = frozenset({"AccessDenied", "AccessDeniedException"})
 
 

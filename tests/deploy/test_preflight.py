@@ -810,6 +810,22 @@ def test_access_denied_on_an_essential_check_fails(aws):
     assert row.status is Status.FAIL and row.detail.startswith("could not check: AccessDenied")
 
 
+def test_an_emulator_without_the_api_is_a_warning_not_a_traceback():
+    from botocore.parsers import ResponseParserError
+
+    class Emulator:
+        def get_caller_identity(self):
+            return {"Account": ACCOUNT, "Arn": CALLER_ARN, "UserId": "AIDAEXAMPLE"}
+
+        def get_account(self):
+            raise ResponseParserError("Unable to parse response, invalid XML received")
+
+    spec = make_spec(api_gateway_logging_role="payments-staging-apigateway-logging")
+    report = run_preflight(context(lambda service, region: Emulator()), spec, Scope.PREFLIGHT)
+    row = only_row(report, "api gateway logging")
+    assert row.status is Status.WARN and row.detail.startswith("could not check: ResponseParserError")
+
+
 def test_an_error_in_one_subject_does_not_hide_the_others(aws):
     stub_identity(aws)
     aws.error("iam", "get_role", "ServiceFailure", "try again", status=500)
