@@ -29,11 +29,12 @@ from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
-from templates_src.common import STATEFUL_TYPES, stack_name, standard_tags
-from templates_src.config import ENVIRONMENTS, ConfigError, EnvironmentConfig, load_environments
+from templates_src.common import LIFECYCLE_PARAMETER, STATEFUL_TYPES, stack_name, standard_tags
+from templates_src.config import DEFAULT_BUILD, ENVIRONMENTS, PARAMETERS_DIR, ConfigError, EnvironmentConfig, load_environments
 from templates_src.function_catalog import DeclarationError, load_functions
-from templates_src.layers import Layer, layers_for
+from templates_src.layers import LAYERS, Layer, layers_for
 from templates_src.packaging import artifact_key, package
+from templates_src.requirements import account_requirements, named_resources
 
 ROOT = Path(__file__).resolve().parent
 BUILD_DIR = ROOT / "build"
@@ -129,9 +130,12 @@ def capabilities(template: dict) -> list[str]:
     return sorted(needed)
 
 
-def stateful_resources(template: dict) -> list[dict]:
+def stateful_resources(template: dict, config: EnvironmentConfig) -> list[dict]:
+    """Stateful resources with their fixed physical name, where they have one (deploy checks that
+    no retained resource of an earlier deployment holds it, and adopts one with an IMPORT)."""
+    names = named_resources(template, config)
     return [
-        {"logical_id": logical_id, "type": resource["Type"]}
+        {"logical_id": logical_id, "type": resource["Type"], "physical_name": names.get(logical_id)}
         for logical_id, resource in sorted(template.get("Resources", {}).items())
         if resource.get("Type") in STATEFUL_TYPES
     ]
@@ -316,7 +320,7 @@ def rollback_alarms(stacks: list[StackBuild]) -> dict[str, list[dict]]:
     return triggers
 
 
-def manifest_entry(stack: StackBuild, alarms: dict[str, list[dict]]) -> dict:
+def manifest_entry(stack: StackBuild, alarms: dict[str, list[dict]], config: EnvironmentConfig) -> dict:
     parameters = stack.template.get("Parameters", {})
     return {
         "name": stack.name,
@@ -335,7 +339,8 @@ def manifest_entry(stack: StackBuild, alarms: dict[str, list[dict]]) -> dict:
         "imports": stack.imports,
         "depends_on": stack.depends_on,
         "capabilities": capabilities(stack.template),
-        "stateful_resources": stateful_resources(stack.template),
+        "stateful_resources": stateful_resources(stack.template, config),
+        "lifecycle_parameter": LIFECYCLE_PARAMETER if LIFECYCLE_PARAMETER in parameters else None,
         "serves_traffic": stack.layer.serves_traffic,
         "rollback_alarms": alarms.get(stack.layer.name, [])[:5] if stack.layer.serves_traffic else [],
         "timeout_minutes": stack.layer.timeout_minutes,
@@ -370,17 +375,20 @@ def build_environment(
     if only is not None:
         return {}
     alarms = rollback_alarms(stacks)
+    entries = [manifest_entry(stack, alarms, config) for stack in stacks]
     manifest = {
         "format": MANIFEST_FORMAT,
         "application": "payments",
         "environment": config.name,
+        "account_id": config.account_id,
         "region": config.region,
         "tags": standard_tags(config),
         "termination_protection": config.termination_protection,
         "stack_policy": config.retains_data,
         "artifact_bucket": {"stack": stack_name(config, "artifacts"), "output": "ArtifactBucketName"},
         "artifacts": artifacts,
-        "stacks": [manifest_entry(stack, alarms) for stack in stacks],
+        "stacks": entries,
+        "preflight": account_requirements(config, {stack.layer.name: stack.template for stack in stacks}, entries),
     }
     write_if_changed(env_dir / "manifest.json", (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
     write_if_changed(env_dir / "stacks.mmd", render_mermaid(manifest).encode())
@@ -410,22 +418,25 @@ def render_mermaid(manifest: dict) -> str:
 
 
 def _remove_stale_templates(env_dir: Path, layers: set[str]) -> None:
-    for path in env_dir.glob("*.json"):
-        # pathlib's glob matches dot files too: the lint cache must survive.
-        if path.stem not in layers and path.name != "manifest.json" and not path.name.startswith(("plan", "review", ".")):
-            path.unlink()
+    """Templates of layers this build no longer has (prod's dr when DR is switched off). Only
+    files the build itself writes are candidates: plan.json, review.json, deployed.json and
+    outputs.json belong to deploy.py and survive every build."""
+    for layer in {layer.name for layer in LAYERS} - layers:
+        (env_dir / f"{layer}.json").unlink(missing_ok=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--env", action="append", choices=ENVIRONMENTS, help="environment (repeatable; default: all)")
+    parser.add_argument("--env", action="append", choices=ENVIRONMENTS,
+                        help=f"environment (repeatable; default: {', '.join(DEFAULT_BUILD)})")
     parser.add_argument("--only", help="render and check a single layer (no manifest)")
     parser.add_argument("--no-lint", action="store_true", help="skip cfn-lint (not for CI)")
     parser.add_argument("--build-dir", type=Path, default=BUILD_DIR)
+    parser.add_argument("--parameters-dir", type=Path, default=PARAMETERS_DIR, help="where <env>.yaml files live")
     args = parser.parse_args(argv)
-    names = tuple(args.env or ENVIRONMENTS)
+    names = tuple(dict.fromkeys(args.env or DEFAULT_BUILD))
     try:
-        configs = load_environments(names)
+        configs = load_environments(names, args.parameters_dir)
         for name, config in configs.items():
             manifest = build_environment(config, args.build_dir, only=args.only, run_lint=not args.no_lint)
             if manifest:

@@ -21,7 +21,7 @@ from .manifest import StackSpec
 
 STATEFUL_TYPE_PREFIXES = (
     "AWS::RDS::", "AWS::DynamoDB::", "AWS::S3::Bucket", "AWS::KMS::Key", "AWS::SQS::Queue",
-    "AWS::SecretsManager::Secret", "AWS::Logs::LogGroup",
+    "AWS::SecretsManager::Secret", "AWS::Logs::LogGroup", "AWS::ECR::Repository",
 )
 _SUB_REFERENCE = re.compile(r"\$\{([A-Za-z0-9]+)(?:\.[A-Za-z0-9.]+)?\}")
 

@@ -18,10 +18,11 @@ Design decisions:
   lines with request metadata only. Both log groups are created here with KMS and retention
   (API Gateway would otherwise create the execution log group unencrypted and kept forever).
 - AWS::ApiGateway::Account (the CloudWatch role for API Gateway logging) is a per-account,
-  per-region singleton. It lives here because each environment runs in its own AWS account
-  (see the account ids in parameters/*.yaml) and this is the only API in it; execution and
-  access logging cannot work without it. If two environments ever share an account, the last
-  api stack deployed owns the setting, and its role allows every `payments-*` API's logs.
+  per-region singleton: every REST API of the account logs through the role it names. It lives
+  here because execution and access logging cannot work without it. The role carries AWS's
+  managed policy AmazonAPIGatewayPushToCloudWatchLogs, never a policy scoped to this platform,
+  so pointing the setting at it cannot break another API's logging; preflight says when the
+  setting currently names someone else's role.
 - No cache cluster: payment responses must never be served from a cache.
 """
 from __future__ import annotations
@@ -32,14 +33,13 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-import awacs.logs as logs_actions
 import awacs.sts as sts_actions
 import yaml
-from awacs.aws import Allow, Policy, Principal, Statement
+from awacs.aws import Allow, Condition, Policy, Principal, Statement, StringEquals
 from troposphere import GetAtt, Ref, Sub, Template, apigateway, awslambda, encode_to_dict, iam, wafv2
 
 from . import blocks
-from .common import arn, export, import_value, new_template, resource_name, skip_checkov, tags
+from .common import export, import_value, new_template, resource_name, skip_checkov, tags
 from .config import EnvironmentConfig
 from .function_catalog import FUNCTIONS_DIR, DeclarationError, FunctionDeclaration, load_functions
 
@@ -70,6 +70,7 @@ OPENAPI_ONLY_KEYWORDS = frozenset(
 OPENAPI_ONLY_FORMATS = frozenset({"int32", "int64", "float", "double"})
 # Draft-4 keywords API Gateway does not support; no faithful rewrite exists, so refuse them.
 UNSUPPORTED_KEYWORDS = frozenset({"oneOf"})
+API_GATEWAY_LOGGING_POLICY = "arn:${AWS::Partition}:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs"
 LAMBDA_INVOKE_URI = "arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/${AliasArn}/invocations"
 ACCESS_LOG_FIELDS = {
     "requestId": "$context.requestId",
@@ -266,37 +267,15 @@ def _alias_arn_importer(config: EnvironmentConfig, functions: list[FunctionDecla
 
 
 def _logging_role(template: Template, config: EnvironmentConfig) -> iam.Role:
-    """The account-wide role API Gateway uses to write execution and access logs."""
-    log_groups = [
-        arn("logs", "log-group:API-Gateway-Execution-Logs_*"),
-        arn("logs", "log-group:API-Gateway-Execution-Logs_*:log-stream:*"),
-        arn("logs", "log-group:/aws/apigateway/payments-*"),
-        arn("logs", "log-group:/aws/apigateway/payments-*:log-stream:*"),
-    ]
-    statements = [
-        Statement(
-            Sid="WriteApiLogs",
-            Effect=Allow,
-            Action=[
-                logs_actions.CreateLogGroup,
-                logs_actions.CreateLogStream,
-                logs_actions.DescribeLogStreams,
-                logs_actions.PutLogEvents,
-            ],
-            Resource=log_groups,
-        ),
-        Statement(
-            Sid="FindLogGroups",
-            Effect=Allow,
-            Action=[logs_actions.DescribeLogGroups],
-            Resource=[arn("logs", "log-group:*")],
-        ),
-    ]
+    """The role API Gateway uses to write execution and access logs. The setting that points at
+    it is account-wide (every REST API of the account and region logs through it), so the role
+    carries AWS's managed policy for exactly this, which covers every API's log groups: a role
+    scoped to this platform's groups would silently break logging for every other API."""
     return template.add_resource(
         iam.Role(
             "ApiGatewayLoggingRole",
             RoleName=resource_name(config, "apigateway-logging"),
-            Description="Account setting: lets API Gateway write execution and access logs",
+            Description="Account-wide setting: lets API Gateway write every API's execution and access logs",
             AssumeRolePolicyDocument=Policy(
                 Version="2012-10-17",
                 Statement=[
@@ -304,10 +283,11 @@ def _logging_role(template: Template, config: EnvironmentConfig) -> iam.Role:
                         Effect=Allow,
                         Principal=Principal("Service", "apigateway.amazonaws.com"),
                         Action=[sts_actions.AssumeRole],
+                        Condition=Condition(StringEquals("aws:SourceAccount", Ref("AWS::AccountId"))),
                     )
                 ],
             ),
-            Policies=[iam.Policy(PolicyName="api-gateway-logs", PolicyDocument=Policy(Version="2012-10-17", Statement=statements))],
+            ManagedPolicyArns=[Sub(API_GATEWAY_LOGGING_POLICY)],
             Tags=tags(config),
         )
     )

@@ -86,8 +86,8 @@ def key_admin_statement() -> Statement:
 
 
 def service_use_statement(sid: str, service_principals: Iterable, condition: Optional[Condition] = None) -> Statement:
-    """Lets AWS services (by service principal) use the key, optionally only under a condition
-    such as an encryption context or a source account."""
+    """Lets AWS services (by service principal) use the key under a condition such as an
+    encryption context (CloudWatch Logs' documented form)."""
     statement = dict(
         Sid=sid,
         Effect=Allow,
@@ -98,6 +98,30 @@ def service_use_statement(sid: str, service_principals: Iterable, condition: Opt
     if condition is not None:
         statement["Condition"] = condition
     return Statement(**statement)
+
+
+# What a service needs to write to (and read from) something encrypted with the key on its own
+# behalf: a data key to encrypt, and decrypt.
+SERVICE_KEY_ACTIONS = [kms_actions.Decrypt, kms_actions.GenerateDataKey]
+
+
+def service_key_statement(sid: str, service: str, source_arn: Optional[str] = None,
+                          actions: Iterable = tuple(SERVICE_KEY_ACTIONS)) -> Statement:
+    """One AWS service may use the key as itself, only on behalf of this account
+    (aws:SourceAccount) and, where `source_arn` (a Sub pattern) is given, of matching resources
+    (aws:SourceArn): the confused-deputy guard. Services that act through the caller's own
+    permission (kms:ViaService) or through grants need no such statement at all."""
+    conditions = [StringEquals("aws:SourceAccount", Ref("AWS::AccountId"))]
+    if source_arn:
+        conditions.append(ArnLike("aws:SourceArn", Sub(source_arn)))
+    return Statement(
+        Sid=sid,
+        Effect=Allow,
+        Principal=Principal("Service", service),
+        Action=list(actions),
+        Resource=[THIS_KEY],
+        Condition=Condition(conditions),
+    )
 
 
 def kms_key(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from troposphere import AWSObject, Export, ImportValue, Output, Sub, Tag, Tags, Template
+from troposphere import AWSObject, Equals, Export, If, ImportValue, Output, Parameter, Ref, Sub, Tag, Tags, Template
 
 from .config import EnvironmentConfig
 
@@ -27,8 +27,10 @@ STATEFUL_TYPES = frozenset(
         "AWS::SQS::Queue",
         "AWS::SecretsManager::Secret",
         "AWS::Logs::LogGroup",
+        "AWS::ECR::Repository",
     }
 )
+RETAIN_EXCEPT_ON_CREATE = "RetainExceptOnCreate"
 # CloudFormation can snapshot only some types; the others are retained instead.
 SNAPSHOT_TYPES = frozenset({"AWS::RDS::DBCluster"})
 # Aurora instances hold no data of their own (the cluster does), and a retained or snapshotted
@@ -102,15 +104,58 @@ def output(template: Template, key: str, value, description: str) -> Output:
 
 def keep_data(resource: AWSObject, config: EnvironmentConfig) -> AWSObject:
     """DeletionPolicy and UpdateReplacePolicy from the environment: dev deletes, staging and
-    prod snapshot what can be snapshotted and retain the rest."""
+    prod snapshot what can be snapshotted and retain the rest.
+
+    Retained resources carry DeletionPolicy RetainExceptOnCreate: stack deletion keeps them, but
+    the rollback of their own failed create removes them, so a failed first deploy leaves no
+    named bucket, table or queue behind to make the next create fail with "already exists".
+    RetainExceptOnCreate exists for DeletionPolicy only (cfn-lint E3036 otherwise): the
+    UpdateReplacePolicy stays Retain."""
     policy = config.stateful_deletion_policy
     if resource.resource_type in CLUSTER_MEMBER_TYPES:
         policy = "Delete"
     elif policy == "Snapshot" and resource.resource_type not in SNAPSHOT_TYPES:
         policy = "Retain"
-    resource.DeletionPolicy = policy
+    resource.DeletionPolicy = RETAIN_EXCEPT_ON_CREATE if policy == "Retain" else policy
     resource.UpdateReplacePolicy = policy
     return resource
+
+
+# --- the deploy-managed lifecycle parameter --------------------------------------------------
+# Settings that must be off while a stack is first created and on once it exists: deletion
+# protection (on from the first create, it makes the rollback of a failed create fail and strands
+# the stack in ROLLBACK_FAILED) and the ECS service's DesiredCount (once Application Auto Scaling
+# manages it, setting it on every update would reset a scaled-out service). deploy.py passes
+# `creating` on a stack's first create and `established` from then on: right after a first create
+# succeeds it runs a parameter-only update to `established` (see docs/deploy.md).
+LIFECYCLE_PARAMETER = "StackLifecycle"
+LIFECYCLE_CREATING = "creating"
+LIFECYCLE_ESTABLISHED = "established"
+ESTABLISHED_CONDITION = "StackEstablished"
+
+
+def lifecycle_condition(template: Template) -> str:
+    """Adds the lifecycle parameter and its condition once; returns the condition name."""
+    if LIFECYCLE_PARAMETER not in template.parameters:
+        template.add_parameter(
+            Parameter(
+                LIFECYCLE_PARAMETER,
+                Type="String",
+                AllowedValues=[LIFECYCLE_CREATING, LIFECYCLE_ESTABLISHED],
+                Default=LIFECYCLE_CREATING,
+                Description="Set by deploy.py: creating on the first create, established once it has succeeded",
+            )
+        )
+        template.add_condition(ESTABLISHED_CONDITION, Equals(Ref(LIFECYCLE_PARAMETER), LIFECYCLE_ESTABLISHED))
+    return ESTABLISHED_CONDITION
+
+
+def deletion_protection(template: Template, config: EnvironmentConfig, on="true", off="false"):
+    """Deletion protection for an environment that keeps its data, switched on only once the
+    stack is established; `on`/`off` are the property's own spelling (True/False or strings)."""
+    if not config.retains_data:
+        return off
+    return If(lifecycle_condition(template), on, off)
 
 
 def _metadata(resource: AWSObject) -> dict:

@@ -4,8 +4,8 @@ WAFv2 web ACL that protects the ALB (and, through the WebAclArn export, the API 
 The pieces live in helpers so each stays readable:
 - `compute_functions`: one Lambda per `functions/<name>/function.yaml`, each with its own
   least-privilege role, KMS-encrypted log group, version + `live` alias, and triggers.
-- `compute_ecs`: cluster, task definition, service (native ECS blue/green with two target
-  groups), ALB with HTTPS + HTTP->HTTPS redirect, auto scaling on CPU and memory.
+- `compute_ecs`: cluster, task definition, service (rolling deployments with the circuit
+  breaker), ALB with HTTPS + HTTP->HTTPS redirect, auto scaling on CPU and memory.
 - here: the web ACL (managed common, known bad inputs and SQLi rule sets plus a per-IP rate
   limit from the environment), its log group and the exports listed in docs/exports.md.
 """
@@ -120,9 +120,9 @@ def _exports(template: Template, config: EnvironmentConfig, functions: dict, ser
         template,
         config,
         LAYER,
-        "BlueTargetGroupFullName",
-        GetAtt(service.blue, "TargetGroupFullName"),
-        "Blue target group (metrics dimension)",
+        "TargetGroupFullName",
+        GetAtt(service.target_group, "TargetGroupFullName"),
+        "API target group (metrics dimension)",
     )
     export(template, config, LAYER, "EcsClusterName", Ref(service.cluster), "ECS cluster name")
     export(template, config, LAYER, "EcsServiceName", GetAtt(service.service, "Name"), "ECS payment API service name")

@@ -1,19 +1,32 @@
 """The payment API container: ECS Fargate behind an internet-facing ALB, with auto scaling.
 
 Design decisions:
-- Blue/green without CodeDeploy. CloudFormation's CodeDeploy blue/green needs the
-  AWS::CodeDeployBlueGreen transform and hook; a template using it may not declare Outputs or
-  use Fn::ImportValue, and may not mix a green deployment with other resource updates. This
-  layer lives on imports and exports, so that road is closed.
-  ECS now does blue/green natively: deployment controller ECS with strategy BLUE_GREEN, the blue
-  target group as the service's target group, the green one as AlternateTargetGroupArn, and the
-  production listener rule that ECS re-weights (blue 100 / green 0 at rest). ECS shifts traffic
-  through an infrastructure role (AWS managed AmazonECSInfrastructureRolePolicyForLoadBalancers,
-  which holds only the ELB listener, rule and target group actions it needs). The deployment
-  circuit breaker rolls a failing revision back.
+- Rolling deployments with the deployment circuit breaker (rollback on), not ECS blue/green.
+  Native blue/green makes ECS rewrite the production listener rule's weights during a
+  deployment; the template holds those weights too, so a later template change to the rule would
+  write 100/0 back and could send traffic to an empty target group, and drift-reverting change
+  sets would "fix" what ECS set. With rolling deployments there is one target group and nothing
+  that ECS and CloudFormation both own: MinimumHealthyPercent 100 keeps full capacity while new
+  tasks start, and the circuit breaker rolls a revision back when its tasks do not get healthy.
+  deploy.py never creates change sets in drift-reverting mode.
+- The image is `<this account>.dkr.ecr.<this region>.<suffix>/payments-<env>-api` (the artifacts
+  stack's repository) at the tag or digest of `ecs.image`, a template parameter so a release is a
+  parameter change the review names. The deploy stops before compute while the image is missing.
+- The certificate: an existing one is named by id and the stack's own partition, region and
+  account; otherwise the stack requests one for the configured domain with DNS validation in the
+  configured hosted zone (CloudFormation writes the validation record and waits for ISSUED).
+- DesiredCount is set on the first create only (StackLifecycle creating): for an existing
+  service an omitted DesiredCount leaves the count alone, so updates never reset what
+  Application Auto Scaling scaled out to.
+- ALB deletion protection is switched on once the stack is established (see common.py), so the
+  rollback of a failed first create can still delete the load balancer.
+- The database is reached with IAM authentication: the task role may `rds-db:connect` as
+  DB_APP_USER and the application asks for a token per connection (tokens last 15 minutes). No
+  password is injected into the task, so rotating the master secret never breaks running tasks.
+- No custom names on the target group, the load balancer or the service: a change that needs a
+  replacement (container port, health check protocol) would otherwise fail on the name clash.
 - The task runs read-only with a non-root user; /tmp is a task-local volume so the application
-  can still write scratch files. Database credentials come from the security layer's secret as
-  ECS secrets (`<arn>:username::`), never as plain environment values.
+  can still write scratch files.
 - ALB access logs go to the storage layer's access-log bucket (SSE-S3, the only encryption ALB
   delivers to) under blocks.ALB_ACCESS_LOG_PREFIX; the storage layer's bucket policy admits ELB
   log delivery there. The bucket name is an import of storage.AccessLogBucketName: ALB creation
@@ -22,51 +35,38 @@ Design decisions:
 """
 from __future__ import annotations
 
-import re
-
 import awacs.ecr as ecr_actions
-import awacs.kms as kms_actions
 import awacs.logs as logs_actions
-import awacs.secretsmanager as secrets_actions
 import awacs.sts as sts_actions
-from awacs.aws import Allow, ArnLike, Condition, Policy, Principal, Statement, StringEquals
-from troposphere import GetAtt, Parameter, Ref, Split, Sub, Template, applicationautoscaling as scaling
-from troposphere import ecs, iam
+from awacs.aws import Action, Allow, ArnLike, Condition, Policy, Principal, Statement, StringEquals
+from troposphere import GetAtt, If, Parameter, Ref, Split, Sub, Template, applicationautoscaling as scaling
+from troposphere import certificatemanager, ecs, iam
 from troposphere import elasticloadbalancingv2 as elb
 
 from . import blocks
-from .common import import_value, resource_name, tags
-from .config import EnvironmentConfig
+from .common import deletion_protection, import_value, lifecycle_condition, resource_name, tags
+from .config import CertificateMode, EnvironmentConfig
+from .data import DATABASE_NAME, DB_APP_USER
 
 CONTAINER_NAME = "payment-api"
 CONTAINER_USER = "1000:1000"  # any non-root uid: the image must not need root
 HEALTH_CHECK_PATH = "/health"
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
-DEPLOYMENT_BAKE_MINUTES = 5
-ECR_IMAGE = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?/(?P<repo>[^:@]+)")
-LB_INFRASTRUCTURE_POLICY = "arn:${AWS::Partition}:iam::aws:policy/AmazonECSInfrastructureRolePolicyForLoadBalancers"
+IMAGE_URI = "${AWS::AccountId}.dkr.ecr.${AWS::Region}.${AWS::URLSuffix}/${Repository}"
+IMAGE_PARAMETERS = {False: ("ImageTag", ":"), True: ("ImageDigest", "@")}  # by image_is_digest
 
 
 class Ecs:
     """What the rest of the layer (WAF, exports) needs from the ECS part."""
 
-    def __init__(self, cluster, service, load_balancer, blue):
+    def __init__(self, cluster, service, load_balancer, target_group):
         self.cluster = cluster
         self.service = service
         self.load_balancer = load_balancer
-        self.blue = blue
+        self.target_group = target_group
 
 
 def add_ecs(template: Template, config: EnvironmentConfig) -> Ecs:
-    certificate = template.add_parameter(
-        Parameter(
-            "CertificateArn",
-            Type="String",
-            Default=config.compute.certificate_arn,
-            AllowedPattern=r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]{36}$",
-            Description="ACM certificate of the HTTPS listener",
-        )
-    )
     cluster = template.add_resource(
         ecs.Cluster(
             "Cluster",
@@ -75,15 +75,36 @@ def add_ecs(template: Template, config: EnvironmentConfig) -> Ecs:
             Tags=tags(config, resource_name(config, "cluster")),
         )
     )
-    load_balancer, blue, green, production_rule = _load_balancer(template, config, Ref(certificate))
+    load_balancer, target_group, https = _load_balancer(template, config, _certificate(template, config))
     task_definition = _task_definition(template, config)
-    service = _service(template, config, cluster, task_definition, blue, green, production_rule)
+    service = _service(template, config, cluster, task_definition, target_group, https)
     _auto_scaling(template, config, cluster, service)
-    return Ecs(cluster, service, load_balancer, blue)
+    return Ecs(cluster, service, load_balancer, target_group)
+
+
+def _certificate(template: Template, config: EnvironmentConfig):
+    """The listener's certificate ARN: an existing certificate by id in this stack's own
+    partition, region and account, or one this stack requests and validates by DNS."""
+    certificate = config.compute.certificate
+    if certificate.mode is CertificateMode.EXISTING:
+        return Sub(f"arn:${{AWS::Partition}}:acm:${{AWS::Region}}:${{AWS::AccountId}}:certificate/{certificate.certificate_id}")
+    requested = template.add_resource(
+        certificatemanager.Certificate(
+            "ApiCertificate",
+            DomainName=certificate.domain_name,
+            ValidationMethod="DNS",
+            DomainValidationOptions=[
+                certificatemanager.DomainValidationOption(
+                    DomainName=certificate.domain_name, HostedZoneId=certificate.hosted_zone_id
+                )
+            ],
+            Tags=tags(config, certificate.domain_name),
+        )
+    )
+    return Ref(requested)
 
 
 def _task_roles(template: Template, config: EnvironmentConfig, log_group) -> tuple[iam.Role, iam.Role]:
-    db_secret = import_value(config, "security", "DbCredentialsSecretArn")
     statements = [
         Statement(
             Sid="WriteTaskLogs",
@@ -91,15 +112,20 @@ def _task_roles(template: Template, config: EnvironmentConfig, log_group) -> tup
             Action=[logs_actions.CreateLogStream, logs_actions.PutLogEvents],
             Resource=[GetAtt(log_group, "Arn")],
         ),
-        Statement(Sid="ReadDbSecret", Effect=Allow, Action=[secrets_actions.GetSecretValue], Resource=[db_secret]),
         Statement(
-            Sid="DecryptDbSecret",
+            Sid="EcrToken",
             Effect=Allow,
-            Action=[kms_actions.Decrypt],
-            Resource=[import_value(config, "security", "SecretsKeyArn")],
+            Action=[ecr_actions.GetAuthorizationToken],
+            # GetAuthorizationToken is account-wide: it has no resource-level permissions.
+            Resource=["*"],
+        ),
+        Statement(
+            Sid="PullImage",
+            Effect=Allow,
+            Action=[ecr_actions.BatchCheckLayerAvailability, ecr_actions.BatchGetImage, ecr_actions.GetDownloadUrlForLayer],
+            Resource=[import_value(config, "artifacts", "ApiRepositoryArn")],
         ),
     ]
-    statements += _image_pull_statements(config.compute.ecs.container_image)
     execution_role = template.add_resource(
         iam.Role(
             "TaskExecutionRole",
@@ -109,13 +135,25 @@ def _task_roles(template: Template, config: EnvironmentConfig, log_group) -> tup
             Tags=tags(config, resource_name(config, "api-task-execution")),
         )
     )
-    # The application's own AWS permissions. It reaches Aurora with the injected credentials
-    # and needs no AWS API today; grant here, narrowly, when it does.
+    # The application's own AWS permissions: an IAM authentication token for its database user,
+    # nothing else. Grant here, narrowly, when it needs more.
+    connect = Statement(
+        Sid="ConnectToDatabaseAsAppUser",
+        Effect=Allow,
+        Action=[Action("rds-db", "connect")],
+        Resource=[
+            Sub(
+                f"arn:${{AWS::Partition}}:rds-db:${{AWS::Region}}:${{AWS::AccountId}}:dbuser:${{ClusterResourceId}}/{DB_APP_USER}",
+                ClusterResourceId=import_value(config, "data", "DbClusterResourceId"),
+            )
+        ],
+    )
     task_role = template.add_resource(
         iam.Role(
             "TaskRole",
             RoleName=resource_name(config, "api-task"),
             AssumeRolePolicyDocument=_ecs_tasks_trust(),
+            Policies=[iam.Policy(PolicyName="database", PolicyDocument=Policy(Version="2012-10-17", Statement=[connect]))],
             Tags=tags(config, resource_name(config, "api-task")),
         )
     )
@@ -142,30 +180,24 @@ def _ecs_tasks_trust() -> Policy:
     )
 
 
-def _image_pull_statements(image: str) -> list[Statement]:
-    """ECR pulls need the registry token plus layer reads on the one repository. Images from
-    another registry need neither."""
-    match = ECR_IMAGE.match(image)
-    if not match:
-        return []
-    repository = Sub(
-        f"arn:${{AWS::Partition}}:ecr:{match['region']}:{match['account']}:repository/{match['repo']}"
+def _image(template: Template, config: EnvironmentConfig) -> Sub:
+    """The image URI in this account's and region's repository, at the configured tag or digest."""
+    settings = config.compute.ecs
+    name, separator = IMAGE_PARAMETERS[settings.image_is_digest]
+    parameter = template.add_parameter(
+        Parameter(
+            name,
+            Type="String",
+            Default=settings.image,
+            AllowedPattern=r"^sha256:[0-9a-f]{64}$" if settings.image_is_digest else r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$",
+            Description="Release of the payment API image in this environment's ECR repository (compute.ecs.image)",
+        )
     )
-    return [
-        Statement(
-            Sid="EcrToken",
-            Effect=Allow,
-            Action=[ecr_actions.GetAuthorizationToken],
-            # GetAuthorizationToken is account-wide: it has no resource-level permissions.
-            Resource=["*"],
-        ),
-        Statement(
-            Sid="PullImage",
-            Effect=Allow,
-            Action=[ecr_actions.BatchCheckLayerAvailability, ecr_actions.BatchGetImage, ecr_actions.GetDownloadUrlForLayer],
-            Resource=[repository],
-        ),
-    ]
+    return Sub(
+        f"{IMAGE_URI}{separator}${{Release}}",
+        Repository=import_value(config, "artifacts", "ApiRepositoryName"),
+        Release=Ref(parameter),
+    )
 
 
 def _task_definition(template: Template, config: EnvironmentConfig) -> ecs.TaskDefinition:
@@ -178,10 +210,9 @@ def _task_definition(template: Template, config: EnvironmentConfig) -> ecs.TaskD
         import_value(config, "security", "LogsKeyArn"),
     )
     execution_role, task_role = _task_roles(template, config, log_group)
-    db_secret = import_value(config, "security", "DbCredentialsSecretArn")
     container = ecs.ContainerDefinition(
         Name=CONTAINER_NAME,
-        Image=settings.container_image,
+        Image=_image(template, config),
         Essential=True,
         User=CONTAINER_USER,
         ReadonlyRootFilesystem=True,
@@ -192,10 +223,11 @@ def _task_definition(template: Template, config: EnvironmentConfig) -> ecs.TaskD
             ecs.Environment(Name="PORT", Value=str(settings.container_port)),
             ecs.Environment(Name="DB_HOST", Value=import_value(config, "data", "DbClusterEndpoint")),
             ecs.Environment(Name="DB_PORT", Value=import_value(config, "data", "DbPort")),
-        ],
-        Secrets=[
-            ecs.Secret(Name="DB_USERNAME", ValueFrom=Sub("${Secret}:username::", Secret=db_secret)),
-            ecs.Secret(Name="DB_PASSWORD", ValueFrom=Sub("${Secret}:password::", Secret=db_secret)),
+            ecs.Environment(Name="DB_NAME", Value=DATABASE_NAME),
+            ecs.Environment(Name="DB_USER", Value=DB_APP_USER),
+            # The application generates an IAM authentication token per connection (RDS
+            # GenerateDBAuthToken, valid 15 minutes) and connects over TLS.
+            ecs.Environment(Name="DB_AUTH", Value="iam"),
         ],
         LogConfiguration=ecs.LogConfiguration(
             LogDriver="awslogs",
@@ -224,12 +256,11 @@ def _task_definition(template: Template, config: EnvironmentConfig) -> ecs.TaskD
     )
 
 
-def _target_group(config: EnvironmentConfig, logical_id: str, colour: str) -> elb.TargetGroup:
+def _target_group(config: EnvironmentConfig) -> elb.TargetGroup:
     # HTTP behind the ALB: TLS ends at the listener, and ALB-to-task traffic stays inside the
     # VPC between the ALB and app security groups.
-    group = elb.TargetGroup(
-        logical_id,
-        Name=resource_name(config, colour),
+    return elb.TargetGroup(
+        "ApiTargetGroup",
         VpcId=import_value(config, "network", "VpcId"),
         TargetType="ip",
         Protocol="HTTP",
@@ -242,9 +273,8 @@ def _target_group(config: EnvironmentConfig, logical_id: str, colour: str) -> el
         UnhealthyThresholdCount=3,
         Matcher=elb.Matcher(HttpCode="200"),
         TargetGroupAttributes=[elb.TargetGroupAttribute(Key="deregistration_delay.timeout_seconds", Value="30")],
-        Tags=tags(config, resource_name(config, colour)),
+        Tags=tags(config, resource_name(config, "api")),
     )
-    return group
 
 
 def _access_log_attributes(config: EnvironmentConfig) -> list[elb.LoadBalancerAttributes]:
@@ -261,7 +291,6 @@ def _load_balancer(template: Template, config: EnvironmentConfig, certificate):
     load_balancer = template.add_resource(
         elb.LoadBalancer(
             "LoadBalancer",
-            Name=resource_name(config, "api"),
             Type="application",
             Scheme="internet-facing",
             Subnets=Split(",", import_value(config, "network", "PublicSubnetIds")),
@@ -269,15 +298,14 @@ def _load_balancer(template: Template, config: EnvironmentConfig, certificate):
             LoadBalancerAttributes=[
                 elb.LoadBalancerAttributes(Key="routing.http.drop_invalid_header_fields.enabled", Value="true"),
                 elb.LoadBalancerAttributes(
-                    Key="deletion_protection.enabled", Value=str(config.retains_data).lower()
+                    Key="deletion_protection.enabled", Value=deletion_protection(template, config)
                 ),
                 *_access_log_attributes(config),
             ],
             Tags=tags(config, resource_name(config, "api")),
         )
     )
-    blue = template.add_resource(_target_group(config, "BlueTargetGroup", "blue"))
-    green = template.add_resource(_target_group(config, "GreenTargetGroup", "green"))
+    target_group = template.add_resource(_target_group(config))
     https = template.add_resource(
         elb.Listener(
             "HttpsListener",
@@ -287,13 +315,7 @@ def _load_balancer(template: Template, config: EnvironmentConfig, certificate):
             SslPolicy=TLS_POLICY,
             Certificates=[elb.Certificate(CertificateArn=certificate)],
             Tags=tags(config, resource_name(config, "https-listener")),
-            # Anything not matched by the production rule is not ours to answer.
-            DefaultActions=[
-                elb.Action(
-                    Type="fixed-response",
-                    FixedResponseConfig=elb.FixedResponseConfig(StatusCode="404", ContentType="text/plain"),
-                )
-            ],
+            DefaultActions=[elb.Action(Type="forward", TargetGroupArn=Ref(target_group))],
         )
     )
     template.add_resource(
@@ -311,59 +333,21 @@ def _load_balancer(template: Template, config: EnvironmentConfig, certificate):
             ],
         )
     )
-    production_rule = template.add_resource(
-        elb.ListenerRule(
-            "ProductionListenerRule",
-            ListenerArn=Ref(https),
-            Priority=1,
-            Tags=tags(config, resource_name(config, "production-rule")),
-            Conditions=[elb.Condition(Field="path-pattern", PathPatternConfig=elb.PathPatternConfig(Values=["/*"]))],
-            # ECS re-weights this rule during a blue/green deployment; at rest blue serves all.
-            Actions=[
-                elb.ListenerRuleAction(
-                    Type="forward",
-                    ForwardConfig=elb.ForwardConfig(
-                        TargetGroups=[
-                            elb.TargetGroupTuple(TargetGroupArn=Ref(blue), Weight=100),
-                            elb.TargetGroupTuple(TargetGroupArn=Ref(green), Weight=0),
-                        ]
-                    ),
-                )
-            ],
-        )
-    )
-    return load_balancer, blue, green, production_rule
+    return load_balancer, target_group, https
 
 
-def _service(template, config, cluster, task_definition, blue, green, production_rule) -> ecs.Service:
-    traffic_role = template.add_resource(
-        iam.Role(
-            "BlueGreenTrafficRole",
-            RoleName=resource_name(config, "api-blue-green"),
-            AssumeRolePolicyDocument=Policy(
-                Version="2012-10-17",
-                Statement=[
-                    Statement(
-                        Effect=Allow,
-                        Principal=Principal("Service", "ecs.amazonaws.com"),
-                        Action=[sts_actions.AssumeRole],
-                        Condition=Condition(StringEquals("aws:SourceAccount", Ref("AWS::AccountId"))),
-                    )
-                ],
-            ),
-            ManagedPolicyArns=[Sub(LB_INFRASTRUCTURE_POLICY)],
-            Tags=tags(config, resource_name(config, "api-blue-green")),
-        )
-    )
+def _service(template, config, cluster, task_definition, target_group, https) -> ecs.Service:
     settings = config.compute.ecs
     return template.add_resource(
         ecs.Service(
             "ApiService",
-            ServiceName=resource_name(config, CONTAINER_NAME),
+            # The target group must be attached to a listener before a service may use it.
+            DependsOn=[https.title],
             Cluster=Ref(cluster),
             TaskDefinition=Ref(task_definition),
             LaunchType="FARGATE",
-            DesiredCount=settings.min_tasks,
+            # Only on the first create: afterwards Application Auto Scaling owns the count.
+            DesiredCount=If(lifecycle_condition(template), Ref("AWS::NoValue"), settings.min_tasks),
             HealthCheckGracePeriodSeconds=60,
             NetworkConfiguration=ecs.NetworkConfiguration(
                 AwsvpcConfiguration=ecs.AwsvpcConfiguration(
@@ -376,18 +360,11 @@ def _service(template, config, cluster, task_definition, blue, green, production
                 ecs.LoadBalancer(
                     ContainerName=CONTAINER_NAME,
                     ContainerPort=settings.container_port,
-                    TargetGroupArn=Ref(blue),
-                    AdvancedConfiguration=ecs.AdvancedConfiguration(
-                        AlternateTargetGroupArn=Ref(green),
-                        ProductionListenerRule=Ref(production_rule),
-                        RoleArn=GetAtt(traffic_role, "Arn"),
-                    ),
+                    TargetGroupArn=Ref(target_group),
                 )
             ],
             DeploymentController=ecs.DeploymentController(Type="ECS"),
             DeploymentConfiguration=ecs.DeploymentConfiguration(
-                Strategy="BLUE_GREEN",
-                BakeTimeInMinutes=DEPLOYMENT_BAKE_MINUTES,
                 MinimumHealthyPercent=100,
                 MaximumPercent=200,
                 DeploymentCircuitBreaker=ecs.DeploymentCircuitBreaker(Enable=True, Rollback=True),

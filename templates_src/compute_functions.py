@@ -172,10 +172,16 @@ def _failure_queue(template: Template, config: EnvironmentConfig) -> FailureQueu
         "FunctionDlqKey",
         "function-dlq",
         [
-            # EventBridge and SNS encrypt what they drop into the failure queue. The queue
-            # policy (SourceArn = our rules and topics) decides who may send; the key only
-            # needs to let those two services use it.
-            blocks.service_use_statement("EventBridgeAndSnsUseKey", ["events.amazonaws.com", "sns.amazonaws.com"]),
+            # EventBridge rules and SNS subscriptions encrypt what they drop into the failure
+            # queue: each service may use the key only for this environment's rules and topics.
+            blocks.service_key_statement(
+                "EventBridgeRulesUseKey", "events.amazonaws.com",
+                f"arn:${{AWS::Partition}}:events:${{AWS::Region}}:${{AWS::AccountId}}:rule/{resource_name(config, '*')}",
+            ),
+            blocks.service_key_statement(
+                "SnsTopicsUseKey", "sns.amazonaws.com",
+                f"arn:${{AWS::Partition}}:sns:${{AWS::Region}}:${{AWS::AccountId}}:{resource_name(config, '*')}",
+            ),
         ],
     )
     queue = template.add_resource(

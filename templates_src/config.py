@@ -1,27 +1,48 @@
-"""Environment configuration: `parameters/<env>.yaml`, loaded through one schema.
+"""Environment configuration: `parameters/<env>.yaml`, loaded through one strict schema.
 
-Every difference between dev, staging and prod lives in those files. A bad file stops the build
-with the file, the key path and what is wrong (`ConfigError`), never a traceback. Checks that
-span environments (overlapping VPC CIDRs) run when all of them are loaded together.
+Every difference between environments lives in those files. A bad file stops the build with the
+file, the key path and what is wrong (`ConfigError`), never a traceback:
+- YAML is read strictly: a syntax error names the file, line and column; a key given twice in one
+  mapping is an error (YAML would silently keep the second value);
+- values are never coerced: `yes` is not a number, `"false"` is not a boolean (pydantic strict);
+- an unknown key gets "did you mean ...", a value outside a fixed set lists the allowed values;
+- rules that span fields (account and region of a certificate, what staging and prod must keep)
+  are checked after the schema and name the field they are about;
+- rules that span environments (overlapping VPC CIDRs) run when all files are loaded together.
 """
 from __future__ import annotations
 
+import difflib
+import enum
 import ipaddress
 import itertools
 import re
+from collections import Counter
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-PARAMETERS_DIR = Path(__file__).resolve().parent.parent / "parameters"
-ENVIRONMENTS = ("dev", "staging", "prod")
+ROOT = Path(__file__).resolve().parent.parent
+PARAMETERS_DIR = ROOT / "parameters"
+# `local` is the emulator's environment (make emulator / make e2e); `make build` builds the others.
+ENVIRONMENTS = ("dev", "staging", "prod", "local")
+DEFAULT_BUILD = ("dev", "staging", "prod")
+# Environments holding data worth keeping: termination protection and retained data are required.
+PROTECTED_ENVIRONMENTS = frozenset({"staging", "prod"})
 
 EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$")
 REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
-CERTIFICATE_ARN = re.compile(r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]{36}$")
-CONTAINER_IMAGE = re.compile(r"^[a-z0-9.-]+(/[a-z0-9._-]+)+(:[A-Za-z0-9._-]+|@sha256:[0-9a-f]{64})$")
+ACCOUNT_ID = re.compile(r"^\d{12}$")
+DOMAIN_NAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+CERTIFICATE_ARN = re.compile(
+    r"^arn:(?P<partition>aws[a-z-]*):acm:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):certificate/(?P<id>[0-9a-f-]{36})$"
+)
+IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
+IMAGE_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+# Account ids that only ever appear in examples and documentation.
+PLACEHOLDER_ACCOUNTS = frozenset({str(digit) * 12 for digit in range(10)} | {"123456789012", "012345678901"})
 
 
 class ConfigError(Exception):
@@ -29,7 +50,7 @@ class ConfigError(Exception):
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class PeeringConfig(Section):
@@ -109,7 +130,10 @@ class StorageConfig(Section):
 
 
 class EcsConfig(Section):
-    container_image: str
+    """The payment API container. The image lives in this environment's own ECR repository
+    (created by the artifacts stack); `image` is its tag (`1.4.2`) or digest (`sha256:...`)."""
+
+    image: str
     container_port: int = Field(ge=1024, le=65535)
     cpu: Literal[256, 512, 1024, 2048, 4096]
     memory_mb: int = Field(ge=512, le=30720)
@@ -118,12 +142,19 @@ class EcsConfig(Section):
     cpu_target_percent: int = Field(ge=10, le=90)
     memory_target_percent: int = Field(ge=10, le=90)
 
-    @field_validator("container_image")
+    @field_validator("image")
     @classmethod
     def _image(cls, value: str) -> str:
-        if not CONTAINER_IMAGE.match(value):
-            raise ValueError("must be a registry/repository image with a tag or sha256 digest")
+        if not (IMAGE_TAG.match(value) or IMAGE_DIGEST.match(value)):
+            raise ValueError(
+                f"{value!r} must be an image tag (letters, digits, . _ -) or a digest sha256:<64 hex>; "
+                "the repository is this environment's own (payments-<env>-api)"
+            )
         return value
+
+    @property
+    def image_is_digest(self) -> bool:
+        return bool(IMAGE_DIGEST.match(self.image))
 
     @model_validator(mode="after")
     def _task_bounds(self) -> "EcsConfig":
@@ -152,17 +183,58 @@ FARGATE_MEMORY_MB = {
 }
 
 
+class CertificateMode(enum.Enum):
+    EXISTING = "existing"  # an ACM certificate issued outside the project, checked before deploy
+    CREATE = "create"  # requested by the compute stack, validated by DNS in a Route 53 zone
+
+
+class CertificateConfig(Section):
+    """The HTTPS listener's certificate: give `arn` (an existing ISSUED certificate in the
+    environment's region and account) or `hosted_zone_id` (the compute stack requests one for
+    `domain_name` and validates it by DNS in that public zone). Never both."""
+
+    domain_name: str
+    arn: Optional[str] = None
+    hosted_zone_id: Optional[str] = Field(default=None, pattern=r"^Z[A-Z0-9]{1,31}$")
+
+    @field_validator("domain_name")
+    @classmethod
+    def _domain(cls, value: str) -> str:
+        if not DOMAIN_NAME.match(value):
+            raise ValueError(f"{value!r} is not a lower-case DNS name such as api.example.com")
+        return value
+
+    @field_validator("arn")
+    @classmethod
+    def _arn(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not CERTIFICATE_ARN.match(value):
+            raise ValueError("must be an ACM certificate ARN: arn:aws:acm:<region>:<account>:certificate/<id>")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "CertificateConfig":
+        if (self.arn is None) == (self.hosted_zone_id is None):
+            raise ValueError("give exactly one of arn (an existing certificate) or hosted_zone_id (create one)")
+        return self
+
+    @property
+    def mode(self) -> CertificateMode:
+        return CertificateMode.EXISTING if self.arn else CertificateMode.CREATE
+
+    @property
+    def certificate_id(self) -> str:
+        """The id part of the existing certificate's ARN (templates rebuild the ARN from the
+        stack's own partition, region and account)."""
+        match = CERTIFICATE_ARN.match(self.arn or "")
+        if not match:
+            raise ValueError("only an existing certificate has an id")
+        return match["id"]
+
+
 class ComputeConfig(Section):
     lambda_reserved_concurrency: int = Field(ge=1, le=1000)
-    certificate_arn: str
+    certificate: CertificateConfig
     ecs: EcsConfig
-
-    @field_validator("certificate_arn")
-    @classmethod
-    def _certificate(cls, value: str) -> str:
-        if not CERTIFICATE_ARN.match(value):
-            raise ValueError("must be an ACM certificate ARN")
-        return value
 
 
 class ApiConfig(Section):
@@ -213,7 +285,8 @@ class DisasterRecoveryConfig(Section):
 class EnvironmentConfig(Section):
     """One environment. `name` must match the file name."""
 
-    name: Literal["dev", "staging", "prod"]
+    name: Literal["dev", "staging", "prod", "local"]
+    account_id: str
     region: str
     cost_center: str = Field(pattern=r"^[A-Za-z0-9-]{2,64}$")
     repository: str = Field(min_length=3, max_length=200)
@@ -228,6 +301,15 @@ class EnvironmentConfig(Section):
     monitoring: MonitoringConfig
     dr: DisasterRecoveryConfig = DisasterRecoveryConfig()
 
+    @field_validator("account_id", mode="before")
+    @classmethod
+    def _account(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            raise ValueError(f"quote it ('{value:012d}'): YAML reads an unquoted number, which loses leading zeros")
+        if isinstance(value, str) and not ACCOUNT_ID.match(value):
+            raise ValueError(f"{value!r} is not a 12-digit AWS account id")
+        return value
+
     @field_validator("region")
     @classmethod
     def _region(cls, value: str) -> str:
@@ -235,32 +317,13 @@ class EnvironmentConfig(Section):
             raise ValueError(f"{value!r} is not an AWS region name")
         return value
 
-    @model_validator(mode="after")
-    def _cross_field_rules(self) -> "EnvironmentConfig":
-        for zone in self.network.availability_zones:
-            if not zone.startswith(self.region) or len(zone) != len(self.region) + 1:
-                raise ValueError(f"network.availability_zones: {zone!r} is not a zone of {self.region}")
-        for field_name, days in (
-            ("log_retention_days", self.log_retention_days),
-            ("network.flow_log_retention_days", self.network.flow_log_retention_days),
-        ):
-            if days not in LOG_RETENTION_DAYS:
-                raise ValueError(f"{field_name}: {days} is not a CloudWatch Logs retention period")
-        if self.dr.enabled and self.dr.region == self.region:
-            raise ValueError("dr.region must differ from region")
-        if self.name == "dev" and self.stateful_deletion_policy != "Delete":
-            raise ValueError("stateful_deletion_policy: dev deletes its data (Delete)")
-        if self.name != "dev" and self.stateful_deletion_policy == "Delete":
-            raise ValueError(f"stateful_deletion_policy: {self.name} must Retain or Snapshot its data")
-        return self
-
     @property
     def retains_data(self) -> bool:
         return self.stateful_deletion_policy != "Delete"
 
 
-LOG_RETENTION_DAYS = frozenset(
-    {1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653}
+LOG_RETENTION_DAYS = (
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
 )
 
 
@@ -271,16 +334,167 @@ def _network(value: str) -> ipaddress.IPv4Network:
         raise ValueError(f"{value!r} is not a valid IPv4 CIDR ({error})") from None
 
 
-def _format_validation_error(path: Path, error: ValidationError) -> str:
-    lines = [f"{path}: {error.error_count()} problem(s)"]
-    for problem in error.errors():
-        location = ".".join(str(part) for part in problem["loc"]) or "(top level)"
-        message = problem["msg"].removeprefix("Value error, ")
-        if problem["type"] == "extra_forbidden":
-            message = "unknown key"
-        elif problem["type"] == "missing":
-            message = "missing key"
-        lines.append(f"  {location}: {message}")
+# --- rules across fields ------------------------------------------------------------------------
+
+
+def is_placeholder_arn(arn: str) -> bool:
+    """An ARN that only an example would carry: a documentation account, or an id that is mostly
+    one repeated digit (00000000-0000-4000-8000-000000000001)."""
+    match = CERTIFICATE_ARN.match(arn)
+    if not match:
+        return False
+    digits = match["id"].replace("-", "")
+    return match["account"] in PLACEHOLDER_ACCOUNTS or Counter(digits).most_common(1)[0][1] >= len(digits) // 2
+
+
+def _allowed(values) -> str:
+    return ", ".join(str(value) for value in values)
+
+
+def cross_field_problems(config: EnvironmentConfig) -> list[tuple[str, str]]:
+    """[(key path, reason)] for rules that involve more than one field."""
+    problems = []
+    for index, zone in enumerate(config.network.availability_zones):
+        if not zone.startswith(config.region) or len(zone) != len(config.region) + 1:
+            problems.append((f"network.availability_zones[{index}]", f"{zone!r} is not a zone of {config.region}"))
+    for key, days in (("log_retention_days", config.log_retention_days),
+                      ("network.flow_log_retention_days", config.network.flow_log_retention_days)):
+        if days not in LOG_RETENTION_DAYS:
+            problems.append((key, f"{days} is not a CloudWatch Logs retention period (allowed: {_allowed(LOG_RETENTION_DAYS)})"))
+    if config.dr.enabled and config.dr.region == config.region:
+        problems.append(("dr.region", f"{config.dr.region} is the environment's own region; choose another"))
+    problems += _protection_problems(config)
+    problems += _certificate_problems(config)
+    return problems
+
+
+def _protection_problems(config: EnvironmentConfig) -> list[tuple[str, str]]:
+    problems = []
+    protected = config.name in PROTECTED_ENVIRONMENTS
+    allowed = ("Retain", "Snapshot") if protected else ("Delete",)
+    if config.stateful_deletion_policy not in allowed:
+        why = "keeps its data" if protected else "is disposable and deletes its data"
+        problems.append(("stateful_deletion_policy",
+                         f"{config.name} {why}: allowed {_allowed(allowed)} (got {config.stateful_deletion_policy})"))
+    if protected and not config.termination_protection:
+        problems.append(("termination_protection", f"{config.name} must be protected: allowed true (got false)"))
+    return problems
+
+
+def _certificate_problems(config: EnvironmentConfig) -> list[tuple[str, str]]:
+    arn = config.compute.certificate.arn
+    match = CERTIFICATE_ARN.match(arn or "")
+    if not match:
+        return []
+    key = "compute.certificate.arn"
+    problems = []
+    if match["region"] != config.region:
+        problems.append((key, f"the certificate is in {match['region']}; an ALB in {config.region} needs one from {config.region}"))
+    if match["account"] != config.account_id:
+        problems.append((key, f"the certificate belongs to account {match['account']}, not to account_id {config.account_id}"))
+    if config.name in PROTECTED_ENVIRONMENTS and is_placeholder_arn(arn):
+        problems.append((key, f"{arn} looks like a placeholder; {config.name} needs a real certificate ARN, "
+                              "or hosted_zone_id to have the compute stack create one"))
+    return problems
+
+
+# --- reading files ------------------------------------------------------------------------------
+
+
+def display_path(path: Path) -> str:
+    """Paths under the repository are shown relative to it (parameters/dev.yaml)."""
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{display_path(path)}: file not found") from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        _refuse_duplicate_keys(path, node, "")
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        raise ConfigError(f"{display_path(path)}{where}: not valid YAML: {error.problem or error.context}") from None
+
+
+def _refuse_duplicate_keys(path: Path, node: Any, prefix: str) -> None:
+    if isinstance(node, yaml.MappingNode):
+        first_line: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            key_path = f"{prefix}{key}"
+            if key in first_line:
+                raise ConfigError(
+                    f"{display_path(path)}:{key_node.start_mark.line + 1}: {key_path}: given twice (first on line "
+                    f"{first_line[key]}); YAML would silently keep the second value, so say it once"
+                )
+            first_line[key] = key_node.start_mark.line + 1
+            _refuse_duplicate_keys(path, value_node, f"{key_path}.")
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _refuse_duplicate_keys(path, item, f"{prefix.rstrip('.')}[{index}].")
+
+
+def _model_at(location: tuple) -> type[BaseModel] | None:
+    """The schema section at a key path (for 'did you mean')."""
+    model: Any = EnvironmentConfig
+    for part in location:
+        field = getattr(model, "model_fields", {}).get(part) if isinstance(part, str) else None
+        if field is None:
+            return None
+        model = field.annotation
+        if getattr(model, "__origin__", None) is not None:  # Optional[X]
+            model = next((arg for arg in model.__args__ if isinstance(arg, type) and issubclass(arg, BaseModel)), None)
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return None
+    return model
+
+
+def _key_path(location: tuple) -> str:
+    text = ""
+    for part in location:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def _reason(problem: dict) -> str:
+    kind, location = problem["type"], problem["loc"]
+    if kind == "extra_forbidden":
+        model = _model_at(location[:-1])
+        known = sorted(model.model_fields) if model else []
+        close = difflib.get_close_matches(str(location[-1]), known, n=1, cutoff=0.6)
+        return f"unknown key (did you mean {close[0]!r}?)" if close else f"unknown key (allowed: {_allowed(known)})"
+    if kind == "missing":
+        return "missing key"
+    if kind == "literal_error":
+        return f"{problem['input']!r} is not allowed: choose one of {problem['ctx']['expected']}"
+    if kind.endswith("_type") and kind != "model_type":
+        return f"{problem['msg'].lower()}, got {type(problem['input']).__name__} {problem['input']!r} (values are never converted)"
+    return problem["msg"].removeprefix("Value error, ")
+
+
+def _schema_problems(error: ValidationError) -> list[tuple[str, str]]:
+    """(key path, reason) per problem. A misspelt key is reported once: as unknown with its
+    suggestion, not a second time as the missing key it was meant to be."""
+    problems = [(_key_path(p["loc"]), _reason(p)) for p in error.errors()]
+    suggested = {
+        _key_path((*p["loc"][:-1], match[1]))
+        for p, (_, reason) in zip(error.errors(), problems)
+        if p["type"] == "extra_forbidden" and (match := re.search(r"did you mean '([^']+)'", reason))
+    }
+    return [(key, reason) for key, reason in problems if not (reason == "missing key" and key in suggested)]
+
+
+def _report(path: Path, problems: list[tuple[str, str]]) -> str:
+    lines = [f"{display_path(path)}: {len(problems)} problem(s)"]
+    lines += [f"  {key}: {reason}" for key, reason in problems]
     return "\n".join(lines)
 
 
@@ -288,39 +502,45 @@ def load_environment(name: str, parameters_dir: Path = PARAMETERS_DIR) -> Enviro
     """Load and validate one environment's parameter file."""
     if name not in ENVIRONMENTS:
         raise ConfigError(f"unknown environment {name!r}: choose one of {', '.join(ENVIRONMENTS)}")
-    path = parameters_dir / f"{name}.yaml"
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML ({error})") from None
+    path = Path(parameters_dir) / f"{name}.yaml"
+    raw = _read_yaml(path)
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: must be a mapping of keys to values")
+        raise ConfigError(f"{display_path(path)}: must be a mapping of keys to values")
     if raw.get("name", name) != name:
-        raise ConfigError(f"{path}: name: {raw.get('name')!r} does not match the file name {name!r}")
+        raise ConfigError(f"{display_path(path)}: name: {raw.get('name')!r} does not match the file name {name!r}")
     try:
-        return EnvironmentConfig(**{"name": name, **raw})
+        config = EnvironmentConfig(**{"name": name, **raw})
     except ValidationError as error:
-        raise ConfigError(_format_validation_error(path, error)) from None
+        raise ConfigError(_report(path, _schema_problems(error))) from None
+    problems = cross_field_problems(config)
+    if problems:
+        raise ConfigError(_report(path, problems))
+    return config
 
 
 def load_environments(
-    names: tuple[str, ...] = ENVIRONMENTS, parameters_dir: Path = PARAMETERS_DIR
+    names: tuple[str, ...] = DEFAULT_BUILD, parameters_dir: Path = PARAMETERS_DIR
 ) -> dict[str, EnvironmentConfig]:
     """Load environments and check rules that span them. Overlap is always checked against
     every environment file present, even when building just one, so a dev change cannot
     silently collide with prod."""
-    every = {name: load_environment(name, parameters_dir) for name in ENVIRONMENTS}
-    check_no_overlapping_cidrs(every, parameters_dir)
+    every = {
+        name: load_environment(name, parameters_dir)
+        for name in ENVIRONMENTS
+        if name in names or (Path(parameters_dir) / f"{name}.yaml").exists()
+    }
+    check_no_overlapping_cidrs(every, Path(parameters_dir))
     return {name: every[name] for name in names}
 
 
 def check_no_overlapping_cidrs(configs: dict[str, EnvironmentConfig], parameters_dir: Path) -> None:
-    for (name_a, a), (name_b, b) in itertools.combinations(sorted(configs.items()), 2):
+    problems = []
+    for (name_a, a), (name_b, b) in itertools.combinations(configs.items(), 2):
         if _network(a.network.cidr).overlaps(_network(b.network.cidr)):
-            raise ConfigError(
-                f"{parameters_dir / (name_b + '.yaml')}: network.cidr: {b.network.cidr} overlaps "
-                f"{name_a}'s {a.network.cidr} ({parameters_dir / (name_a + '.yaml')}); "
+            problems.append(
+                f"{display_path(parameters_dir / (name_a + '.yaml'))} network.cidr {a.network.cidr} overlaps "
+                f"{display_path(parameters_dir / (name_b + '.yaml'))} network.cidr {b.network.cidr}: "
                 "environments must not overlap so they can be peered"
             )
+    if problems:
+        raise ConfigError("\n".join(problems))

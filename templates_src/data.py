@@ -11,8 +11,14 @@ Design decisions:
   the Lambda security group (which the database security group admits on 5432).
 - Serverless v2 or provisioned comes from `data.aurora.mode`; both get a writer and a reader so a
   failover has somewhere to go.
-- Deletion protection follows `retains_data`: staging keeps its data like prod (Snapshot
-  policy), so it is protected too; dev is disposable.
+- Deletion protection (cluster and tables) follows `retains_data` (staging keeps its data like
+  prod, dev is disposable), and is switched on only once the stack is established: protection on
+  from the first create would make the rollback of a failed create fail (ROLLBACK_FAILED).
+- The payment API's tasks connect as DB_APP_USER with IAM authentication (the cluster enables
+  it; DbClusterResourceId names the user in the task role's rds-db:connect). The user is created
+  in the database by the application's first migration: `CREATE USER payments_app;
+  GRANT rds_iam TO payments_app;` plus its table grants. The master secret is for
+  administration and migrations only, so its rotation never touches running tasks.
 - RDS would create the `postgresql` log group itself, without retention and without KMS. It is
   created here first (the cluster depends on it) so log exports land in a group that obeys the
   platform's rules.
@@ -37,7 +43,7 @@ from awacs.aws import Allow, Policy, Principal, Statement
 from troposphere import GetAtt, Ref, Split, Sub, Template, dynamodb, iam, rds, secretsmanager
 
 from .blocks import log_group
-from .common import arn, export, import_value, keep_data, new_template, resource_name, tags
+from .common import arn, deletion_protection, export, import_value, keep_data, new_template, resource_name, tags
 from .config import AuroraConfig, EnvironmentConfig
 
 LAYER = "data"
@@ -45,6 +51,8 @@ LAYER = "data"
 ENGINE = "aurora-postgresql"
 DATABASE_NAME = "payments"
 DATABASE_PORT = 5432
+# The database user of the payment API's tasks (IAM authentication, no password).
+DB_APP_USER = "payments_app"
 SECRETS_MANAGER_TRANSFORM = "AWS::SecretsManager-2024-09-16"
 SECRET_ROTATION_SCHEDULE = "rate(30 days)"
 # Performance Insights keeps 7 days at no extra cost; longer retention is billed per vCPU.
@@ -177,7 +185,7 @@ def _aurora_cluster(template: Template, config: EnvironmentConfig) -> rds.DBClus
         PreferredBackupWindow=BACKUP_WINDOW,
         PreferredMaintenanceWindow=MAINTENANCE_WINDOW,
         CopyTagsToSnapshot=True,
-        DeletionProtection=config.retains_data,
+        DeletionProtection=deletion_protection(template, config, on=True, off=False),
         EnableCloudwatchLogsExports=["postgresql"],
         Tags=tags(config, name),
     )
@@ -294,6 +302,8 @@ def _secret_rotation(template: Template, config: EnvironmentConfig, cluster: rds
 
 def _export_cluster(template: Template, config: EnvironmentConfig, cluster: rds.DBCluster) -> None:
     export(template, config, LAYER, "DbClusterIdentifier", Ref(cluster), "Aurora cluster identifier")
+    export(template, config, LAYER, "DbClusterResourceId", GetAtt(cluster, "DBClusterResourceId"),
+           "Aurora cluster resource id (IAM database authentication ARNs)")
     export(template, config, LAYER, "DbClusterEndpoint", GetAtt(cluster, "Endpoint.Address"), "Writer endpoint")
     export(template, config, LAYER, "DbReaderEndpoint", GetAtt(cluster, "ReadEndpoint.Address"), "Reader endpoint")
     export(template, config, LAYER, "DbPort", GetAtt(cluster, "Endpoint.Port"), "PostgreSQL port")
@@ -317,7 +327,7 @@ def _table(template: Template, config: EnvironmentConfig, spec: TableSpec) -> dy
         SSESpecification=dynamodb.SSESpecification(
             SSEEnabled=True, SSEType="KMS", KMSMasterKeyId=import_value(config, "security", "DataKeyArn")
         ),
-        DeletionProtectionEnabled=config.retains_data,
+        DeletionProtectionEnabled=deletion_protection(template, config, on=True, off=False),
         Tags=tags(config, name),
     )
     if spec.indexes:

@@ -4,9 +4,10 @@ publish them.
 Design decisions:
 - One customer-managed key per purpose, each rotated yearly, each policy naming the services
   allowed to use it:
-  * data: services that encrypt as themselves (CloudWatch alarms and EventBridge publishing to
-    encrypted SNS/SQS, S3 notifications, SNS to encrypted SQS, ...) by service principal, and
-    the account's own roles only through the data services (kms:ViaService);
+  * data: the two services that use it as themselves (CloudWatch alarms publishing to the
+    encrypted alarm topic, log delivery of the encrypted state machine), each limited to this
+    account (aws:SourceAccount, and aws:SourceArn where known), and the account's own roles only
+    through the data services (kms:ViaService);
   * logs: CloudWatch Logs of this region, only for log groups of this account (encryption
     context condition);
   * secrets: the account's roles only through Secrets Manager (kms:ViaService).
@@ -23,9 +24,10 @@ from __future__ import annotations
 
 import json
 
+import awacs.kms as kms_actions
 from troposphere import GetAtt, Ref, Template, secretsmanager, ssm
 
-from .blocks import kms_key, logs_service_statement, service_use_statement, via_services_statement
+from .blocks import kms_key, logs_service_statement, service_key_statement, via_services_statement
 from .common import export, keep_data, resource_name, skip_checkov, standard_tags, tags, new_template
 from .config import EnvironmentConfig
 
@@ -43,19 +45,16 @@ SECRET_PURPOSES = {
     "CardFingerprint": "card-fingerprint-key",
 }
 
-# Services that call KMS as themselves (service principal) with the data key.
-DATA_KEY_SERVICE_PRINCIPALS = (
-    "cloudwatch.amazonaws.com",
-    # Log delivery decrypts the execution data of the state machine, which the data key encrypts.
-    "delivery.logs.amazonaws.com",
-    "dynamodb.amazonaws.com",
-    "events.amazonaws.com",
-    "lambda.amazonaws.com",
-    "rds.amazonaws.com",
-    "s3.amazonaws.com",
-    "sns.amazonaws.com",
-    "sqs.amazonaws.com",
-    "states.amazonaws.com",
+# Services that call KMS as themselves (service principal) with the data key, and why. Each is
+# limited to this account and, where the source is known, to its resources. The others that use
+# the key (DynamoDB, RDS, Lambda, S3, SQS, SNS, Step Functions) act with the caller's own
+# permission (kms:ViaService, below) or through grants, and need no service statement.
+DATA_KEY_SERVICE_USES = (
+    # CloudWatch alarms publish to the alarm topic, which the data key encrypts.
+    ("CloudWatchAlarmsPublish", "cloudwatch.amazonaws.com",
+     "arn:${AWS::Partition}:cloudwatch:${AWS::Region}:${AWS::AccountId}:alarm:*", (kms_actions.Decrypt, kms_actions.GenerateDataKey)),
+    # Log delivery reads the execution events of the state machine, which the data key encrypts.
+    ("LogDeliveryReadsStateMachineEvents", "delivery.logs.amazonaws.com", None, (kms_actions.Decrypt,)),
 )
 # Services through which the account's roles may use the data key (kms:ViaService).
 DATA_KEY_VIA_SERVICES = ("dynamodb", "lambda", "rds", "s3", "sns", "sqs", "states")
@@ -81,7 +80,7 @@ def _data_key(template: Template, config: EnvironmentConfig):
         "DataKey",
         "data",
         [
-            service_use_statement("AllowDataServices", DATA_KEY_SERVICE_PRINCIPALS),
+            *(service_key_statement(sid, service, source, actions) for sid, service, source, actions in DATA_KEY_SERVICE_USES),
             via_services_statement("AllowAccountThroughDataServices", DATA_KEY_VIA_SERVICES),
         ],
     )

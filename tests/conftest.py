@@ -20,7 +20,7 @@ os.environ.setdefault("AWS_SESSION_TOKEN", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "eu-west-1")
 os.environ.pop("AWS_PROFILE", None)
 
-ENVIRONMENTS = ("dev", "staging", "prod")
+from templates_src.config import ENVIRONMENTS  # noqa: E402  (dev, staging, prod and the emulator's local)
 
 # In CI, property tests draw the same examples every run: a red build then means a change broke
 # something, never that a new random example turned up (run locally to explore new examples).
@@ -31,13 +31,13 @@ if os.environ.get("CI"):
 
 @pytest.fixture(scope="session")
 def built_environments(tmp_path_factory):
-    """{env: {"dir": Path, "manifest": dict, "templates": {layer: dict}}} for all three."""
+    """{env: {"dir": Path, "manifest": dict, "templates": {layer: dict}}} for every environment."""
     import build
     from templates_src.config import load_environments
 
     build_dir = tmp_path_factory.mktemp("build")
     result = {}
-    for name, config in load_environments().items():
+    for name, config in load_environments(ENVIRONMENTS).items():
         manifest = build.build_environment(config, build_dir, run_lint=False)
         env_dir = build_dir / name
         templates = {

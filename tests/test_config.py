@@ -1,4 +1,5 @@
-"""Parameter files: every bad input stops the build with the file, the key path and the reason."""
+"""Parameter files: every bad input stops the build with the file, the key path and the reason
+(exit code 2, no traceback), and nothing is coerced or silently overridden."""
 from __future__ import annotations
 
 import shutil
@@ -9,126 +10,290 @@ from pathlib import Path
 import pytest
 import yaml
 
-from templates_src.config import PARAMETERS_DIR, ConfigError, load_environment, load_environments
+import build
+from templates_src.config import PARAMETERS_DIR, ConfigError, is_placeholder_arn, load_environment, load_environments
 
 ROOT = Path(__file__).resolve().parent.parent
+LOG_RETENTION = "1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653"
+REAL_ID = "3f1b2c44-9d1e-4b7a-8c2e-5a6b7c8d9e0f"
 
 
 @pytest.fixture
 def parameters(tmp_path):
-    """A writable copy of the real parameter files; edit(env, mutate) changes one of them."""
+    """A writable copy of the real parameter files: edit(env, mutate) changes one through YAML,
+    replace(env, old, new) changes its text (for what YAML round trips cannot express)."""
     target = tmp_path / "parameters"
     shutil.copytree(PARAMETERS_DIR, target)
 
-    def edit(env, mutate):
-        path = target / f"{env}.yaml"
-        data = yaml.safe_load(path.read_text())
-        mutate(data)
-        path.write_text(yaml.safe_dump(data))
-        return target
+    class Files:
+        dir = target
 
-    edit.dir = target
-    return edit
+        def edit(self, env, mutate):
+            path = target / f"{env}.yaml"
+            data = yaml.safe_load(path.read_text())
+            mutate(data)
+            path.write_text(yaml.safe_dump(data))
+            return target
+
+        def replace(self, env, old, new):
+            path = target / f"{env}.yaml"
+            text = path.read_text()
+            assert old in text, old
+            path.write_text(text.replace(old, new, 1))
+            return target
+
+    return Files()
+
+
+def run_build(parameters_dir: Path, env: str, capsys, tmp_path) -> tuple[int, str]:
+    """build.py as the Makefile runs it, on the given parameter files: (exit code, stderr)."""
+    code = build.main(["--env", env, "--no-lint", "--build-dir", str(tmp_path / "out"), "--parameters-dir", str(parameters_dir)])
+    return code, capsys.readouterr().err
+
+
+def refused(parameters_dir, env, capsys, tmp_path) -> str:
+    """The error text of a refused build (exit code 2), without its `error: ` prefix."""
+    code, err = run_build(parameters_dir, env, capsys, tmp_path)
+    assert code == 2, err
+    assert "Traceback" not in err
+    return err.removeprefix("error: ").rstrip("\n")
 
 
 def test_real_files_load():
     configs = load_environments()
+    assert list(configs) == ["dev", "staging", "prod"]
     assert [c.network.cidr for c in configs.values()] == ["10.0.0.0/16", "10.1.0.0/16", "10.2.0.0/16"]
     assert {c.name: c.network.nat for c in configs.values()} == {"dev": "none", "staging": "single", "prod": "per_az"}
     assert configs["prod"].dr.enabled and not configs["dev"].dr.enabled
+    local = load_environment("local")
+    assert (local.account_id, local.region, local.network.cidr) == ("123456789012", "eu-west-1", "10.9.0.0/16")
 
 
-def _error(parameters_dir, env="dev"):
+# --- reading the file -----------------------------------------------------------------------------
+
+
+def test_a_key_given_twice_is_an_error_naming_both_lines(parameters, capsys, tmp_path):
+    directory = parameters.replace("dev", "log_retention_days: 30\n", "log_retention_days: 30\nlog_retention_days: 60\n")
+    assert refused(directory, "dev", capsys, tmp_path) == (
+        f"{directory}/dev.yaml:9: log_retention_days: given twice (first on line 8); "
+        "YAML would silently keep the second value, so say it once"
+    )
+
+
+def test_a_nested_key_given_twice_names_its_path(parameters, capsys, tmp_path):
+    directory = parameters.replace("staging", "    max_tasks: 4\n", "    max_tasks: 4\n    max_tasks: 40\n")
+    message = refused(directory, "staging", capsys, tmp_path)
+    assert message.startswith(f"{directory}/staging.yaml:")
+    assert ": compute.ecs.max_tasks: given twice (first on line" in message
+
+
+def test_yaml_syntax_error_names_the_file_line_and_column(parameters, capsys, tmp_path):
+    directory = parameters.replace("dev", "region: eu-west-1", "region: [eu-west-1")
+    assert refused(directory, "dev", capsys, tmp_path) == (
+        f"{directory}/dev.yaml:4:12: not valid YAML: expected ',' or ']', but got ':'"
+    )
+
+
+def test_file_must_be_mapping(parameters, capsys, tmp_path):
+    (parameters.dir / "dev.yaml").write_text("- just\n- a list\n")
+    assert refused(parameters.dir, "dev", capsys, tmp_path) == f"{parameters.dir}/dev.yaml: must be a mapping of keys to values"
+
+
+def test_paths_inside_the_repository_are_shown_relative_to_it():
     with pytest.raises(ConfigError) as caught:
-        load_environments(parameters_dir=parameters_dir)
-    return str(caught.value)
+        load_environment("qa")
+    assert str(caught.value) == "unknown environment 'qa': choose one of dev, staging, prod, local"
+    assert load_environment("dev").name == "dev"
 
 
-def test_unknown_key_names_file_and_path(parameters):
-    directory = parameters("dev", lambda d: d["network"].update(nat_gateways=2))
-    message = _error(directory)
-    assert "dev.yaml" in message and "network.nat_gateways: unknown key" in message
+# --- no coercion ------------------------------------------------------------------------------------
 
 
-def test_missing_key(parameters):
-    directory = parameters("staging", lambda d: d["monitoring"].pop("alarm_email"))
-    message = _error(directory)
-    assert "staging.yaml" in message and "monitoring.alarm_email: missing key" in message
+@pytest.mark.parametrize(
+    "env, old, new, expected",
+    [
+        ("dev", "lambda_reserved_concurrency: 5", "lambda_reserved_concurrency: yes",
+         "compute.lambda_reserved_concurrency: input should be a valid integer, got bool True (values are never converted)"),
+        ("dev", "termination_protection: false", 'termination_protection: "false"',
+         "termination_protection: input should be a valid boolean, got str 'false' (values are never converted)"),
+        ("dev", "    container_port: 8080", '    container_port: "8080"',
+         "compute.ecs.container_port: input should be a valid integer, got str '8080' (values are never converted)"),
+        ("dev", 'account_id: "111111111111"', "account_id: 111111111111",
+         "account_id: quote it ('111111111111'): YAML reads an unquoted number, which loses leading zeros"),
+    ],
+)
+def test_values_are_never_coerced(parameters, capsys, tmp_path, env, old, new, expected):
+    directory = parameters.replace(env, old, new)
+    assert refused(directory, env, capsys, tmp_path) == f"{directory}/{env}.yaml: 1 problem(s)\n  {expected}"
+
+
+# --- keys ---------------------------------------------------------------------------------------------
+
+
+def test_misspelt_key_gets_did_you_mean_and_is_not_also_missing(parameters, capsys, tmp_path):
+    directory = parameters.replace("dev", "  flow_log_retention_days: 30", "  flow_log_retention_dayz: 30")
+    assert refused(directory, "dev", capsys, tmp_path) == (
+        f"{directory}/dev.yaml: 1 problem(s)\n"
+        "  network.flow_log_retention_dayz: unknown key (did you mean 'flow_log_retention_days'?)"
+    )
+
+
+def test_unknown_key_without_a_close_match_lists_the_allowed_keys(parameters, capsys, tmp_path):
+    directory = parameters.edit("dev", lambda d: d["dr"].update(colour="blue"))
+    assert refused(directory, "dev", capsys, tmp_path) == (
+        f"{directory}/dev.yaml: 1 problem(s)\n  dr.colour: unknown key (allowed: enabled, region)"
+    )
+
+
+def test_missing_key(parameters, capsys, tmp_path):
+    directory = parameters.edit("staging", lambda d: d["monitoring"].pop("alarm_email"))
+    assert refused(directory, "staging", capsys, tmp_path) == (
+        f"{directory}/staging.yaml: 1 problem(s)\n  monitoring.alarm_email: missing key"
+    )
+
+
+def test_value_outside_a_fixed_set_lists_the_allowed_ones(parameters, capsys, tmp_path):
+    directory = parameters.edit("dev", lambda d: d["network"].update(nat="two"))
+    assert refused(directory, "dev", capsys, tmp_path) == (
+        f"{directory}/dev.yaml: 1 problem(s)\n  network.nat: 'two' is not allowed: choose one of 'per_az', 'single' or 'none'"
+    )
+
+
+def test_every_problem_of_a_file_is_reported_at_once(parameters, capsys, tmp_path):
+    directory = parameters.edit("dev", lambda d: (d.update(log_retention_days=17, stateful_deletion_policy="Retain")))
+    assert refused(directory, "dev", capsys, tmp_path) == (
+        f"{directory}/dev.yaml: 2 problem(s)\n"
+        f"  log_retention_days: 17 is not a CloudWatch Logs retention period (allowed: {LOG_RETENTION})\n"
+        "  stateful_deletion_policy: dev is disposable and deletes its data: allowed Delete (got Retain)"
+    )
+
+
+# --- rules across fields and environments ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("env", ["staging", "prod"])
+def test_staging_and_prod_must_keep_data_and_be_protected(parameters, capsys, tmp_path, env):
+    directory = parameters.edit(env, lambda d: d.update(stateful_deletion_policy="Delete", termination_protection=False))
+    assert refused(directory, env, capsys, tmp_path) == (
+        f"{directory}/{env}.yaml: 2 problem(s)\n"
+        f"  stateful_deletion_policy: {env} keeps its data: allowed Retain, Snapshot (got Delete)\n"
+        f"  termination_protection: {env} must be protected: allowed true (got false)"
+    )
+
+
+def test_overlapping_cidrs_name_both_files_and_keys(parameters, capsys, tmp_path):
+    directory = parameters.edit("dev", lambda d: d["network"].update(cidr="10.1.0.0/16"))
+    assert refused(directory, "dev", capsys, tmp_path) == (
+        f"{directory}/dev.yaml network.cidr 10.1.0.0/16 overlaps {directory}/staging.yaml network.cidr 10.1.0.0/16: "
+        "environments must not overlap so they can be peered"
+    )
+
+
+def test_overlap_with_an_environment_not_being_built_is_still_found(parameters, capsys, tmp_path):
+    directory = parameters.edit("local", lambda d: d["network"].update(cidr="10.2.0.0/16"))
+    message = refused(directory, "dev", capsys, tmp_path)
+    assert message == (
+        f"{directory}/prod.yaml network.cidr 10.2.0.0/16 overlaps {directory}/local.yaml network.cidr 10.2.0.0/16: "
+        "environments must not overlap so they can be peered"
+    )
+
+
+def test_zone_outside_region(parameters, capsys, tmp_path):
+    directory = parameters.edit("dev", lambda d: d["network"].update(availability_zones=["us-east-1a", "eu-west-1b", "eu-west-1c"]))
+    assert refused(directory, "dev", capsys, tmp_path) == (
+        f"{directory}/dev.yaml: 1 problem(s)\n  network.availability_zones[0]: 'us-east-1a' is not a zone of eu-west-1"
+    )
+
+
+def test_certificate_needs_exactly_one_source(parameters, capsys, tmp_path):
+    directory = parameters.edit("dev", lambda d: d["compute"]["certificate"].update(
+        arn=f"arn:aws:acm:eu-west-1:111111111111:certificate/{REAL_ID}"))
+    assert refused(directory, "dev", capsys, tmp_path) == (
+        f"{directory}/dev.yaml: 1 problem(s)\n"
+        "  compute.certificate: give exactly one of arn (an existing certificate) or hosted_zone_id (create one)"
+    )
+
+
+def _existing_certificate(arn):
+    def mutate(data):
+        data["compute"]["certificate"].pop("hosted_zone_id")
+        data["compute"]["certificate"]["arn"] = arn
+    return mutate
+
+
+def test_existing_certificate_must_be_in_the_environments_region_and_account(parameters, capsys, tmp_path):
+    directory = parameters.edit("staging", _existing_certificate(f"arn:aws:acm:us-east-1:999999999998:certificate/{REAL_ID}"))
+    assert refused(directory, "staging", capsys, tmp_path) == (
+        f"{directory}/staging.yaml: 2 problem(s)\n"
+        "  compute.certificate.arn: the certificate is in us-east-1; an ALB in eu-west-1 needs one from eu-west-1\n"
+        "  compute.certificate.arn: the certificate belongs to account 999999999998, not to account_id 222222222222"
+    )
+
+
+@pytest.mark.parametrize("env", ["staging", "prod"])
+def test_placeholder_certificate_is_refused_for_staging_and_prod(parameters, capsys, tmp_path, env):
+    account = {"staging": "222222222222", "prod": "333333333333"}[env]
+    arn = f"arn:aws:acm:eu-west-1:{account}:certificate/00000000-0000-4000-8000-000000000002"
+    directory = parameters.edit(env, _existing_certificate(arn))
+    assert refused(directory, env, capsys, tmp_path) == (
+        f"{directory}/{env}.yaml: 1 problem(s)\n"
+        f"  compute.certificate.arn: {arn} looks like a placeholder; {env} needs a real certificate ARN, "
+        "or hosted_zone_id to have the compute stack create one"
+    )
+
+
+def test_dev_may_use_any_certificate_of_its_account():
+    assert is_placeholder_arn("arn:aws:acm:eu-west-1:111111111111:certificate/" + REAL_ID)
+    assert is_placeholder_arn("arn:aws:acm:eu-west-1:210987654321:certificate/00000000-0000-4000-8000-000000000001")
+    assert not is_placeholder_arn("arn:aws:acm:eu-west-1:210987654321:certificate/" + REAL_ID)
+
+
+def test_image_must_be_a_tag_or_a_digest(parameters, capsys, tmp_path):
+    directory = parameters.replace("staging", 'image: "1.0.0"', 'image: "latest:1"')
+    assert refused(directory, "staging", capsys, tmp_path) == (
+        f"{directory}/staging.yaml: 1 problem(s)\n"
+        "  compute.ecs.image: 'latest:1' must be an image tag (letters, digits, . _ -) or a digest "
+        "sha256:<64 hex>; the repository is this environment's own (payments-<env>-api)"
+    )
 
 
 @pytest.mark.parametrize("cidr", ["10.0.0.0/33", "10.0.0.1/16", "banana", "10.3.0.0/20", "8.8.0.0/16"])
-def test_bad_cidr(parameters, cidr):
-    directory = parameters("dev", lambda d: d["network"].update(cidr=cidr))
-    assert "network.cidr" in _error(directory)
-
-
-def test_overlapping_cidrs_between_environments(parameters):
-    directory = parameters("staging", lambda d: d["network"].update(cidr="10.0.0.0/16"))
-    message = _error(directory)
-    assert "network.cidr" in message and "overlaps" in message and "staging.yaml" in message
+def test_bad_cidr(parameters, capsys, tmp_path, cidr):
+    directory = parameters.edit("dev", lambda d: d["network"].update(cidr=cidr))
+    message = refused(directory, "dev", capsys, tmp_path)
+    assert message.startswith(f"{directory}/dev.yaml: 1 problem(s)\n  network.cidr: ")
 
 
 @pytest.mark.parametrize("email", ["not-an-email", "a@b", "x@@example.com", ""])
-def test_bad_email(parameters, email):
-    directory = parameters("prod", lambda d: d["monitoring"].update(alarm_email=email))
-    message = _error(directory)
-    assert "prod.yaml" in message and "monitoring.alarm_email" in message
+def test_bad_email(parameters, capsys, tmp_path, email):
+    directory = parameters.edit("prod", lambda d: d["monitoring"].update(alarm_email=email))
+    assert refused(directory, "prod", capsys, tmp_path) == (
+        f"{directory}/prod.yaml: 1 problem(s)\n  monitoring.alarm_email: {email!r} is not an email address"
+    )
 
 
 @pytest.mark.parametrize(
     "mutate, path",
     [
         (lambda d: d["data"]["aurora"].update(backup_retention_days=36), "data.aurora.backup_retention_days"),
-        (lambda d: d.update(log_retention_days=17), "log_retention_days"),
         (lambda d: d["compute"].update(lambda_reserved_concurrency=0), "compute.lambda_reserved_concurrency"),
         (lambda d: d["compute"]["ecs"].update(min_tasks=5, max_tasks=2), "compute.ecs"),
         (lambda d: d["network"].update(availability_zones=["eu-west-1a", "eu-west-1b"]), "network.availability_zones"),
         (lambda d: d["network"].update(availability_zones=["eu-west-1a"] * 3), "network.availability_zones"),
-        (lambda d: d["network"].update(nat="two"), "network.nat"),
-        (lambda d: d.update(stateful_deletion_policy="Retain"), "stateful_deletion_policy"),
     ],
 )
-def test_values_out_of_range(parameters, mutate, path):
-    message = _error(parameters("dev", mutate))
-    assert "dev.yaml" in message and path in message
-
-
-def test_zone_outside_region(parameters):
-    message = _error(parameters("dev", lambda d: d["network"].update(availability_zones=["us-east-1a", "eu-west-1b", "eu-west-1c"])))
-    assert "not a zone of eu-west-1" in message
-
-
-def test_prod_may_not_delete_data(parameters):
-    message = _error(parameters("prod", lambda d: d.update(stateful_deletion_policy="Delete")))
-    assert "prod must Retain or Snapshot" in message
-
-
-def test_yaml_syntax_error(parameters):
-    (parameters.dir / "dev.yaml").write_text("region: [unclosed\n")
-    assert "not valid YAML" in _error(parameters.dir)
-
-
-def test_file_must_be_mapping(parameters):
-    (parameters.dir / "dev.yaml").write_text("- just\n- a list\n")
-    assert "must be a mapping" in _error(parameters.dir)
-
-
-def test_unknown_environment():
-    with pytest.raises(ConfigError, match="unknown environment 'qa'"):
-        load_environment("qa")
+def test_values_out_of_range_name_the_key(parameters, capsys, tmp_path, mutate, path):
+    message = refused(parameters.edit("dev", mutate), "dev", capsys, tmp_path)
+    assert message.splitlines()[1].startswith(f"  {path}: ")
 
 
 def test_build_cli_reports_config_error_without_traceback(parameters, tmp_path):
-    directory = parameters("dev", lambda d: d["network"].update(cidr="10.0.0.0/33"))
-    script = (
-        "import sys, templates_src.config as c, pathlib; c.PARAMETERS_DIR = pathlib.Path(sys.argv[1]);"
-        "import build; build.load_environments.__defaults__ = ((\"dev\",\"staging\",\"prod\"), c.PARAMETERS_DIR);"
-        "sys.exit(build.main(['--env','dev','--no-lint','--build-dir', sys.argv[2]]))"
-    )
+    directory = parameters.edit("dev", lambda d: d["network"].update(cidr="10.0.0.0/33"))
     result = subprocess.run(
-        [sys.executable, "-c", script, str(directory), str(tmp_path / "out")],
+        [sys.executable, "build.py", "--env", "dev", "--no-lint", "--build-dir", str(tmp_path / "out"),
+         "--parameters-dir", str(directory)],
         cwd=ROOT, capture_output=True, text=True,
     )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
-    assert "dev.yaml" in result.stderr and "network.cidr" in result.stderr
+    assert f"{directory}/dev.yaml: 1 problem(s)\n  network.cidr: " in result.stderr

@@ -10,6 +10,7 @@ import yaml
 from templates_src.common import SNAPSHOT_TYPES, STATEFUL_TYPES
 
 from .conftest import ENVIRONMENTS, all_templates
+from .layers.helpers import assert_data_policy
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -106,14 +107,7 @@ def test_stateful_resources_follow_the_environment(built_environments):
         for logical_id, resource in template["Resources"].items():
             if resource["Type"] not in STATEFUL_TYPES:
                 continue
-            where = f"{env}/{layer}/{logical_id}"
-            if env == "dev":
-                assert resource.get("DeletionPolicy") == "Delete", where
-                assert resource.get("UpdateReplacePolicy") == "Delete", where
-            else:
-                expected = "Snapshot" if resource["Type"] in SNAPSHOT_TYPES else "Retain"
-                assert resource.get("DeletionPolicy") == expected, where
-                assert resource.get("UpdateReplacePolicy") == expected, where
+            assert_data_policy(resource, env, f"{env}/{layer}/{logical_id}", snapshot=resource["Type"] in SNAPSHOT_TYPES)
 
 
 def _bucket_policies(template):
@@ -276,3 +270,28 @@ def test_every_taggable_resource_carries_the_standard_tags(built_environments):
             elif env not in json.dumps(tags):
                 untagged.append(f"{env}/{layer}/{logical_id}: Environment tag is not {env}")
     assert untagged == []
+
+
+def test_no_template_names_an_account_literally(built_environments):
+    """Accounts are `${AWS::AccountId}` everywhere: the same template deploys into any account,
+    and nothing points at the account an example file happened to name. The only literal
+    accounts allowed are AWS's own ELB log-delivery accounts (an AWS-owned principal)."""
+    from templates_src.storage import ELB_ACCOUNT_BY_REGION
+
+    aws_owned = set(ELB_ACCOUNT_BY_REGION.values())
+
+    def strings(node):
+        if isinstance(node, dict):
+            for value in node.values():
+                yield from strings(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from strings(value)
+        elif isinstance(node, str):
+            yield node
+
+    for env, layer, template in all_templates(built_environments):
+        text = "\n".join(strings(template))
+        found = set(re.findall(r"(?<![0-9A-Za-z])[0-9]{12}(?![0-9])", text)) - aws_owned
+        assert not found, f"{env}/{layer}: literal account id(s) {sorted(found)}"
+        assert "arn:aws:acm:" not in text and ":certificate/0000" not in text, f"{env}/{layer}: literal certificate ARN"

@@ -63,3 +63,20 @@ def rendered(layer_module, env: str) -> tuple:
 
     config = load_environment(env)
     return config, json.loads(layer_module.build(config).to_json())
+
+
+def keeps_data(env: str) -> bool:
+    return env in ("staging", "prod")
+
+
+def assert_data_policy(resource: dict, env: str, where: str = "", snapshot: bool = False) -> None:
+    """dev (and local) delete their data. staging and prod keep it: on stack deletion
+    (RetainExceptOnCreate, so the rollback of a failed first create still removes it) and on
+    replacement (Retain); the Aurora cluster is snapshotted instead."""
+    if not keeps_data(env):
+        expected = ("Delete", "Delete")
+    elif snapshot:
+        expected = ("Snapshot", "Snapshot")
+    else:
+        expected = ("RetainExceptOnCreate", "Retain")
+    assert (resource.get("DeletionPolicy"), resource.get("UpdateReplacePolicy")) == expected, where

@@ -13,7 +13,7 @@ from templates_src import api
 from templates_src.config import ConfigError, load_environment
 from templates_src.function_catalog import FUNCTIONS_DIR, load_functions
 
-from .helpers import logical, write_function
+from .helpers import logical, write_function, assert_data_policy
 
 ENVIRONMENTS = ("dev", "staging", "prod")
 REAL_CONTRACT = FUNCTIONS_DIR / api.CONTRACT_FILE
@@ -253,7 +253,7 @@ def test_log_groups_are_encrypted_with_retention(env, functions_dir):
     for log_group in log_groups.values():
         assert log_group["Properties"]["KmsKeyId"] == {"Fn::ImportValue": f"payments-{env}-security-LogsKeyArn"}
         assert log_group["Properties"]["RetentionInDays"] == config.log_retention_days
-        assert log_group["DeletionPolicy"] == log_group["UpdateReplacePolicy"] == ("Delete" if env == "dev" else "Retain")
+        assert_data_policy(log_group, env)
     execution_name = log_groups["ExecutionLogGroup"]["Properties"]["LogGroupName"]["Fn::Sub"]
     assert execution_name[0] == f"API-Gateway-Execution-Logs_${{Api}}/{config.api.stage_name}"
 
@@ -297,9 +297,12 @@ def test_waf_account_and_exports(env, functions_dir):
     (account,) = resources_of(template, "AWS::ApiGateway::Account").values()
     assert account["Properties"]["CloudWatchRoleArn"] == {"Fn::GetAtt": ["ApiGatewayLoggingRole", "Arn"]}
     role = template["Resources"]["ApiGatewayLoggingRole"]["Properties"]
-    for statement in role["Policies"][0]["PolicyDocument"]["Statement"]:
-        assert all("*" not in action for action in statement["Action"])
-        assert "*" not in statement["Resource"]
+    # the setting is account-wide: AWS's managed policy, never one scoped to this platform's logs
+    assert role["ManagedPolicyArns"] == [
+        {"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs"}]
+    assert "Policies" not in role
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
     exports = {key: output["Export"]["Name"] for key, output in template["Outputs"].items()}
     assert exports == {key: f"payments-{env}-api-{key}" for key in ("RestApiId", "RestApiName", "StageName")}
     assert template["Outputs"]["RestApiName"]["Value"] == f"payments-{env}-api"

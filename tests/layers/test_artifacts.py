@@ -12,6 +12,8 @@ from templates_src import artifacts
 from templates_src.config import load_environment
 from templates_src.layers import LAYERS
 
+from .helpers import assert_data_policy
+
 ENVIRONMENTS = ("dev", "staging", "prod")
 TEMPLATE_BODY_LIMIT = 51_200
 LONGEST_REGION = "ap-southeast-2"  # 14 characters, as long as commercial region names get
@@ -71,9 +73,8 @@ def test_noncurrent_versions_expire_after_90_days(env):
 
 def test_data_policy_follows_the_environment(env):
     config, _, template = env
-    expected = "Delete" if config.name == "dev" else "Retain"
-    for name in ("ArtifactBucket", "ArtifactAccessLogBucket", "ArtifactKey"):
-        assert template["Resources"][name]["DeletionPolicy"] == expected
+    for name in ("ArtifactBucket", "ArtifactAccessLogBucket", "ArtifactKey", "ApiRepository"):
+        assert_data_policy(template["Resources"][name], config.name, name)
 
 
 def test_bucket_names_fit_in_63_characters_in_any_region(env):
@@ -87,7 +88,8 @@ def test_bucket_names_fit_in_63_characters_in_any_region(env):
 
 def test_outputs_deploy_reads(env):
     config, _, template = env
-    assert set(template["Outputs"]) == {"ArtifactBucketName", "ArtifactBucketArn", "ArtifactKeyArn"}
+    assert set(template["Outputs"]) == {
+        "ArtifactBucketName", "ArtifactBucketArn", "ArtifactKeyArn", "ApiRepositoryName", "ApiRepositoryArn"}
     assert template["Outputs"]["ArtifactBucketName"]["Value"] == {"Ref": "ArtifactBucket"}
     for key, output in template["Outputs"].items():
         assert output["Export"]["Name"] == f"payments-{config.name}-artifacts-{key}"
@@ -99,9 +101,28 @@ def test_bootstrap_stack_depends_on_nothing(env):
     assert '"Parameters"' not in body, "deploy creates it by TemplateBody without parameters"
 
 
-def test_key_is_used_by_the_account_only_through_s3(env):
+def test_key_is_used_by_the_account_only_through_s3_and_ecr(env):
     _, _, template = env
     statements = {s["Sid"]: s for s in template["Resources"]["ArtifactKey"]["Properties"]["KeyPolicy"]["Statement"]}
-    condition = statements["AllowAccountThroughS3"]["Condition"]["StringEquals"]
-    assert condition["kms:ViaService"] == [{"Fn::Sub": "s3.${AWS::Region}.amazonaws.com"}]
+    condition = statements["AllowAccountThroughS3AndEcr"]["Condition"]["StringEquals"]
+    assert condition["kms:ViaService"] == [
+        {"Fn::Sub": "ecr.${AWS::Region}.amazonaws.com"}, {"Fn::Sub": "s3.${AWS::Region}.amazonaws.com"}]
     assert condition["kms:CallerAccount"] == {"Ref": "AWS::AccountId"}
+
+
+def test_api_repository_is_immutable_scanned_encrypted_and_bounded(env):
+    config, _, template = env
+    repository = template["Resources"]["ApiRepository"]
+    properties = repository["Properties"]
+    assert properties["RepositoryName"] == f"payments-{config.name}-api"
+    assert properties["ImageTagMutability"] == "IMMUTABLE"
+    assert properties["ImageScanningConfiguration"] == {"ScanOnPush": True}
+    assert properties["EncryptionConfiguration"] == {"EncryptionType": "KMS", "KmsKey": {"Fn::GetAtt": ["ArtifactKey", "Arn"]}}
+    # dev empties the repository so `make destroy` can delete it; staging and prod keep images
+    assert properties["EmptyOnDelete"] is (config.name == "dev")
+    rules = json.loads(properties["LifecyclePolicy"]["LifecyclePolicyText"])["rules"]
+    assert [(r["selection"]["tagStatus"], r["selection"]["countType"], r["selection"]["countNumber"]) for r in rules] == [
+        ("untagged", "sinceImagePushed", artifacts.UNTAGGED_IMAGE_DAYS),
+        ("any", "imageCountMoreThan", artifacts.KEPT_IMAGES),
+    ]
+    assert all(r["action"] == {"type": "expire"} for r in rules)

@@ -19,6 +19,8 @@ from templates_src.config import ConfigError, load_environment
 from templates_src.function_catalog import load_functions
 from templates_src.packaging import package
 
+from .helpers import assert_data_policy
+
 ROOT = Path(__file__).resolve().parents[2]
 ENVIRONMENTS = ("dev", "staging", "prod")
 
@@ -288,7 +290,7 @@ def test_async_functions_have_a_dead_letter_queue_and_sync_ones_say_why_not(buil
         assert [s["id"] for s in function["Metadata"]["checkov"]["skip"]] == ["CKV_AWS_116"]
     dlq = template["Resources"]["FunctionDlq"]
     assert dlq["Properties"]["KmsMasterKeyId"] == {"Fn::GetAtt": ["FunctionDlqKey", "Arn"]}
-    assert dlq["DeletionPolicy"] == "Retain"
+    assert_data_policy(dlq, "prod")
     alarm = template["Resources"]["FunctionDlqNotEmptyAlarm"]["Properties"]
     assert alarm["AlarmActions"] == [imported("prod", "messaging", "AlarmTopicArn")]
     queue_statements = template["Resources"]["FunctionDlqPolicy"]["Properties"]["PolicyDocument"]["Statement"]
@@ -326,39 +328,61 @@ def test_a_malformed_trigger_reference_names_the_function(tmp_path):
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
-def test_task_runs_read_only_non_root_with_injected_db_secrets(built, env):
+def test_task_runs_read_only_non_root_and_reaches_the_database_with_iam(built, env):
     settings = load_environment(env).compute.ecs
-    task = built[env]["Resources"]["ApiTaskDefinition"]["Properties"]
+    template = built[env]
+    task = template["Resources"]["ApiTaskDefinition"]["Properties"]
     assert (task["Cpu"], task["Memory"]) == (str(settings.cpu), str(settings.memory_mb))
     assert task["RequiresCompatibilities"] == ["FARGATE"] and task["NetworkMode"] == "awsvpc"
     assert task["ExecutionRoleArn"] != task["TaskRoleArn"]
     (container,) = task["ContainerDefinitions"]
-    assert container["Image"] == settings.container_image
     assert container["ReadonlyRootFilesystem"] is True
     assert not container["User"].startswith(("0", "root"))
     assert container["PortMappings"][0]["ContainerPort"] == settings.container_port
-    secret = imported(env, "security", "DbCredentialsSecretArn")
-    assert {s["Name"]: s["ValueFrom"] for s in container["Secrets"]} == {
-        "DB_USERNAME": {"Fn::Sub": ["${Secret}:username::", {"Secret": secret}]},
-        "DB_PASSWORD": {"Fn::Sub": ["${Secret}:password::", {"Secret": secret}]},
-    }
+    # No password in the task: rotation of the master secret never breaks running tasks.
+    assert "Secrets" not in container
+    environment = {e["Name"]: e["Value"] for e in container["Environment"]}
+    assert (environment["DB_USER"], environment["DB_AUTH"], environment["DB_NAME"]) == ("payments_app", "iam", "payments")
+    (connect,) = statements(template["Resources"]["TaskRole"])
+    assert connect["Action"] == ["rds-db:connect"]
+    assert connect["Resource"] == [{"Fn::Sub": [
+        "arn:${AWS::Partition}:rds-db:${AWS::Region}:${AWS::AccountId}:dbuser:${ClusterResourceId}/payments_app",
+        {"ClusterResourceId": imported(env, "data", "DbClusterResourceId")}]}]
     logs = container["LogConfiguration"]
     assert logs["LogDriver"] == "awslogs"
-    log_group = built[env]["Resources"][logs["Options"]["awslogs-group"]["Ref"]]["Properties"]
+    log_group = template["Resources"][logs["Options"]["awslogs-group"]["Ref"]]["Properties"]
     assert log_group["KmsKeyId"] == imported(env, "security", "LogsKeyArn")
 
 
-def test_execution_role_pulls_only_the_configured_repository(built):
-    role = built["dev"]["Resources"]["TaskExecutionRole"]
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_image_comes_from_this_accounts_repository_at_the_configured_release(built, env):
+    settings = load_environment(env).compute.ecs
+    template = built[env]
+    (container,) = template["Resources"]["ApiTaskDefinition"]["Properties"]["ContainerDefinitions"]
+    assert container["Image"] == {"Fn::Sub": [
+        "${AWS::AccountId}.dkr.ecr.${AWS::Region}.${AWS::URLSuffix}/${Repository}:${Release}",
+        {"Repository": imported(env, "artifacts", "ApiRepositoryName"), "Release": {"Ref": "ImageTag"}}]}
+    assert template["Parameters"]["ImageTag"]["Default"] == settings.image
+    role = template["Resources"]["TaskExecutionRole"]
     by_sid = {s["Sid"]: s for s in statements(role)}
-    assert by_sid["PullImage"]["Resource"] == [
-        {"Fn::Sub": "arn:${AWS::Partition}:ecr:eu-west-1:111111111111:repository/payments-api"}
-    ]
-    assert by_sid["ReadDbSecret"]["Resource"] == [imported("dev", "security", "DbCredentialsSecretArn")]
+    assert by_sid["PullImage"]["Resource"] == [imported(env, "artifacts", "ApiRepositoryArn")]
+    assert "ReadDbSecret" not in by_sid
+
+
+def test_an_image_digest_is_pinned_with_an_at_sign(tmp_path):
+    config = load_environment("staging")
+    digest = "sha256:" + "ab" * 32
+    ecs = config.compute.ecs.model_copy(update={"image": digest})
+    config = config.model_copy(update={"compute": config.compute.model_copy(update={"ecs": ecs})})
+    template = json.loads(compute.build(config).to_json())
+    (container,) = template["Resources"]["ApiTaskDefinition"]["Properties"]["ContainerDefinitions"]
+    assert container["Image"]["Fn::Sub"][0].endswith("/${Repository}@${Release}")
+    assert container["Image"]["Fn::Sub"][1]["Release"] == {"Ref": "ImageDigest"}
+    assert template["Parameters"]["ImageDigest"]["Default"] == digest
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
-def test_service_is_private_and_deploys_blue_green(built, env):
+def test_service_is_private_and_rolls_with_the_circuit_breaker(built, env):
     template = built[env]
     service = template["Resources"]["ApiService"]["Properties"]
     network = service["NetworkConfiguration"]["AwsvpcConfiguration"]
@@ -366,12 +390,18 @@ def test_service_is_private_and_deploys_blue_green(built, env):
     assert network["Subnets"] == {"Fn::Split": [",", imported(env, "network", "PrivateSubnetIds")]}
     assert network["SecurityGroups"] == [imported(env, "network", "AppSecurityGroupId")]
     (balancer,) = service["LoadBalancers"]
-    assert balancer["TargetGroupArn"] == {"Ref": "BlueTargetGroup"}
-    advanced = balancer["AdvancedConfiguration"]
-    assert advanced["AlternateTargetGroupArn"] == {"Ref": "GreenTargetGroup"}
-    assert advanced["ProductionListenerRule"] == {"Ref": "ProductionListenerRule"}
-    assert service["DeploymentConfiguration"]["Strategy"] == "BLUE_GREEN"
+    assert balancer == {"ContainerName": "payment-api", "ContainerPort": load_environment(env).compute.ecs.container_port,
+                        "TargetGroupArn": {"Ref": "ApiTargetGroup"}}
+    # rolling: no listener rule that ECS re-weights behind CloudFormation's back
+    assert service["DeploymentController"] == {"Type": "ECS"}
+    assert "Strategy" not in service["DeploymentConfiguration"]
     assert service["DeploymentConfiguration"]["DeploymentCircuitBreaker"] == {"Enable": True, "Rollback": True}
+    assert service["DeploymentConfiguration"]["MinimumHealthyPercent"] == 100
+    assert not resources_of(template, "AWS::ElasticLoadBalancingV2::ListenerRule")
+    # DesiredCount on the first create only: afterwards auto scaling owns it
+    assert service["DesiredCount"] == {"Fn::If": ["StackEstablished", {"Ref": "AWS::NoValue"},
+                                                  load_environment(env).compute.ecs.min_tasks]}
+    assert "ServiceName" not in service
     cluster = template["Resources"]["Cluster"]["Properties"]
     assert cluster["ClusterSettings"] == [{"Name": "containerInsights", "Value": "enhanced"}]
 
@@ -382,23 +412,47 @@ def test_alb_terminates_tls_and_redirects_http(built, env):
     template = built[env]
     alb = template["Resources"]["LoadBalancer"]["Properties"]
     assert alb["Scheme"] == "internet-facing"
+    assert "Name" not in alb
     assert alb["Subnets"] == {"Fn::Split": [",", imported(env, "network", "PublicSubnetIds")]}
     attributes = {a["Key"]: a["Value"] for a in alb["LoadBalancerAttributes"]}
     assert attributes["routing.http.drop_invalid_header_fields.enabled"] == "true"
-    assert attributes["deletion_protection.enabled"] == ("true" if config.retains_data else "false")
+    protection = {"Fn::If": ["StackEstablished", "true", "false"]} if config.retains_data else "false"
+    assert attributes["deletion_protection.enabled"] == protection
     listeners = {l["Properties"]["Port"]: l["Properties"] for l in resources_of(template, "AWS::ElasticLoadBalancingV2::Listener").values()}
     assert listeners[443]["SslPolicy"] == "ELBSecurityPolicy-TLS13-1-2-2021-06"
-    assert listeners[443]["Certificates"] == [{"CertificateArn": {"Ref": "CertificateArn"}}]
-    assert template["Parameters"]["CertificateArn"]["Default"] == config.compute.certificate_arn
+    assert listeners[443]["DefaultActions"] == [{"Type": "forward", "TargetGroupArn": {"Ref": "ApiTargetGroup"}}]
     (redirect,) = listeners[80]["DefaultActions"]
     assert redirect["Type"] == "redirect"
     assert redirect["RedirectConfig"] == {"Protocol": "HTTPS", "Port": "443", "StatusCode": "HTTP_301"}
-    for colour in ("Blue", "Green"):
-        group = template["Resources"][f"{colour}TargetGroup"]["Properties"]
-        assert (group["TargetType"], group["HealthCheckPath"]) == ("ip", "/health")
-        assert group["Port"] == config.compute.ecs.container_port
-    weights = template["Resources"]["ProductionListenerRule"]["Properties"]["Actions"][0]["ForwardConfig"]["TargetGroups"]
-    assert [(w["TargetGroupArn"]["Ref"], w["Weight"]) for w in weights] == [("BlueTargetGroup", 100), ("GreenTargetGroup", 0)]
+    group = template["Resources"]["ApiTargetGroup"]["Properties"]
+    assert (group["TargetType"], group["HealthCheckPath"]) == ("ip", "/health")
+    assert group["Port"] == config.compute.ecs.container_port
+    assert "Name" not in group  # a port change replaces the group: a fixed name would make it fail
+
+
+def test_created_certificate_is_validated_by_dns_in_the_configured_zone(built):
+    config = load_environment("staging")
+    template = built["staging"]
+    certificate = template["Resources"]["ApiCertificate"]["Properties"]
+    assert certificate["DomainName"] == config.compute.certificate.domain_name
+    assert certificate["ValidationMethod"] == "DNS"
+    assert certificate["DomainValidationOptions"] == [
+        {"DomainName": config.compute.certificate.domain_name, "HostedZoneId": config.compute.certificate.hosted_zone_id}]
+    (https,) = [l for l in resources_of(template, "AWS::ElasticLoadBalancingV2::Listener").values()
+                if l["Properties"]["Port"] == 443]
+    assert https["Properties"]["Certificates"] == [{"CertificateArn": {"Ref": "ApiCertificate"}}]
+
+
+def test_existing_certificate_is_named_by_id_in_this_stacks_account_and_region():
+    config = load_environment("local")
+    template = json.loads(compute.build(config).to_json())
+    assert not resources_of(template, "AWS::CertificateManager::Certificate")
+    (https,) = [l for l in resources_of(template, "AWS::ElasticLoadBalancingV2::Listener").values()
+                if l["Properties"]["Port"] == 443]
+    certificate_id = config.compute.certificate.certificate_id
+    assert https["Properties"]["Certificates"] == [{"CertificateArn": {"Fn::Sub":
+        f"arn:${{AWS::Partition}}:acm:${{AWS::Region}}:${{AWS::AccountId}}:certificate/{certificate_id}"}}]
+    assert config.account_id not in json.dumps(template)
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)

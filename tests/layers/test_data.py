@@ -9,7 +9,7 @@ import pytest
 from templates_src import data
 from templates_src.config import load_environment
 
-from .helpers import exports_contract, imported_exports, of_type, rendered
+from .helpers import exports_contract, imported_exports, of_type, rendered, assert_data_policy
 
 ROOT = Path(__file__).resolve().parents[2]
 ENVIRONMENTS = ("dev", "staging", "prod")
@@ -101,9 +101,17 @@ def test_postgres_log_group_exists_before_the_cluster(built, env):
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_data_is_protected_where_the_environment_keeps_it(built, env):
     config, template = built[env]
-    assert template["Resources"]["DbCluster"]["Properties"]["DeletionProtection"] is config.retains_data
+    # On only once the stack is established: protection from the first create would make the
+    # rollback of a failed create fail (ROLLBACK_FAILED).
+    protection = {"Fn::If": ["StackEstablished", True, False]} if config.retains_data else False
+    assert template["Resources"]["DbCluster"]["Properties"]["DeletionProtection"] == protection
     for table in of_type(template, "AWS::DynamoDB::Table").values():
-        assert table["Properties"]["DeletionProtectionEnabled"] is config.retains_data
+        assert table["Properties"]["DeletionProtectionEnabled"] == protection
+    if config.retains_data:
+        assert template["Parameters"]["StackLifecycle"] == {
+            "AllowedValues": ["creating", "established"], "Default": "creating", "Type": "String",
+            "Description": template["Parameters"]["StackLifecycle"]["Description"]}
+        assert template["Conditions"]["StackEstablished"] == {"Fn::Equals": [{"Ref": "StackLifecycle"}, "established"]}
     expected = {"dev": "Delete", "staging": "Snapshot", "prod": "Snapshot"}[env]
     cluster = template["Resources"]["DbCluster"]
     assert (cluster["DeletionPolicy"], cluster["UpdateReplacePolicy"]) == (expected, expected)
@@ -223,7 +231,7 @@ def test_tables_are_on_demand_recoverable_and_kms_encrypted(built, env):
             "KMSMasterKeyId": {"Fn::ImportValue": f"payments-{env}-security-DataKeyArn"},
         }
         assert properties["TableName"].startswith(f"payments-{env}-")
-        assert table["DeletionPolicy"] == config.stateful_deletion_policy.replace("Snapshot", "Retain")
+        assert_data_policy(table, env, logical_id)
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
@@ -238,6 +246,7 @@ def test_exports_and_imports_follow_the_contract(built, env):
     }
     assert imported_exports(template["Resources"]) <= allowed
     assert outputs["DbClusterEndpoint"]["Value"] == {"Fn::GetAtt": ["DbCluster", "Endpoint.Address"]}
+    assert outputs["DbClusterResourceId"]["Value"] == {"Fn::GetAtt": ["DbCluster", "DBClusterResourceId"]}
     assert outputs["DbReaderEndpoint"]["Value"] == {"Fn::GetAtt": ["DbCluster", "ReadEndpoint.Address"]}
 
 

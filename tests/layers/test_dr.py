@@ -10,7 +10,7 @@ from templates_src.blocks import dr_key_alias_name
 from templates_src.config import load_environment
 from templates_src.layers import layers_for
 
-from .helpers import of_type
+from .helpers import of_type, assert_data_policy
 
 REPLICAS = ("ReplicaAuditBucket", "ReplicaDocumentsBucket")
 
@@ -47,7 +47,7 @@ def test_own_rotating_key_under_the_shared_alias(prod):
     keys = of_type(template, "AWS::KMS::Key")
     assert list(keys) == ["ReplicaKey"]
     assert keys["ReplicaKey"]["Properties"]["EnableKeyRotation"] is True
-    assert keys["ReplicaKey"]["DeletionPolicy"] == "Retain"
+    assert_data_policy(keys["ReplicaKey"], "prod")
     (alias,) = of_type(template, "AWS::KMS::Alias").values()
     assert alias["Properties"] == {"AliasName": dr_key_alias_name(config), "TargetKeyId": {"Ref": "ReplicaKey"}}
 
@@ -65,7 +65,7 @@ def test_replicas_are_secure_and_log_to_the_dr_log_bucket(prod):
         }
         assert properties["VersioningConfiguration"] == {"Status": "Enabled"}
         assert properties["LoggingConfiguration"]["DestinationBucketName"] == {"Ref": "AccessLogBucket"}
-        assert resource["DeletionPolicy"] == resource["UpdateReplacePolicy"] == "Retain"
+        assert_data_policy(resource, "prod", logical_id)
         policy = template["Resources"][f"{logical_id}Policy"]["Properties"]["PolicyDocument"]
         assert {s["Sid"] for s in policy["Statement"]} == {"DenyInsecureTransport", "DenyOutdatedTls"}
 

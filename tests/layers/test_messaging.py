@@ -10,7 +10,7 @@ from templates_src import messaging
 from templates_src.config import load_environment
 from templates_src.function_catalog import load_functions
 
-from .helpers import exports_contract
+from .helpers import exports_contract, assert_data_policy
 
 ROOT = Path(__file__).resolve().parents[2]
 ENVIRONMENTS = ("dev", "staging", "prod")
@@ -69,10 +69,8 @@ def test_queues_and_topics_use_the_data_key(built, env):
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_queues_keep_data_as_the_environment_says(built, env):
     _, template = built[env]
-    expected = "Delete" if env == "dev" else "Retain"
     for logical_id in ("PaymentQueue", "PaymentDlq"):
-        resource = template["Resources"][logical_id]
-        assert resource["DeletionPolicy"] == resource["UpdateReplacePolicy"] == expected
+        assert_data_policy(template["Resources"][logical_id], env, logical_id)
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)

@@ -15,7 +15,7 @@ from moto import mock_aws
 from templates_src import network
 from templates_src.config import ConfigError, load_environment
 
-from .helpers import exports_contract, of_type
+from .helpers import exports_contract, of_type, assert_data_policy
 
 ROOT = Path(__file__).resolve().parents[2]
 ENVIRONMENTS = ("dev", "staging", "prod")
@@ -238,7 +238,7 @@ def test_flow_logs_go_to_a_kms_encrypted_group_with_configured_retention(env):
     assert group["Properties"]["RetentionInDays"] == config.network.flow_log_retention_days
     key = group["Properties"]["KmsKeyId"]["Fn::GetAtt"][0]
     assert template["Resources"][key]["Properties"]["EnableKeyRotation"] is True
-    assert group["DeletionPolicy"] == ("Delete" if config.name == "dev" else "Retain")
+    assert_data_policy(group, config.name)
 
 
 def test_flow_log_role_is_least_privilege(env):

@@ -9,7 +9,7 @@ import pytest
 
 from templates_src import security
 
-from .helpers import exports_contract, of_type, rendered
+from .helpers import exports_contract, of_type, rendered, assert_data_policy
 
 ROOT = Path(__file__).resolve().parents[2]
 ENVIRONMENTS = ("dev", "staging", "prod")
@@ -40,15 +40,21 @@ def test_three_rotated_keys_with_aliases(env):
     assert aliases == {f"alias/payments-{config.name}-{purpose}" for purpose in ("data", "logs", "secrets")}
 
 
-def test_data_key_names_the_services_that_use_it(env):
+def test_data_key_names_only_the_services_that_use_it_as_themselves_with_source_conditions(env):
     _, template = env
     policy = statements(template, "DataKey")
-    principals = set(as_list(policy["AllowDataServices"]["Principal"]["Service"]))
-    assert {
-        "dynamodb.amazonaws.com", "sqs.amazonaws.com", "sns.amazonaws.com", "s3.amazonaws.com",
-        "lambda.amazonaws.com", "rds.amazonaws.com", "states.amazonaws.com", "events.amazonaws.com",
-        "cloudwatch.amazonaws.com", "delivery.logs.amazonaws.com",
-    } == principals
+    service_statements = {sid: s for sid, s in policy.items() if "Service" in s["Principal"]}
+    assert {s["Principal"]["Service"] for s in service_statements.values()} == {
+        "cloudwatch.amazonaws.com", "delivery.logs.amazonaws.com"}
+    this_account = {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+    for statement in service_statements.values():
+        assert statement["Condition"]["StringEquals"] == this_account
+        assert "kms:Encrypt" not in statement["Action"] and "kms:ReEncryptFrom" not in statement["Action"]
+    alarms = service_statements["CloudWatchAlarmsPublish"]
+    assert alarms["Condition"]["ArnLike"] == {
+        "aws:SourceArn": {"Fn::Sub": "arn:${AWS::Partition}:cloudwatch:${AWS::Region}:${AWS::AccountId}:alarm:*"}}
+    assert service_statements["LogDeliveryReadsStateMachineEvents"]["Action"] == ["kms:Decrypt"]
+    # DynamoDB, RDS, Lambda, S3, SQS, SNS and Step Functions use it through the caller (or grants)
     via = policy["AllowAccountThroughDataServices"]["Condition"]["StringEquals"]
     assert via["kms:CallerAccount"] == {"Ref": "AWS::AccountId"}
     assert {v["Fn::Sub"].split(".")[0] for v in via["kms:ViaService"]} == set(security.DATA_KEY_VIA_SERVICES)
@@ -104,15 +110,14 @@ def test_every_secret_is_generated_and_encrypted_with_the_secrets_key(env):
         assert "GenerateSecretString" in properties
         assert properties["KmsKeyId"] == {"Fn::GetAtt": ["SecretsKey", "Arn"]}
         assert properties["Name"].startswith(f"payments-{config.name}-")
-        assert secret["DeletionPolicy"] == ("Delete" if config.name == "dev" else "Retain")
+        assert_data_policy(secret, config.name, name)
         assert any(skip["id"] == "CKV2_AWS_57" and skip["comment"] for skip in secret["Metadata"]["checkov"]["skip"])
 
 
 def test_stateful_resources_follow_the_environment_policy(env):
     config, template = env
-    expected = "Delete" if config.name == "dev" else "Retain"
     for resource in [*of_type(template, "AWS::KMS::Key").values(), *of_type(template, "AWS::SecretsManager::Secret").values()]:
-        assert resource["DeletionPolicy"] == resource["UpdateReplacePolicy"] == expected
+        assert_data_policy(resource, config.name)
 
 
 def test_ssm_parameters_publish_names_never_values(env):

@@ -11,7 +11,7 @@ from templates_src import workflow
 from templates_src.config import load_environment
 from templates_src.function_catalog import FUNCTIONS_DIR, load_functions
 
-from .helpers import write_function
+from .helpers import write_function, assert_data_policy
 
 ENVIRONMENTS = ("dev", "staging", "prod")
 REAL_DEFINITION = FUNCTIONS_DIR / workflow.DEFINITION_FILE
@@ -64,7 +64,7 @@ def test_state_machine_is_standard_logged_traced_and_encrypted(env, functions_di
     log_group = template["Resources"]["StateMachineLogGroup"]
     assert log_group["Properties"]["KmsKeyId"] == {"Fn::ImportValue": f"payments-{env}-security-LogsKeyArn"}
     assert log_group["Properties"]["RetentionInDays"] == load_environment(env).log_retention_days
-    assert log_group["DeletionPolicy"] == ("Delete" if env == "dev" else "Retain")
+    assert_data_policy(log_group, env)
     destination = properties["LoggingConfiguration"]["Destinations"][0]["CloudWatchLogsLogGroup"]["LogGroupArn"]
     assert destination == {"Fn::GetAtt": ["StateMachineLogGroup", "Arn"]}
 
