@@ -79,6 +79,11 @@ class Clock:
     sleep: Callable[[float], None] = time.sleep
 
 
+class Interrupted(Exception):
+    """The user asked the run to stop (Ctrl-C): stop waiting. Whatever CloudFormation is doing
+    goes on without us; the message says so."""
+
+
 @dataclass
 class Backoff:
     """Exponential backoff with full jitter (AWS architecture blog), bounded attempts."""
@@ -154,6 +159,8 @@ class Context:
     clock: Clock = field(default_factory=Clock)
     backoff: Backoff = field(default_factory=Backoff)
     poll_seconds: float = 5.0
+    # Set on Ctrl-C: every wait loop stops at its next pause and no new stack starts.
+    stop: threading.Event = field(default_factory=threading.Event)
     _clients: dict[tuple[str, str], RetryingClient] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -172,6 +179,18 @@ class Context:
 
     def s3(self, region: str) -> RetryingClient:
         return self.client("s3", region)
+
+    def pause(self, seconds: float) -> None:
+        """A poll loop's wait: raises Interrupted once a stop is requested (at once with the
+        real clock, at the next tick with a test clock)."""
+        if self.stop.is_set():
+            raise Interrupted()
+        if self.clock.sleep is time.sleep:
+            self.stop.wait(seconds)
+        else:
+            self.clock.sleep(seconds)
+        if self.stop.is_set():
+            raise Interrupted()
 
     def throttle_retries(self) -> int:
         return sum(client.throttle_retries for client in self._clients.values())

@@ -39,8 +39,10 @@ class ChangeSet:
     parameters: list[dict] = field(default_factory=list)
 
 
-def parameters_list(spec: StackSpec) -> list[dict]:
-    return [{"ParameterKey": k, "ParameterValue": v} for k, v in sorted(spec.parameters.items())]
+def parameters_list(parameters: dict[str, str | None]) -> list[dict]:
+    """None keeps the deployed value (UsePreviousValue), which NoEcho values need."""
+    return [{"ParameterKey": k, "UsePreviousValue": True} if v is None else {"ParameterKey": k, "ParameterValue": v}
+            for k, v in sorted(parameters.items())]
 
 
 def tags_list(manifest: Manifest) -> list[dict]:
@@ -58,8 +60,12 @@ def change_set_name(spec: StackSpec) -> str:
 
 
 def deployed_template(ctx: Context, region: str, stack_name: str) -> dict:
-    """GetTemplate body as a dict (boto3 already decodes JSON bodies; the fake does the same)."""
-    body = ctx.cfn(region).call("get_template", StackName=stack_name, TemplateStage="Original")["TemplateBody"]
+    """GetTemplate body as a dict (boto3 already decodes JSON bodies; the fake does the same).
+    A stack whose only change set failed has no template at all: that is "no previous
+    template", an empty one."""
+    body = ctx.cfn(region).call("get_template", StackName=stack_name, TemplateStage="Original").get("TemplateBody")
+    if body is None:
+        return {}
     if isinstance(body, str):
         try:
             return json.loads(body)
@@ -68,11 +74,11 @@ def deployed_template(ctx: Context, region: str, stack_name: str) -> dict:
     return dict(body)
 
 
-def is_unchanged(ctx: Context, manifest: Manifest, spec: StackSpec, deployed: dict) -> bool:
+def is_unchanged(ctx: Context, manifest: Manifest, spec: StackSpec, deployed: dict, parameters: dict[str, str]) -> bool:
     if spec.no_echo_parameters:
         return False
     deployed_parameters = {p["ParameterKey"]: p.get("ParameterValue", "") for p in deployed.get("Parameters", [])}
-    if deployed_parameters != spec.parameters:
+    if deployed_parameters != parameters:
         return False
     deployed_tags = {t["Key"]: t["Value"] for t in deployed.get("Tags", [])}
     if deployed_tags != manifest.tags:
@@ -80,10 +86,25 @@ def is_unchanged(ctx: Context, manifest: Manifest, spec: StackSpec, deployed: di
     return deployed_template(ctx, spec.region, spec.name) == spec.template()
 
 
-def rollback_configuration(ctx: Context, manifest: Manifest, spec: StackSpec) -> dict | None:
-    """Rollback triggers on the monitoring layer's alarms, once that stack has them."""
-    if not spec.serves_traffic or not spec.rollback_alarms:
-        return None
+ROLLBACK_MONITORING_MINUTES = 10
+
+
+def rollback_configuration(ctx: Context, manifest: Manifest, spec: StackSpec, enabled: bool = True) -> dict:
+    """Always an explicit list: CloudFormation keeps a stack's previous rollback triggers when a
+    change set omits RollbackConfiguration, so "no triggers" must be said as an empty list.
+    Triggers are the monitoring layer's alarms once that stack has them; `enabled` False (the
+    --no-rollback-triggers hotfix during an incident, when a firing alarm would roll the hotfix
+    back) sends the empty list."""
+    arns = _rollback_alarm_arns(ctx, manifest, spec) if enabled and spec.serves_traffic else []
+    if not arns:
+        return {"RollbackTriggers": []}
+    return {
+        "RollbackTriggers": [{"Arn": arn, "Type": "AWS::CloudWatch::Alarm"} for arn in arns[:5]],
+        "MonitoringTimeInMinutes": ROLLBACK_MONITORING_MINUTES,
+    }
+
+
+def _rollback_alarm_arns(ctx: Context, manifest: Manifest, spec: StackSpec) -> list[str]:
     arns = []
     outputs_by_stack: dict[str, dict[str, str]] = {}
     for alarm in spec.rollback_alarms:
@@ -94,12 +115,7 @@ def rollback_configuration(ctx: Context, manifest: Manifest, spec: StackSpec) ->
         arn = outputs_by_stack[alarm.stack].get(alarm.output)
         if arn:
             arns.append(arn)
-    if not arns:
-        return None
-    return {
-        "RollbackTriggers": [{"Arn": arn, "Type": "AWS::CloudWatch::Alarm"} for arn in arns[:5]],
-        "MonitoringTimeInMinutes": 10,
-    }
+    return arns
 
 
 def delete_stale_change_sets(ctx: Context, spec: StackSpec, stack_id: str) -> None:
@@ -128,22 +144,23 @@ def delete_stale_change_sets(ctx: Context, spec: StackSpec, stack_id: str) -> No
 
 
 def create_change_set(
-    ctx: Context, manifest: Manifest, spec: StackSpec, change_set_type: str, template: dict
+    ctx: Context, manifest: Manifest, spec: StackSpec, change_set_type: str, template: dict,
+    parameters: dict[str, str | None], rollback: dict,
 ) -> tuple[str, str]:
+    """Never with DeploymentMode (drift-reverting change sets would "fix" what services manage
+    on purpose, such as ECS's own deployment state): the template's diff is all that runs."""
     kwargs = dict(
         StackName=spec.name,
         ChangeSetName=change_set_name(spec),
         ChangeSetType=change_set_type,
-        Parameters=parameters_list(spec),
+        Parameters=parameters_list(parameters),
         Tags=tags_list(manifest),
         Description=f"deploy.py {manifest.environment} {spec.sha256[:12]}",
+        RollbackConfiguration=rollback,
         **template,
     )
     if spec.capabilities:
         kwargs["Capabilities"] = list(spec.capabilities)
-    rollback = rollback_configuration(ctx, manifest, spec)
-    if rollback:
-        kwargs["RollbackConfiguration"] = rollback
     response = ctx.cfn(spec.region).call("create_change_set", **kwargs)
     return response["Id"], response["StackId"]
 
@@ -165,7 +182,7 @@ def wait_for_change_set(ctx: Context, region: str, change_set_id: str, timeout_m
             raise ChangeSetFailed(f"change set failed: {reason}")
         if ctx.clock.monotonic() >= deadline:
             raise ChangeSetFailed(f"change set still {status} after {timeout_minutes:g} minutes")
-        ctx.clock.sleep(ctx.poll_seconds)
+        ctx.pause(ctx.poll_seconds)
 
 
 def all_changes(ctx: Context, region: str, change_set_id: str, first_page: dict) -> list[dict]:
@@ -179,11 +196,12 @@ def all_changes(ctx: Context, region: str, change_set_id: str, first_page: dict)
 
 
 def prepare_change_set(
-    ctx: Context, manifest: Manifest, spec: StackSpec, change_set_type: str, template: dict
+    ctx: Context, manifest: Manifest, spec: StackSpec, change_set_type: str, template: dict,
+    parameters: dict[str, str | None], rollback: dict,
 ) -> ChangeSet | None:
     """Creates the change set and waits for it; None means "no changes" (a no-op)."""
     try:
-        change_set_id, stack_id = create_change_set(ctx, manifest, spec, change_set_type, template)
+        change_set_id, stack_id = create_change_set(ctx, manifest, spec, change_set_type, template, parameters, rollback)
     except ClientError as error:
         if any(marker in error_message(error) for marker in NO_CHANGES_MARKERS):
             return None

@@ -1,117 +1,166 @@
-"""The six commands: plan, deploy, execute, destroy, status, outputs.
+"""The commands: preflight, plan, deploy, bootstrap, execute, destroy, recover, adopt, status, outputs.
 
 Each returns a process exit code. 0: done; 1: failed or blocked (a guard, a stack state, a
-refused plan); 2: refused before doing anything (prod destroy without --force, no confirmation).
+refused plan); 2: refused before doing anything (preflight, prod destroy without --force, no
+confirmation); 130: interrupted (Ctrl-C), after the summary of what ran.
 """
 from __future__ import annotations
 
 import json
-import sys
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Callable, TextIO
 
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
 
+from .adopt import create_import_change_set, existing_named_resources
 from .artifacts import check_template_delivery
-from .aws import Context, error_message
-from .changesets import ChangeSet, all_changes, deployed_template, digest
+from .aws import Context, Interrupted, error_message
+from .cli import INTERRUPTED_EXIT, Options, confirm, print_summary
 from .deployed import write_and_publish
-from .engine import Deployer, StackPlan, set_termination_protection
-from .manifest import Manifest, StackSpec
+from .destroy import Destroyer
+from .engine import Deployer, RunOptions
+from .lifecycle import effective_parameters
+from .manifest import Manifest
 from .output import Printer
+from .planfile import load_saved_plan, plan_from_saved, save_plan, saved_plan_problem
+from .plans import NOTHING_TO_RUN, Action, Label, StackPlan
+from .preflight import Scope, preflight_of, render as render_preflight, run_preflight
 from .review import render, write_review
 from .scheduler import Outcome, RunResult, reverse_graph, run_graph
-from .stacks import describe_stack, format_event, list_stack_resources, root_cause, wait_for_stack
-
-PLAN_FORMAT = 1
-RETAINING_POLICIES = ("Retain", "RetainExceptOnCreate", "Snapshot")
+from .stacks import describe_stack, format_event, wait_for_stack
+from .recovery import Recovery
 
 
-@dataclass
-class Options:
-    yes: bool = False
-    force: bool = False
-    drift: bool = False
-    allow_replace: set[str] = field(default_factory=set)
-    max_parallel: int = 4
-    stdin: TextIO | None = None
-    ask: Callable[[str], str] = input
+def where(manifest: Manifest) -> str:
+    """The environment with the account and region it lives in (preflight has checked both)."""
+    return f"{manifest.environment} (account {manifest.account_id}, region {manifest.region})"
 
 
-def plan_path(manifest: Manifest) -> Path:
-    return manifest.build_dir / "plan.json"
-
-
-def review_path(manifest: Manifest) -> Path:
+def review_path(manifest: Manifest):
     return manifest.build_dir / "review.json"
 
 
-def confirm(printer: Printer, options: Options, question: str) -> bool:
-    if options.yes:
-        return True
-    stdin = options.stdin or sys.stdin
-    if not stdin.isatty():
-        printer.line("not on a terminal and --yes (YES=1) not given: nothing executed")
-        return False
-    return options.ask(f"{question} Type 'yes' to continue: ").strip() == "yes"
+def _deployer(ctx: Context, manifest: Manifest, printer: Printer, options: Options) -> Deployer:
+    return Deployer(ctx, manifest, printer, RunOptions(options.allow_replace, options.rollback_triggers))
 
 
-def print_summary(printer: Printer, result: RunResult) -> None:
-    printer.line("\n=== Summary ===")
-    groups: dict[str, list[str]] = {}
-    for name, outcome in sorted(result.outcomes.items()):
-        groups.setdefault(outcome.label, []).append(name)
-    for label, names in groups.items():
-        printer.line(f"{label}: {', '.join(names)}")
-    if result.not_started:
-        printer.line(f"not started: {', '.join(result.not_started)}")
-    for name, outcome in sorted(result.outcomes.items()):
-        if not outcome.ok:
-            printer.line(f"{name}: {outcome.detail}")
+def preflight_passes(ctx: Context, manifest: Manifest, printer: Printer, options: Options, scope: Scope) -> bool:
+    """Runs the read-only account checks of `scope` and prints their table."""
+    report = run_preflight(ctx, preflight_of(manifest), scope,
+                           fix=options.fix, configured_region=options.configured_region)
+    printer.line(render_preflight(report))
+    return report.ok
+
+
+def check_build(manifest: Manifest) -> None:
+    """Local checks before any AWS call: every template matches the manifest's hash, and every
+    template that must go by TemplateBody fits in it (ManifestError otherwise)."""
+    for spec in manifest.stacks:
+        spec.template_bytes()
+    check_template_delivery(manifest)
 
 
 # ---- plan / deploy / execute -------------------------------------------------------------
-def make_plan(ctx: Context, manifest: Manifest, printer: Printer, deployer: Deployer, options: Options) -> list[StackPlan]:
-    for spec in manifest.stacks:
-        spec.template_bytes()  # a template that does not match the manifest stops everything up front
-    check_template_delivery(manifest)
+class PlanInterrupted(Exception):
+    pass
+
+
+def make_plan(ctx: Context, manifest: Manifest, printer: Printer, deployer: Deployer, options: Options,
+              stacks=None) -> list[StackPlan]:
+    specs = list(stacks or manifest.stacks)
     deployer.upload_if_bucket_exists()
-    with ThreadPoolExecutor(max_workers=max(1, options.max_parallel)) as pool:
-        plans = list(pool.map(deployer.plan_stack, manifest.stacks))
-    entries = [deployer.review_entry(plan) for plan in plans]
-    printer.line(render(entries))
+    plans: dict[str, StackPlan] = {}
+
+    def plan_one(name: str) -> Outcome:
+        plans[name] = deployer.plan_stack(manifest.by_name[name])
+        return Outcome(True, "planned")
+
+    result = run_graph({spec.name: set() for spec in specs}, plan_one, options.max_parallel, ctx.stop,
+                       stop_on_failure=False)
+    if result.interrupted:
+        raise PlanInterrupted(sorted(plans))
+    ordered = [plans[spec.name] for spec in specs]
+    entries = [deployer.review_entry(plan) for plan in ordered]
+    printer.line(render(entries, where(manifest)))
     write_review(review_path(manifest), manifest.environment, entries)
-    save_plan(manifest, plans)
+    save_plan(manifest, ordered)
     printer.line(f"\nreview written to {review_path(manifest)}")
-    return plans
+    return ordered
 
 
-def save_plan(manifest: Manifest, plans: list[StackPlan]) -> None:
-    stacks = {}
-    for plan in plans:
-        stacks[plan.spec.name] = {
-            "action": plan.action, "region": plan.spec.region, "note": plan.note,
-            "sha256": plan.spec.sha256, "parameters_sha256": digest(plan.spec.parameters),
-            "tags_sha256": digest(manifest.tags),
-            "change_set_id": plan.change_set.id if plan.change_set else None,
-            "change_set_type": plan.change_set.type if plan.change_set else None,
-            "stack_id": plan.change_set.stack_id if plan.change_set else None,
-            "blocked": plan.blocked,
-        }
-    document = {"format": PLAN_FORMAT, "environment": manifest.environment, "stacks": stacks}
-    plan_path(manifest).write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+def _report_blocked(printer: Printer, plans: list[StackPlan]) -> bool:
+    blocked = [p for p in plans if p.blocked]
+    for plan in blocked:
+        label = "FAILED" if plan.action == Action.FAILED else "BLOCKED"
+        printer.line(f"{label} {plan.spec.name}: {plan.note or '; '.join(f.message for f in plan.findings)}")
+    return bool(blocked)
 
 
-def _run(deployer: Deployer, manifest: Manifest, plans: dict[str, StackPlan], options: Options,
-         may_create_change_sets: bool) -> RunResult:
-    return run_graph(
-        manifest.dependencies(),
-        lambda name: deployer.execute_stack(plans[name], may_create_change_sets),
-        options.max_parallel,
-    )
+def _planned(ctx: Context, manifest: Manifest, printer: Printer, options: Options, scope: Scope,
+             stacks=None) -> tuple[Deployer, list[StackPlan]] | int:
+    """Preflight, then the plan: (deployer, plans), or the exit code that ends the command."""
+    check_build(manifest)
+    if not preflight_passes(ctx, manifest, printer, options, scope):
+        printer.line("refused by preflight: nothing planned, nothing executed")
+        return 2
+    deployer = _deployer(ctx, manifest, printer, options)
+    if not options.rollback_triggers:
+        printer.line("rollback triggers OFF for this run (--no-rollback-triggers): a firing alarm will not roll it back")
+    try:
+        return deployer, make_plan(ctx, manifest, printer, deployer, options, stacks)
+    except PlanInterrupted as interrupted:
+        printer.line(f"\nplan interrupted: nothing executed; change sets already created ({len(interrupted.args[0])} "
+                     "stack(s)) are replaced by the next plan")
+        return INTERRUPTED_EXIT
+
+
+def cmd_plan(ctx: Context, manifest: Manifest, printer: Printer, options: Options) -> int:
+    planned = _planned(ctx, manifest, printer, options, Scope.PLAN)
+    if isinstance(planned, int):
+        return planned
+    _, plans = planned
+    if _report_blocked(printer, plans):
+        return 1
+    printer.line(f"nothing executed; review the change sets, then `make execute ENV={manifest.environment}`")
+    return 0
+
+
+def _deploy(ctx: Context, manifest: Manifest, printer: Printer, options: Options, stacks=None) -> int:
+    planned = _planned(ctx, manifest, printer, options, Scope.DEPLOY, stacks)
+    if isinstance(planned, int):
+        return planned
+    deployer, plans = planned
+    if _report_blocked(printer, plans):
+        printer.line("deploy stopped before execution: nothing executed")
+        return 1
+    if not all(p.action in NOTHING_TO_RUN for p in plans):
+        if not confirm(printer, options, f"Deploy {where(manifest)}?"):
+            return 2
+    return _run(ctx, manifest, printer, deployer, {p.spec.name: p for p in plans}, options, True)
+
+
+def cmd_deploy(ctx: Context, manifest: Manifest, printer: Printer, options: Options) -> int:
+    return _deploy(ctx, manifest, printer, options)
+
+
+def cmd_bootstrap(ctx: Context, manifest: Manifest, printer: Printer, options: Options) -> int:
+    """Only the bootstrap (artifacts) stack: the bucket and the image repository exist after it,
+    so the image can be pushed before the first full deploy."""
+    return _deploy(ctx, manifest, printer, options, stacks=[manifest.bootstrap_stack])
+
+
+def _run(ctx: Context, manifest: Manifest, printer: Printer, deployer: Deployer, plans: dict[str, StackPlan],
+         options: Options, may_create_change_sets: bool) -> int:
+    graph = manifest.dependencies()
+    graph = {name: deps & set(plans) for name, deps in graph.items() if name in plans}
+    result = run_graph(graph, lambda name: deployer.execute_stack(plans[name], may_create_change_sets),
+                       options.max_parallel, ctx.stop)
+    print_summary(printer, result)
+    if any(o.label == Label.NEEDS_PLAN for o in result.outcomes.values()):
+        printer.line(f"stacks waiting for their dependencies need a new review: run `make plan ENV={manifest.environment}`")
+    published = publish_resource_manifest(ctx, manifest, printer, result)
+    if result.interrupted:
+        return INTERRUPTED_EXIT
+    return 0 if result.ok and published else 1
 
 
 def publish_resource_manifest(ctx: Context, manifest: Manifest, printer: Printer, result: RunResult) -> bool:
@@ -126,161 +175,107 @@ def publish_resource_manifest(ctx: Context, manifest: Manifest, printer: Printer
     return False
 
 
-def _report_blocked(printer: Printer, plans: list[StackPlan]) -> bool:
-    blocked = [p for p in plans if p.blocked]
-    for plan in blocked:
-        printer.line(f"BLOCKED {plan.spec.name}: {plan.note or '; '.join(f.message for f in plan.findings)}")
-    return bool(blocked)
-
-
-def cmd_plan(ctx: Context, manifest: Manifest, printer: Printer, options: Options) -> int:
-    deployer = Deployer(ctx, manifest, printer, options.allow_replace)
-    plans = make_plan(ctx, manifest, printer, deployer, options)
-    if _report_blocked(printer, plans):
-        return 1
-    printer.line(f"nothing executed; review the change sets, then `make execute ENV={manifest.environment}`")
-    return 0
-
-
-def cmd_deploy(ctx: Context, manifest: Manifest, printer: Printer, options: Options) -> int:
-    deployer = Deployer(ctx, manifest, printer, options.allow_replace)
-    plans = make_plan(ctx, manifest, printer, deployer, options)
-    if _report_blocked(printer, plans):
-        printer.line("deploy stopped before execution: nothing executed")
-        return 1
-    if not all(p.action in ("unchanged", "no-op") for p in plans):
-        if not confirm(printer, options, f"Deploy {manifest.environment}?"):
-            return 2
-    result = _run(deployer, manifest, {p.spec.name: p for p in plans}, options, True)
-    print_summary(printer, result)
-    published = publish_resource_manifest(ctx, manifest, printer, result)
-    return 0 if result.ok and published else 1
-
-
-def _load_saved_plan(manifest: Manifest) -> dict:
-    path = plan_path(manifest)
-    if not path.is_file():
-        raise FileNotFoundError(f"no plan at {path}: run `make plan ENV={manifest.environment}` first")
-    document = json.loads(path.read_text())
-    if document.get("format") != PLAN_FORMAT or document.get("environment") != manifest.environment:
-        raise FileNotFoundError(f"{path} is not a plan of {manifest.environment}: run `make plan` again")
-    return document
-
-
-def _saved_plan_problem(ctx: Context, manifest: Manifest, spec: StackSpec, saved: dict | None) -> str | None:
-    if saved is None:
-        return "not in the last plan"
-    if saved["sha256"] != spec.sha256:
-        return "template changed since the plan"
-    if saved["parameters_sha256"] != digest(spec.parameters):
-        return "parameters changed since the plan"
-    if saved["tags_sha256"] != digest(manifest.tags):
-        return "tags changed since the plan"
-    if saved.get("change_set_id"):
-        try:
-            described = ctx.cfn(spec.region).call("describe_change_set", ChangeSetName=saved["change_set_id"])
-        except ClientError as error:
-            return f"its change set is gone ({error_message(error)})"
-        if described.get("ExecutionStatus") != "AVAILABLE":
-            return f"its change set is {described.get('ExecutionStatus')} (executed, obsolete or failed)"
-    return None
-
-
-def _plan_from_saved(ctx: Context, spec: StackSpec, saved: dict) -> StackPlan:
-    deployed = describe_stack(ctx, spec.region, spec.name)
-    if not saved.get("change_set_id"):
-        return StackPlan(spec, saved["action"], deployed, note=saved.get("note", ""))
-    first = ctx.cfn(spec.region).call("describe_change_set", ChangeSetName=saved["change_set_id"])
-    change_set = ChangeSet(saved["change_set_id"], saved["stack_id"], saved["change_set_type"],
-                           all_changes(ctx, spec.region, saved["change_set_id"], first), first.get("Parameters", []))
-    return StackPlan(spec, saved["action"], deployed if saved["change_set_type"] == "UPDATE" else None, change_set)
-
-
 def cmd_execute(ctx: Context, manifest: Manifest, printer: Printer, options: Options) -> int:
-    saved = _load_saved_plan(manifest)["stacks"]
-    refused = {}
-    for spec in manifest.stacks:
-        problem = _saved_plan_problem(ctx, manifest, spec, saved.get(spec.name))
-        if problem:
-            refused[spec.name] = problem
+    saved = load_saved_plan(manifest)
+    refused = {spec.name: problem for spec in manifest.stacks
+               if (problem := saved_plan_problem(ctx, manifest, spec, saved.get(spec.name)))}
     if refused:
         for name, problem in sorted(refused.items()):
             printer.line(f"REFUSED {name}: {problem}")
         printer.line(f"nothing executed: run `make plan ENV={manifest.environment}` and review again")
         return 1
-    deployer = Deployer(ctx, manifest, printer, options.allow_replace)
-    plans = {spec.name: _plan_from_saved(ctx, spec, saved[spec.name]) for spec in manifest.stacks}
+    if not preflight_passes(ctx, manifest, printer, options, Scope.DEPLOY):
+        printer.line("refused by preflight: nothing executed")
+        return 2
+    deployer = _deployer(ctx, manifest, printer, options)
+    plans = {spec.name: plan_from_saved(ctx, spec, saved[spec.name]) for spec in manifest.stacks}
     for plan in plans.values():
         if plan.change_set:
             plan.findings = deployer.guard(plan)  # imports may have appeared since the plan
     if _report_blocked(printer, list(plans.values())):
         printer.line("nothing executed")
         return 1
-    result = _run(deployer, manifest, plans, options, may_create_change_sets=False)
-    print_summary(printer, result)
-    if any(o.label == "needs a new plan" for o in result.outcomes.values()):
-        printer.line(f"stacks waiting for their dependencies need a new review: run `make plan ENV={manifest.environment}`")
-    published = publish_resource_manifest(ctx, manifest, printer, result)
-    return 0 if result.ok and published else 1
+    return _run(ctx, manifest, printer, deployer, plans, options, may_create_change_sets=False)
 
 
-# ---- destroy -------------------------------------------------------------------------------
-def retained_resources(ctx: Context, spec: StackSpec) -> list[str]:
-    """Resources with a retaining DeletionPolicy in the deployed template, with physical ids."""
-    template = deployed_template(ctx, spec.region, spec.name)
-    keep = {logical_id: body.get("DeletionPolicy") for logical_id, body in template.get("Resources", {}).items()
-            if body.get("DeletionPolicy") in RETAINING_POLICIES}
-    if not keep:
-        return []
-    physical = {summary["LogicalResourceId"]: summary.get("PhysicalResourceId", "")
-                for summary in list_stack_resources(ctx, spec.region, spec.name)}
-    return [f"{spec.name}: {logical_id} ({physical.get(logical_id, 'not created')}) kept by DeletionPolicy {policy}"
-            for logical_id, policy in sorted(keep.items())]
-
-
-def _delete_stack(ctx: Context, printer: Printer, spec: StackSpec, retained: list[str]) -> Outcome:
-    deployed = describe_stack(ctx, spec.region, spec.name)
-    if not deployed:
-        return Outcome(True, "absent")
-    cfn = ctx.cfn(spec.region)
-    try:
-        kept = retained_resources(ctx, spec)
-        if deployed.get("EnableTerminationProtection"):
-            printer.stack(spec.name, "turning termination protection off to delete")
-            set_termination_protection(ctx, printer, spec, False)
-        cfn.call("delete_stack", StackName=deployed["StackId"])
-        status, events = wait_for_stack(ctx, spec.region, deployed["StackId"], spec.timeout_minutes,
-                                        on_event=lambda e: printer.stack(spec.name, format_event(e)))
-    except ClientError as error:
-        return Outcome(False, "failed", error_message(error))
-    if status != "DELETE_COMPLETE":
-        cause = root_cause(events)
-        reason = f"{cause['LogicalResourceId']}: {cause.get('ResourceStatusReason', '')}" if cause else status
-        return Outcome(False, "failed", f"{status}; {reason}")
-    retained.extend(kept)
-    return Outcome(True, "deleted")
-
-
+# ---- destroy / recover / adopt -------------------------------------------------------------------
 def cmd_destroy(ctx: Context, manifest: Manifest, printer: Printer, options: Options) -> int:
     if manifest.environment == "prod" and not options.force:
         printer.line("refusing to destroy prod without --force (FORCE=1)")
         return 2
-    if not confirm(printer, options, f"Delete every stack of {manifest.environment}?"):
+    if not preflight_passes(ctx, manifest, printer, options, Scope.DESTROY):
+        printer.line("refused by preflight: nothing deleted")
         return 2
-    retained: list[str] = []
-    by_name = manifest.by_name
-    result = run_graph(reverse_graph(manifest.dependencies()),
-                       lambda name: _delete_stack(ctx, printer, by_name[name], retained), options.max_parallel)
+    if not confirm(printer, options, f"Delete every stack of {where(manifest)}?"):
+        return 2
+    destroyer = Destroyer(ctx, manifest, printer)
+    result = run_graph(reverse_graph(manifest.dependencies()), lambda name: destroyer.delete(manifest.by_name[name]),
+                       options.max_parallel, ctx.stop)
     print_summary(printer, result)
-    if retained:
+    if destroyer.retained:
         printer.line("\nretained resources that remain (delete them by hand if they must go):")
-        for line in sorted(retained):
+        for line in sorted(destroyer.retained):
             printer.line(f"  {line}")
+    if result.interrupted:
+        return INTERRUPTED_EXIT
     return 0 if result.ok else 1
 
 
-# ---- status / outputs -------------------------------------------------------------------------
-def drift_status(ctx: Context, spec: StackSpec, timeout_minutes: float = 5) -> str:
+def _one_stack(manifest: Manifest, options: Options):
+    if not options.stack:
+        raise ValueError("--stack is required")
+    return manifest.find(options.stack)
+
+
+def cmd_recover(ctx: Context, manifest: Manifest, printer: Printer, options: Options) -> int:
+    spec = _one_stack(manifest, options)
+    if not preflight_passes(ctx, manifest, printer, options, Scope.RECOVER):
+        return 2
+    recovery = Recovery(ctx, manifest, printer, lambda question: confirm(printer, options, question), options.force_delete)
+    return recovery.run(spec)
+
+
+def cmd_adopt(ctx: Context, manifest: Manifest, printer: Printer, options: Options) -> int:
+    """Creates a stack that does not exist yet from the named resources an earlier deployment
+    kept (IMPORT change set); `make deploy` then brings it to its full template."""
+    spec = _one_stack(manifest, options)
+    if not preflight_passes(ctx, manifest, printer, options, Scope.RECOVER):
+        return 2
+    deployed = describe_stack(ctx, spec.region, spec.name)
+    if deployed and deployed["StackStatus"] != "REVIEW_IN_PROGRESS":
+        printer.line(f"{spec.name} exists ({deployed['StackStatus']}): adopt only creates a stack from kept resources")
+        return 1
+    existing = existing_named_resources(ctx, spec)
+    if not existing:
+        printer.line(f"no kept resource holds a name {spec.name} creates: nothing to adopt, `make deploy` creates it")
+        return 0
+    unusable = [item for item in existing if item.problem]
+    for item in unusable:
+        printer.line(f"cannot adopt {item.describe()}")
+    if unusable:
+        return 1
+    printer.line(f"{spec.name} will be created from {len(existing)} kept resource(s):")
+    for item in existing:
+        printer.line(f"  {item.describe()}")
+    if not confirm(printer, options, f"Import them into {spec.name}?"):
+        return 2
+    described = create_import_change_set(ctx, manifest, spec, existing, effective_parameters(spec, None))
+    ctx.cfn(spec.region).call("execute_change_set", ChangeSetName=described["ChangeSetId"])
+    status, _ = wait_for_stack(ctx, spec.region, described["StackId"], spec.timeout_minutes,
+                               on_event=lambda event: printer.stack(spec.name, format_event(event)))
+    if status != "IMPORT_COMPLETE":
+        printer.line(f"{spec.name} ended {status}")
+        return 1
+    printer.line(f"{spec.name} holds its kept resources again: `make deploy ENV={manifest.environment}` completes it")
+    return 0
+
+
+# ---- preflight / status / outputs ---------------------------------------------------------------
+def cmd_preflight(ctx: Context, manifest: Manifest, printer: Printer, options: Options) -> int:
+    return 0 if preflight_passes(ctx, manifest, printer, options, Scope.PREFLIGHT) else 2
+
+
+def drift_status(ctx: Context, spec, timeout_minutes: float = 5) -> str:
     """Drift is information, never a reason for `status` to fail: every error becomes
     "unavailable (why)", and an emulator without the drift APIs says so."""
     cfn = ctx.cfn(spec.region)
@@ -293,7 +288,7 @@ def drift_status(ctx: Context, spec: StackSpec, timeout_minutes: float = 5) -> s
                 return status.get("StackDriftStatus", status.get("DetectionStatus", "UNKNOWN"))
             if ctx.clock.monotonic() >= deadline:
                 return "DETECTION_IN_PROGRESS (timed out waiting)"
-            ctx.clock.sleep(ctx.poll_seconds)
+            ctx.pause(ctx.poll_seconds)
     except (ClientError, BotoCoreError, ResponseParserError, KeyError, NotImplementedError) as error:
         gap = cfn.emulator_gap(error)
         if gap:
@@ -332,6 +327,7 @@ def cmd_outputs(ctx: Context, manifest: Manifest, printer: Printer, options: Opt
 
 
 COMMANDS = {
-    "plan": cmd_plan, "deploy": cmd_deploy, "execute": cmd_execute,
-    "destroy": cmd_destroy, "status": cmd_status, "outputs": cmd_outputs,
+    "preflight": cmd_preflight, "plan": cmd_plan, "deploy": cmd_deploy, "bootstrap": cmd_bootstrap,
+    "execute": cmd_execute, "destroy": cmd_destroy, "recover": cmd_recover, "adopt": cmd_adopt,
+    "status": cmd_status, "outputs": cmd_outputs,
 }

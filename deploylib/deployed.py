@@ -145,6 +145,7 @@ def build_document(ctx: Context, manifest: Manifest, result: RunResult) -> tuple
         "complete": result.ok,
         "failed_stacks": sorted(name for name, (label, _) in run_results.items() if label in FAILED_RESULTS),
         "not_started_stacks": sorted(name for name, (label, _) in run_results.items() if label in NOT_STARTED_RESULTS),
+        "interrupted": result.interrupted,
         "stacks": stacks,
     }
     return document, masked_at

@@ -50,6 +50,9 @@ class StackSpec:
     serves_traffic: bool
     rollback_alarms: tuple[RollbackAlarm, ...]
     timeout_minutes: int
+    # stateful resources with a fixed physical name: logical id -> (resource type, name)
+    named_resources: dict[str, tuple[str, str]] = field(default_factory=dict)
+    lifecycle_parameter: str | None = None  # the deploy-managed StackLifecycle parameter, if any
 
     def template_bytes(self) -> bytes:
         """The template as built, refused if it does not match the manifest's hash."""
@@ -74,6 +77,7 @@ class Manifest:
     path: Path
     environment: str
     region: str
+    account_id: str | None
     tags: dict[str, str]
     termination_protection: bool
     stack_policy: bool
@@ -82,6 +86,7 @@ class Manifest:
     artifacts: tuple[Artifact, ...]
     stacks: tuple[StackSpec, ...]
     by_name: dict[str, StackSpec] = field(repr=False)
+    preflight: dict = field(default_factory=dict, repr=False)  # parsed by deploylib.preflight
 
     @property
     def build_dir(self) -> Path:
@@ -105,12 +110,14 @@ class Manifest:
     def uses_artifact_bucket(self, stack: StackSpec) -> bool:
         return not stack.bootstrap and stack.region == self.bootstrap_stack.region
 
-    def dependents(self) -> dict[str, set[str]]:
-        reverse: dict[str, set[str]] = {stack.name: set() for stack in self.stacks}
-        for name, deps in self.dependencies().items():
-            for dep in deps:
-                reverse[dep].add(name)
-        return reverse
+    def find(self, name_or_layer: str) -> StackSpec:
+        """A stack by its name (payments-dev-data) or its layer (data)."""
+        for stack in self.stacks:
+            if name_or_layer in (stack.name, stack.layer):
+                return stack
+        raise ManifestError(
+            f"{self.environment} has no stack {name_or_layer!r}: one of {', '.join(s.layer for s in self.stacks)}"
+        )
 
 
 def manifest_path(build_dir: Path, environment: str) -> Path:
@@ -163,6 +170,7 @@ def parse_manifest(raw: dict, path: Path, environment: str) -> Manifest:
         path=path,
         environment=environment,
         region=_require(raw, "region", where),
+        account_id=raw.get("account_id"),
         tags=dict(_require(raw, "tags", where)),
         termination_protection=bool(raw.get("termination_protection", False)),
         stack_policy=bool(raw.get("stack_policy", False)),
@@ -171,6 +179,7 @@ def parse_manifest(raw: dict, path: Path, environment: str) -> Manifest:
         artifacts=artifacts,
         stacks=stacks,
         by_name=by_name,
+        preflight=raw.get("preflight") or {},
     )
     _check_graph(manifest, where)
     return manifest
@@ -205,6 +214,11 @@ def _parse_stack(item: dict, base: Path, raw: dict, where: str) -> StackSpec:
         serves_traffic=bool(item.get("serves_traffic", False)),
         rollback_alarms=alarms,
         timeout_minutes=int(item.get("timeout_minutes", 30)),
+        named_resources={
+            r["logical_id"]: (r.get("type", ""), r["physical_name"])
+            for r in item.get("stateful_resources", []) if r.get("physical_name")
+        },
+        lifecycle_parameter=item.get("lifecycle_parameter"),
     )
 
 

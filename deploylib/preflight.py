@@ -23,7 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
 
 from .aws import Context, RetryingClient, error_code, error_message
-from .manifest import ManifestError, manifest_path
+from .manifest import Manifest, ManifestError, manifest_path
 from .stacks import describe_stack, is_in_progress
 
 
@@ -45,6 +45,7 @@ class ContainerImageSpec:
     repository_stack: str
     tag: str | None = None
     digest: str | None = None
+    used_by: tuple[str, ...] = ()  # the stacks whose tasks run it: they wait until it exists
 
     @property
     def image_id(self) -> dict[str, str]:
@@ -155,10 +156,11 @@ def _parse_image(raw: Any, where: str) -> ContainerImageSpec | None:
     has_tag, has_digest = raw.get("tag") is not None, raw.get("digest") is not None
     if has_tag == has_digest:
         raise ManifestError(f"{where}: exactly one of 'tag' and 'digest' is needed")
+    used_by = tuple(raw.get("used_by") or ())
     if has_digest:
         digest = _matching(_field(raw, "digest", where), DIGEST, f"{where}.digest", "sha256:<64 hex>")
-        return ContainerImageSpec(repository, stack, digest=digest)
-    return ContainerImageSpec(repository, stack, tag=_field(raw, "tag", where))
+        return ContainerImageSpec(repository, stack, digest=digest, used_by=used_by)
+    return ContainerImageSpec(repository, stack, tag=_field(raw, "tag", where), used_by=used_by)
 
 
 def _parse_roles(raw: Any, where: str) -> tuple[ServiceLinkedRoleSpec, ...]:
@@ -233,6 +235,13 @@ def parse_preflight(raw: dict, where: str) -> PreflightSpec:
     )
 
 
+def preflight_of(manifest: Manifest) -> PreflightSpec:
+    """The manifest's preflight section, parsed (it is required: the build always writes it)."""
+    if not manifest.preflight:
+        raise ManifestError(f"{manifest.path}: missing field 'preflight'; rebuild with `make build ENV={manifest.environment}`")
+    return parse_preflight(manifest.preflight, str(manifest.path))
+
+
 def load_preflight(build_dir: Path, environment: str) -> PreflightSpec:
     """The preflight section of build/<env>/manifest.json, parsed."""
     path = manifest_path(build_dir, environment)
@@ -265,6 +274,7 @@ class Scope(Enum):
     PLAN = "plan"
     DEPLOY = "deploy"
     DESTROY = "destroy"
+    RECOVER = "recover"  # recover and adopt: the account only (the stack states are what they act on)
 
 
 @dataclass(frozen=True)
@@ -526,6 +536,16 @@ def check_container_image(run: _Run) -> list[Row]:
             return [_repository_missing(run, image)]
         raise
     return [Row(IMAGE, image.reference, Status.PASS, f"found in {_registry(run)}/{image.repository}")]
+
+
+def image_gate(ctx: Context, spec: PreflightSpec, stack_name: str) -> Row | None:
+    """Before a stack that runs the image gets its change set: a row saying why it must wait
+    (the image is not pushed yet), or None when it may go on."""
+    image = spec.container_image
+    if image is None or stack_name not in image.used_by:
+        return None
+    rows = _guarded(IMAGE, image.reference, False, lambda: check_container_image(_Run(ctx, spec, False, None)))
+    return next((row for row in rows if row.status is not Status.PASS), None)
 
 
 # A stack in these states holds none of its resources (an interrupted plan's empty stack, a failed
@@ -814,7 +834,7 @@ class Check:
     run: Callable[[_Run], list[Row]]
     subject: str  # the subject of the row an unexpected AWS error becomes
     essential: bool = False  # an error is a FAIL (else a WARN "could not check")
-    scopes: frozenset[Scope] = ALL_SCOPES - {Scope.DESTROY}
+    scopes: frozenset[Scope] = ALL_SCOPES - {Scope.DESTROY, Scope.RECOVER}
 
 
 # In order. Identity runs first: the checks after it run only once the credentials are known to
@@ -828,7 +848,7 @@ CHECKS: tuple[Check, ...] = (
     Check(APIGW, check_api_gateway_logging_role, "account setting"),
     Check(NETWORK, check_network_quotas, "network"),
     Check(DR, check_dr_region, "dr region"),
-    Check(STACKS, check_stacks, "stacks", essential=True, scopes=ALL_SCOPES),
+    Check(STACKS, check_stacks, "stacks", essential=True, scopes=ALL_SCOPES - {Scope.RECOVER}),
 )
 
 

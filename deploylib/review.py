@@ -26,11 +26,14 @@ def console_url(region: str, stack_id: str, change_set_id: str) -> str:
     )
 
 
-def parameter_changes(spec: StackSpec, deployed: dict | None) -> list[dict]:
+def parameter_changes(spec: StackSpec, deployed: dict | None, parameters: dict[str, str] | None = None) -> list[dict]:
+    """What changes between the deployed stack's parameters and `parameters` (the manifest's
+    by default; a plan passes its own, deploy-managed values included)."""
+    new = spec.parameters if parameters is None else parameters
     old = {p["ParameterKey"]: p.get("ParameterValue", "") for p in (deployed or {}).get("Parameters", [])}
     rows = []
-    for name in sorted(set(old) | set(spec.parameters)):
-        before, after = old.get(name), spec.parameters.get(name)
+    for name in sorted(set(old) | set(new)):
+        before, after = old.get(name), new.get(name)
         secret = name in spec.no_echo_parameters or before == MASK
         if secret:
             # the old value is unknown (****): report that it is passed, never what it is
@@ -78,8 +81,8 @@ def template_resources(spec: StackSpec) -> list[dict]:
     return [{"logical_id": k, "type": v.get("Type", "")} for k, v in sorted(resources.items())]
 
 
-def render(entries: list[dict]) -> str:
-    lines = ["", "=== Review ==="]
+def render(entries: list[dict], header: str = "") -> str:
+    lines = ["", f"=== Review{': ' + header if header else ''} ==="]
     for entry in entries:
         lines.append(f"\n{entry['stack']} ({entry['region']}): {entry['action'].upper()}"
                      + (f" - {entry['note']}" if entry.get("note") else ""))

@@ -3,22 +3,23 @@
 A node starts as soon as every node it depends on has succeeded — not level by level, so a
 slow stack delays only what really needs it. Concurrency is bounded by max_parallel.
 After the first failure no new node starts; running ones finish; the rest is "not started".
+
+Ctrl-C (KeyboardInterrupt in the main thread, which is the one waiting here) sets the shared
+stop event: no new node starts, running nodes stop waiting at their next pause (their
+CloudFormation operations go on) and report it, and the result says it was interrupted.
 """
 from __future__ import annotations
 
+import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Callable
-
-SUCCEEDED = "succeeded"
-FAILED = "failed"
-NOT_STARTED = "not started"
 
 
 @dataclass
 class Outcome:
     ok: bool
-    label: str  # e.g. deployed, unchanged, no-op, deleted, failed
+    label: str  # a plans.Label: deployed, unchanged, no-op, deleted, failed, interrupted, ...
     detail: str = ""
 
 
@@ -26,20 +27,24 @@ class Outcome:
 class RunResult:
     outcomes: dict[str, Outcome] = field(default_factory=dict)
     not_started: list[str] = field(default_factory=list)
+    interrupted: bool = False
 
     @property
     def ok(self) -> bool:
-        return not self.not_started and all(o.ok for o in self.outcomes.values())
+        return not self.interrupted and not self.not_started and all(o.ok for o in self.outcomes.values())
 
 
 def run_graph(
     dependencies: dict[str, set[str]],
     work: Callable[[str], Outcome],
     max_parallel: int,
+    stop: threading.Event | None = None,
+    stop_on_failure: bool = True,
 ) -> RunResult:
     result = RunResult()
     pending = set(dependencies)
     running: dict[Future, str] = {}
+    stop = stop or threading.Event()
     failed = False
 
     def ready() -> list[str]:
@@ -50,7 +55,7 @@ def run_graph(
 
     with ThreadPoolExecutor(max_workers=max(1, max_parallel)) as pool:
         while True:
-            if not failed:
+            if not (failed and stop_on_failure) and not stop.is_set():
                 for name in ready():
                     if len(running) >= max_parallel:
                         break
@@ -58,18 +63,26 @@ def run_graph(
                     running[pool.submit(work, name)] = name
             if not running:
                 break
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            try:
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+            except KeyboardInterrupt:
+                stop.set()
+                result.interrupted = True
+                continue
             for future in done:
                 name = running.pop(future)
-                try:
-                    outcome = future.result()
-                except Exception as error:  # a bug or an unexpected API error: report, do not hang
-                    outcome = Outcome(False, "failed", f"{type(error).__name__}: {error}")
-                result.outcomes[name] = outcome
-                if not outcome.ok:
-                    failed = True
+                result.outcomes[name] = _outcome(future)
+                failed = failed or not result.outcomes[name].ok
+    result.interrupted = result.interrupted or stop.is_set()
     result.not_started = sorted(pending)
     return result
+
+
+def _outcome(future: Future) -> Outcome:
+    try:
+        return future.result()
+    except Exception as error:  # a bug or an unexpected API error: report, do not hang
+        return Outcome(False, "failed", f"{type(error).__name__}: {error}")
 
 
 def reverse_graph(dependencies: dict[str, set[str]]) -> dict[str, set[str]]:

@@ -154,4 +154,4 @@ def wait_for_stack(
                 f"still {status} after {timeout_minutes:g} minutes; the operation continues in "
                 f"CloudFormation, check it with `make status`"
             )
-        ctx.clock.sleep(ctx.poll_seconds)
+        ctx.pause(ctx.poll_seconds)

@@ -109,9 +109,12 @@ def _certificate(config: EnvironmentConfig) -> dict:
     return {"mode": "create", "domain_name": certificate.domain_name, "hosted_zone_id": certificate.hosted_zone_id}
 
 
-def _container_image(config: EnvironmentConfig) -> dict:
+def _container_image(config: EnvironmentConfig, templates: dict[str, dict]) -> dict:
     settings = config.compute.ecs
-    image = {"repository": api_repository_name(config), "repository_stack": stack_name(config, "artifacts")}
+    used_by = sorted(stack_name(config, layer) for layer, _, resource in _resources(templates)
+                     if resource["Type"] == "AWS::ECS::TaskDefinition")
+    image = {"repository": api_repository_name(config), "repository_stack": stack_name(config, "artifacts"),
+             "used_by": used_by}
     image["digest" if settings.image_is_digest else "tag"] = settings.image
     return image
 
@@ -126,7 +129,7 @@ def account_requirements(config: EnvironmentConfig, templates: dict[str, dict], 
         "parameters_file": display_path(PARAMETERS_DIR / f"{config.name}.yaml"),
         "lambda_reserved_concurrency": _reserved_concurrency(templates),
         "certificate": _certificate(config),
-        "container_image": _container_image(config),
+        "container_image": _container_image(config, templates),
         "service_linked_roles": _service_linked_roles(templates),
         "api_gateway_logging_role": _api_gateway_logging_role(templates),
         "network": {

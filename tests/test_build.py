@@ -174,3 +174,42 @@ class _RecordingPool:
         jobs = list(jobs)
         self.linted += [job[0] for job in jobs]
         return [function(job) for job in jobs]
+
+
+def test_a_rebuild_removes_only_what_the_build_writes(tmp_path):
+    """deploy.py's records (the last plan, review, deployed resources, outputs) survive `make
+    build`: plan and deploy build first, and used to lose the previous deploy's record."""
+    from templates_src.config import load_environments
+
+    config = load_environments(("dev",))["dev"]
+    build.build_environment(config, tmp_path, run_lint=False)
+    env_dir = tmp_path / "dev"
+    kept = {name: f'{{"written by": "deploy.py", "file": "{name}"}}\n' for name in
+            ("deployed.json", "outputs.json", "plan.json", "review.json")}
+    for name, text in kept.items():
+        (env_dir / name).write_text(text)
+    (env_dir / "dr.json").write_text("{}")  # a layer dev no longer has (DR off)
+    build.build_environment(config, tmp_path, run_lint=False)
+    for name, text in kept.items():
+        assert (env_dir / name).read_text() == text, name
+    assert not (env_dir / "dr.json").exists()
+
+
+def test_the_manifest_says_what_the_account_must_provide(built_environments):
+    staging = built_environments["staging"]["manifest"]
+    preflight = staging["preflight"]
+    assert staging["account_id"] == preflight["account_id"] == "222222222222"
+    assert preflight["lambda_reserved_concurrency"]["payments-staging-payment-api"] == 20
+    assert "payments-staging-restrict-default-sg" not in preflight["lambda_reserved_concurrency"]
+    assert preflight["container_image"] == {"repository": "payments-staging-api", "repository_stack": "payments-staging-artifacts",
+                                            "tag": "1.0.0", "used_by": ["payments-staging-compute"]}
+    assert preflight["certificate"]["mode"] == "create"
+    assert [r["role_name"] for r in preflight["service_linked_roles"]] == [
+        "AWSServiceRoleForECS", "AWSServiceRoleForApplicationAutoScaling_ECSService"]
+    assert preflight["network"]["nat_gateways"] == preflight["network"]["elastic_ips"] == 1
+    assert built_environments["prod"]["manifest"]["preflight"]["dr_region"] == "eu-central-1"
+    stacks = {s["layer"]: s for s in staging["stacks"]}
+    assert stacks["data"]["lifecycle_parameter"] == stacks["compute"]["lifecycle_parameter"] == "StackLifecycle"
+    assert stacks["network"]["lifecycle_parameter"] is None
+    named = {r["logical_id"]: r["physical_name"] for r in stacks["storage"]["stateful_resources"]}
+    assert named["AuditBucket"] == "payments-staging-audit-222222222222-eu-west-1"

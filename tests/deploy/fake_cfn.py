@@ -12,7 +12,17 @@ Scenario knobs live on FakeAws (shared by every region):
 - replacement_properties[type] = {property}: changes forcing replacement;
 - throttle_first_n: the first N API calls answer Throttling;
 - page_size / resource_page_size: page sizes of DescribeStackEvents / ListStackResources;
-- change_set_latency: seconds a change set stays CREATE_IN_PROGRESS.
+- change_set_latency: seconds a change set stays CREATE_IN_PROGRESS;
+- named: (resource type, physical name) -> owning stack, or None once a stack let it go (retained):
+  the account's named resources. Creating a name that exists fails "already exists"; an IMPORT
+  change set adopts an unowned one;
+- on_resource_created / on_resource_deleting(region, type, physical id): hooks (S3 buckets live
+  in moto; deleting one that is not empty fails like S3 does).
+
+Deletion follows DeletionPolicy: Retain and RetainExceptOnCreate keep the resource on stack
+deletion, only Retain keeps it when a failed create rolls back; deletion protection (Aurora
+cluster, DynamoDB table, ALB attribute, evaluated with the stack's parameters and conditions)
+makes the deletion fail: ROLLBACK_FAILED on a create's rollback, DELETE_FAILED on DeleteStack.
 
 Conservative where AWS only guarantees less: a TemplateURL is read only from a bucket in the
 stack's own region (the S3 host names the bucket's region), and TemplateBody is limited to
@@ -49,6 +59,78 @@ IAM_TYPES = ("AWS::IAM::Role", "AWS::IAM::Policy", "AWS::IAM::ManagedPolicy", "A
 TEMPLATE_BODY_LIMIT = 51_200
 _S3_HOST_REGION = re.compile(r"\.s3[.-]([a-z0-9-]+)\.amazonaws\.com$")
 _SUB = re.compile(r"\$\{([A-Za-z0-9:]+)(?:\.([A-Za-z0-9.]+))?\}")
+
+
+def evaluate_conditions(template: dict, parameters: dict) -> dict[str, bool]:
+    """Fn::Equals / Not / And / Or over parameters, as CloudFormation evaluates Conditions."""
+    conditions = template.get("Conditions", {})
+    values: dict[str, bool] = {}
+
+    def value(node: Any) -> Any:
+        if isinstance(node, dict) and set(node) == {"Ref"}:
+            return parameters.get(node["Ref"], node["Ref"])
+        if isinstance(node, dict) and set(node) == {"Condition"}:
+            return condition(node["Condition"])
+        if isinstance(node, dict):
+            (key, args), = node.items()
+            if key == "Fn::Equals":
+                return str(value(args[0])) == str(value(args[1]))
+            if key == "Fn::Not":
+                return not value(args[0])
+            if key == "Fn::And":
+                return all(value(arg) for arg in args)
+            if key == "Fn::Or":
+                return any(value(arg) for arg in args)
+        return node
+
+    def condition(name: str) -> bool:
+        if name not in values:
+            values[name] = bool(value(conditions[name]))
+        return values[name]
+
+    for name in conditions:
+        condition(name)
+    return values
+
+
+NO_VALUE = object()
+
+
+def effective(properties: Any, parameters: dict, conditions: dict[str, bool]) -> Any:
+    """Properties with parameter Refs, Fn::If and AWS::NoValue resolved (everything else as written)."""
+    if isinstance(properties, dict):
+        if set(properties) == {"Ref"} and properties["Ref"] == "AWS::NoValue":
+            return NO_VALUE
+        if set(properties) == {"Ref"} and properties["Ref"] in parameters:
+            return parameters[properties["Ref"]]
+        if set(properties) == {"Fn::If"}:
+            name, when_true, when_false = properties["Fn::If"]
+            return effective(when_true if conditions.get(name) else when_false, parameters, conditions)
+        resolved = {k: effective(v, parameters, conditions) for k, v in properties.items()}
+        return {k: v for k, v in resolved.items() if v is not NO_VALUE}
+    if isinstance(properties, list):
+        return [v for v in (effective(item, parameters, conditions) for item in properties) if v is not NO_VALUE]
+    return properties
+
+
+def deletion_protected(resource_type: str, properties: dict) -> bool:
+    """Whether AWS would refuse to delete the resource, by its (effective) properties."""
+    if resource_type == "AWS::RDS::DBCluster":
+        return str(properties.get("DeletionProtection")).lower() == "true"
+    if resource_type == "AWS::DynamoDB::Table":
+        return str(properties.get("DeletionProtectionEnabled")).lower() == "true"
+    if resource_type == "AWS::ElasticLoadBalancingV2::LoadBalancer":
+        attributes = {a.get("Key"): str(a.get("Value")).lower() for a in properties.get("LoadBalancerAttributes", [])}
+        return attributes.get("deletion_protection.enabled") == "true"
+    return False
+
+
+PROTECTED_REASON = {
+    "AWS::RDS::DBCluster": "Cannot delete protected Cluster, please disable deletion protection and try again.",
+    "AWS::DynamoDB::Table": "Resource cannot be deleted as it is currently protected against deletion. Disable deletion protection first.",
+    "AWS::ElasticLoadBalancingV2::LoadBalancer": "Load balancer cannot be deleted because deletion protection is enabled",
+}
+UPDATABLE = ("CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE", "IMPORT_COMPLETE")
 
 
 def client_error(operation: str, code: str, message: str, status: int = 400) -> ClientError:
@@ -95,6 +177,8 @@ class FakeChangeSet:
     changes: list[dict] = field(default_factory=list)
     execution_status: str = "UNAVAILABLE"
     executed: bool = False
+    imports: dict = field(default_factory=dict)
+    retain_except_on_create: bool = False
 
 
 class FakeAws:
@@ -114,6 +198,10 @@ class FakeAws:
         self.page_size = 100
         self.resource_page_size = 100
         self.on_resource_created: Callable[[str, str, str], None] | None = None
+        self.on_resource_deleting: Callable[[str, str, str], str | None] | None = None
+        self.named: dict[tuple[str, str], str | None] = {}
+        self.change_set_failures: dict[str, str] = {}  # stack name -> reason its next change set FAILS with
+        self.unprotected: set[str] = set()  # physical ids whose deletion protection was turned off by API
         self.calls: list[tuple[str, str, dict]] = []
         self.regions: dict[str, FakeCloudFormation] = {}
         self.lock = threading.RLock()
@@ -194,7 +282,7 @@ class FakeCloudFormation:
         found = {}
         for stack in self.stacks:
             if stack.deleted or stack.status in ("REVIEW_IN_PROGRESS", "ROLLBACK_COMPLETE", "CREATE_IN_PROGRESS",
-                                                 "ROLLBACK_IN_PROGRESS", "DELETE_COMPLETE"):
+                                                 "ROLLBACK_IN_PROGRESS", "DELETE_COMPLETE", "ROLLBACK_FAILED"):
                 continue
             for output in stack.template.get("Outputs", {}).values():
                 if "Export" in output:
@@ -262,16 +350,6 @@ class FakeCloudFormation:
                       if not s.deleted and s.status not in ("REVIEW_IN_PROGRESS", "ROLLBACK_COMPLETE")
                       and export_name in self._imported_names(s))
 
-    @staticmethod
-    def _effective(properties: Any, parameters: dict) -> Any:
-        if isinstance(properties, dict):
-            if set(properties) == {"Ref"} and properties["Ref"] in parameters:
-                return parameters[properties["Ref"]]
-            return {k: FakeCloudFormation._effective(v, parameters) for k, v in properties.items()}
-        if isinstance(properties, list):
-            return [FakeCloudFormation._effective(v, parameters) for v in properties]
-        return properties
-
     def _compute_changes(self, stack: FakeStack, template: dict, parameters: dict, tags: dict, is_create: bool) -> list[dict]:
         old = {} if is_create else stack.template.get("Resources", {})
         new = template.get("Resources", {})
@@ -282,8 +360,9 @@ class FakeCloudFormation:
             if logical_id not in old:
                 changes.append({"Type": "Resource", "ResourceChange": {**base, "Action": "Add"}})
                 continue
-            before = self._effective(old[logical_id].get("Properties", {}), stack.parameters)
-            after = self._effective(body.get("Properties", {}), parameters)
+            before = effective(old[logical_id].get("Properties", {}), stack.parameters,
+                               evaluate_conditions(stack.template, stack.parameters))
+            after = effective(body.get("Properties", {}), parameters, evaluate_conditions(template, parameters))
             details, replace = [], old[logical_id]["Type"] != resource_type
             for prop in sorted(set(before) | set(after)):
                 if before.get(prop) != after.get(prop):
@@ -357,30 +436,38 @@ class FakeCloudFormation:
             change_set_type = kwargs.get("ChangeSetType", "UPDATE")
             if not re.fullmatch(r"[a-zA-Z][-a-zA-Z0-9]{0,127}", change_set_name):
                 raise client_error(op, "ValidationError", f"1 validation error detected: Value '{change_set_name}' at 'changeSetName' failed to satisfy constraint")
-            template = json.loads(self._template_from(op, kwargs))
             try:
                 stack = self._find(op, name)
             except ClientError:
                 stack = None
+            if kwargs.get("UsePreviousTemplate"):
+                if not stack or not stack.template:
+                    raise client_error(op, "ValidationError", "UsePreviousTemplate is only valid for an existing stack")
+                template = copy.deepcopy(stack.template)
+            else:
+                template = json.loads(self._template_from(op, kwargs))
+            if change_set_type == "IMPORT":
+                return self._create_import_change_set(op, kwargs, stack, template)
+            capabilities = kwargs.get("Capabilities", [])
+            granted = set(capabilities) | ({"CAPABILITY_IAM"} if "CAPABILITY_NAMED_IAM" in capabilities else set())
+            missing_capabilities = [c for c in self._required_capabilities(template) if c not in granted]
+            if missing_capabilities:  # refused before any stack exists
+                raise client_error(op, "InsufficientCapabilitiesException",
+                                   f"Requires capabilities : [{', '.join(missing_capabilities)}]")
             if change_set_type == "CREATE":
                 if stack and stack.status != "REVIEW_IN_PROGRESS":
                     raise client_error(op, "AlreadyExistsException", f"Stack [{name}] already exists and cannot be created again with the changeSet [{change_set_name}].")
                 if not stack:
                     stack = FakeStack(name, f"arn:aws:cloudformation:{self.region}:{ACCOUNT}:stack/{name}/{self.world.next_id():08d}",
-                                      self.region, created=self._now())
+                                      self.region, created=self._now(),
+                                      tags={t["Key"]: t["Value"] for t in kwargs.get("Tags", [])})
                     self.stacks.append(stack)
             else:
                 if not stack:
                     raise client_error(op, "ValidationError", f"Stack [{name}] does not exist")
-                if stack.status not in ("CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE"):
+                if stack.status not in UPDATABLE:
                     raise client_error(op, "ValidationError", f"Stack:{stack.stack_id} is in {stack.status} state and can not be updated.")
-            capabilities = kwargs.get("Capabilities", [])
-            granted = set(capabilities) | ({"CAPABILITY_IAM"} if "CAPABILITY_NAMED_IAM" in capabilities else set())
-            missing_capabilities = [c for c in self._required_capabilities(template) if c not in granted]
-            if missing_capabilities:
-                raise client_error(op, "InsufficientCapabilitiesException",
-                                   f"Requires capabilities : [{', '.join(missing_capabilities)}]")
-            parameters = {p["ParameterKey"]: p["ParameterValue"] for p in kwargs.get("Parameters", [])}
+            parameters = self._parameters(op, kwargs, stack)
             declared = template.get("Parameters", {})
             for key, spec in declared.items():
                 if key not in parameters:
@@ -393,7 +480,9 @@ class FakeCloudFormation:
                                        tags, capabilities, kwargs.get("RollbackConfiguration", {}),
                                        ready_at=self._now() + self.world.change_set_latency, final_status="CREATE_COMPLETE")
             missing = sorted(n for n in self._imported_names(stack, template, parameters) if n not in self._exports())
-            if missing:
+            if name in self.world.change_set_failures:
+                change_set.final_status, change_set.reason = "FAILED", self.world.change_set_failures.pop(name)
+            elif missing:
                 change_set.final_status, change_set.reason = "FAILED", f"No export named {missing[0]} found."
             else:
                 change_set.changes = self._compute_changes(stack, template, parameters, tags, change_set_type == "CREATE")
@@ -403,6 +492,56 @@ class FakeCloudFormation:
                     change_set.final_status, change_set.reason = "FAILED", NO_CHANGES_REASON
             self.change_sets[change_set_id] = change_set
             return {"Id": change_set_id, "StackId": stack.stack_id}
+
+    @staticmethod
+    def _parameters(op: str, kwargs: dict, stack: FakeStack | None) -> dict[str, str]:
+        parameters = {}
+        for parameter in kwargs.get("Parameters", []):
+            key = parameter["ParameterKey"]
+            if parameter.get("UsePreviousValue"):
+                if not stack or key not in stack.parameters:
+                    raise client_error(op, "ValidationError", f"Invalid input for parameter key {key}. Cannot specify usePreviousValue as true for a parameter key not in the previous template")
+                parameters[key] = stack.parameters[key]
+            else:
+                parameters[key] = parameter["ParameterValue"]
+        return parameters
+
+    def _create_import_change_set(self, op: str, kwargs: dict, stack: FakeStack | None, template: dict) -> dict:
+        """IMPORT: the template holds the existing stack's resources plus exactly the imported
+        ones, each with a DeletionPolicy; each must exist and belong to no stack."""
+        to_import = {item["LogicalResourceId"]: item for item in kwargs.get("ResourcesToImport", [])}
+        existing = set(stack.template.get("Resources", {})) if stack and stack.template else set()
+        resources = template.get("Resources", {})
+        if set(resources) != existing | set(to_import):
+            raise client_error(op, "ValidationError", "As part of the import operation, you cannot modify or add "
+                                                      "[Outputs] or resources other than those being imported")
+        for logical_id, item in to_import.items():
+            if "DeletionPolicy" not in resources[logical_id]:
+                raise client_error(op, "ValidationError", f"Resources to import must have a DeletionPolicy: {logical_id}")
+            name = str(next(iter(item["ResourceIdentifier"].values()))).rstrip("/").rsplit("/", 1)[-1]
+            key = (item["ResourceType"], name)
+            if key not in self.world.named or self.world.named[key] is not None:
+                raise client_error(op, "ValidationError", f"Resource {name} of type {item['ResourceType']} "
+                                                          "does not exist or already belongs to a stack")
+        if stack is None:
+            stack = FakeStack(kwargs["StackName"], f"arn:aws:cloudformation:{self.region}:{ACCOUNT}:stack/"
+                                                   f"{kwargs['StackName']}/{self.world.next_id():08d}", self.region,
+                              created=self._now())
+            self.stacks.append(stack)
+        parameters = self._parameters(op, kwargs, stack)
+        for key, spec in template.get("Parameters", {}).items():
+            parameters.setdefault(key, str(spec.get("Default", "")))
+        change_set_id = f"arn:aws:cloudformation:{self.region}:{ACCOUNT}:changeSet/{kwargs['ChangeSetName']}/{self.world.next_id():08d}"
+        change_set = FakeChangeSet(change_set_id, kwargs["ChangeSetName"], stack, "IMPORT", template, parameters,
+                                   {t["Key"]: t["Value"] for t in kwargs.get("Tags", [])}, kwargs.get("Capabilities", []),
+                                   {}, ready_at=self._now(), final_status="CREATE_COMPLETE")
+        change_set.changes = [{"Type": "Resource", "ResourceChange": {
+            "Action": "Import", "LogicalResourceId": logical_id, "ResourceType": item["ResourceType"],
+            "PhysicalResourceId": str(next(iter(item["ResourceIdentifier"].values()))), "Scope": [], "Details": []}}
+            for logical_id, item in sorted(to_import.items())]
+        change_set.imports = to_import
+        self.change_sets[change_set_id] = change_set
+        return {"Id": change_set_id, "StackId": stack.stack_id}
 
     def _change_set(self, op: str, name: str, stack_name: str | None = None) -> FakeChangeSet:
         if name in self.change_sets:
@@ -468,6 +607,8 @@ class FakeCloudFormation:
             self._enter("execute_change_set", kwargs)
             change_set = self._change_set(op, kwargs["ChangeSetName"], kwargs.get("StackName"))
             self._change_set_status(change_set)
+            if kwargs.get("RetainExceptOnCreate") is not None:
+                change_set.retain_except_on_create = bool(kwargs["RetainExceptOnCreate"])
             if change_set.execution_status != "AVAILABLE":
                 raise client_error(op, "InvalidChangeSetStatus", f"ChangeSet [{change_set.id}] cannot be executed in its current execution status of [{change_set.execution_status}]")
             change_set.executed = True
@@ -510,7 +651,33 @@ class FakeCloudFormation:
                 return f"Export {name} cannot be updated as it is in use by {users[0]}"
         return None
 
+    def _schedule_import(self, change_set: FakeChangeSet) -> None:
+        stack, t = change_set.stack, self._now()
+        steps = [(t, lambda: self._stack_event(stack, "IMPORT_IN_PROGRESS", "User Initiated"))]
+        for logical_id, item in sorted(change_set.imports.items()):
+            name = str(next(iter(item["ResourceIdentifier"].values()))).rstrip("/").rsplit("/", 1)[-1]
+            self.world.named[(item["ResourceType"], name)] = stack.name
+            stack.physical_ids[logical_id] = name
+            steps.append((t, lambda l=logical_id, r=item["ResourceType"]: self._event(stack, l, r, "IMPORT_COMPLETE")))
+
+        def finish() -> None:
+            stack.template, stack.parameters, stack.tags = change_set.template, change_set.parameters, change_set.tags
+            change_set.execution_status = "EXECUTE_COMPLETE"
+            self._stack_event(stack, "IMPORT_COMPLETE")
+        steps.append((t, finish))
+        stack.status = "IMPORT_IN_PROGRESS"
+        stack.scheduled.extend(steps)
+
+    def _named(self, resource_type: str, properties: dict, stack: FakeStack, parameters: dict) -> tuple[str, str] | None:
+        """The registry key of a resource with a name of its own, else None."""
+        prop = self.NAMED_TYPES.get(resource_type)
+        if not prop or prop not in properties:
+            return None
+        return resource_type, self._resolve(stack, properties[prop], parameters, {})
+
     def _schedule_operation(self, change_set: FakeChangeSet) -> None:
+        if change_set.type == "IMPORT":
+            return self._schedule_import(change_set)
         stack = change_set.stack
         creating = change_set.type == "CREATE"
         prefix = "CREATE" if creating else "UPDATE"
@@ -543,14 +710,22 @@ class FakeCloudFormation:
                 break
             at(t, lambda l=logical_id, r=resource_type, v=verb, s=start_reason: self._event(stack, l, r, f"{v}_IN_PROGRESS", s))
             t += self.world.resource_latency(stack.name, logical_id)
+            named = None
+            if action == "Add" or change.get("Replacement") == "True":
+                properties = change_set.template["Resources"][logical_id].get("Properties", {})
+                physical = self._physical_id(stack, logical_id, properties, change_set.parameters)
+                named = self._named(resource_type, properties, stack, change_set.parameters)
+                if named in self.world.named:
+                    failure = (logical_id, f"{physical} already exists")
             if failure and failure[0] == logical_id:
                 failed_reason = (logical_id, resource_type, f"{verb}_FAILED", failure[1])
                 at(t, lambda f=failed_reason: self._event(stack, *f[:3], f[3]))
                 failed_index = index
                 break
+            if named:
+                self.world.named[named] = stack.name
             if action == "Add" or change.get("Replacement") == "True":
-                properties = change_set.template["Resources"][logical_id].get("Properties", {})
-                new_physical[logical_id] = self._physical_id(stack, logical_id, properties, change_set.parameters)
+                new_physical[logical_id] = physical
             at(t, lambda l=logical_id, r=resource_type, v=verb: self._created(stack, l, r, v))
             touched.append((logical_id, resource_type))
         if not failed_reason and not creating:
@@ -567,13 +742,22 @@ class FakeCloudFormation:
                         break
             at(t, lambda: self._stack_event(stack, f"{rollback_prefix}_IN_PROGRESS",
                                             f"The following resource(s) failed to {'create' if creating else 'update'}: [{failed_reason[0]}]. Rollback requested by user."))
+            stuck = []
+            conditions = evaluate_conditions(change_set.template, change_set.parameters)
             for logical_id, resource_type in reversed(touched):
                 t += self.world.resource_latency(stack.name, logical_id) / 2
                 if creating:
-                    at(t, lambda l=logical_id, r=resource_type: self._event(stack, l, r, "DELETE_COMPLETE"))
+                    body = change_set.template["Resources"][logical_id]
+                    outcome = self._rollback_delete(stack, logical_id, body, change_set.parameters, conditions,
+                                                    new_physical.get(logical_id, ""), change_set.retain_except_on_create)
+                    if outcome[0] == "DELETE_FAILED":
+                        stuck.append(logical_id)
+                    at(t, lambda l=logical_id, r=resource_type, o=outcome: self._event(stack, l, r, *o))
                 else:
                     at(t, lambda l=logical_id, r=resource_type: self._event(stack, l, r, "UPDATE_COMPLETE"))
-            if not creating and stack.name in self.world.rollback_fails:
+            if stuck:
+                at(t, lambda: self._stack_event(stack, "ROLLBACK_FAILED", f"The following resource(s) failed to delete: [{', '.join(stuck)}]. "))
+            elif not creating and stack.name in self.world.rollback_fails:
                 at(t, lambda: self._event(stack, failed_reason[0], failed_reason[1], "UPDATE_FAILED", "Resource could not be rolled back"))
                 at(t, lambda: self._stack_event(stack, "UPDATE_ROLLBACK_FAILED", "The following resource(s) failed to update"))
             else:
@@ -606,7 +790,33 @@ class FakeCloudFormation:
         stack.scheduled.extend(steps)
         stack.scheduled.sort(key=lambda step: step[0])
 
-    NAME_PROPERTIES = ("BucketName", "TableName", "QueueName", "TopicName", "LogGroupName", "RoleName")
+    def _rollback_delete(self, stack: FakeStack, logical_id: str, body: dict, parameters: dict,
+                         conditions: dict, physical: str, retain_except_on_create: bool = False) -> tuple[str, str]:
+        """How the rollback of a failed create treats one created resource: only Retain keeps it
+        (RetainExceptOnCreate exists for exactly this), deletion protection makes it fail."""
+        properties = effective(body.get("Properties", {}), parameters, conditions)
+        named = self._named(body["Type"], body.get("Properties", {}), stack, parameters)
+        if body.get("DeletionPolicy") == "Retain" and not retain_except_on_create:
+            if named:
+                self.world.named[named] = None
+            return ("DELETE_SKIPPED", "")
+        if deletion_protected(body["Type"], properties) and physical not in self.world.unprotected:
+            return ("DELETE_FAILED", PROTECTED_REASON[body["Type"]])
+        if named:
+            self.world.named.pop(named, None)
+        if self.world.on_resource_deleting:
+            self.world.on_resource_deleting(self.region, body["Type"], physical)
+        return ("DELETE_COMPLETE", "")
+
+    NAME_PROPERTIES = ("BucketName", "TableName", "QueueName", "TopicName", "LogGroupName", "RoleName",
+                       "RepositoryName", "DBClusterIdentifier")
+    # Types whose name is unique in the account and region, by the property that names them.
+    NAMED_TYPES = {
+        "AWS::S3::Bucket": "BucketName", "AWS::DynamoDB::Table": "TableName", "AWS::SQS::Queue": "QueueName",
+        "AWS::Logs::LogGroup": "LogGroupName", "AWS::SecretsManager::Secret": "Name",
+        "AWS::ECR::Repository": "RepositoryName", "AWS::RDS::DBCluster": "DBClusterIdentifier",
+        "AWS::SNS::Topic": "TopicName", "AWS::IAM::Role": "RoleName",
+    }
 
     def _physical_id(self, stack: FakeStack, logical_id: str, properties: dict, parameters: dict) -> str:
         for name_property in self.NAME_PROPERTIES:
@@ -629,6 +839,12 @@ class FakeCloudFormation:
                 return {}  # deleting a stack that does not exist succeeds silently
             if stack.deleted:
                 return {}
+            retain = set(kwargs.get("RetainResources", []))
+            force = kwargs.get("DeletionMode") == "FORCE_DELETE_STACK"
+            if (retain or force) and stack.status != "DELETE_FAILED":
+                what = "RetainResources" if retain else "DeletionMode FORCE_DELETE_STACK"
+                raise client_error(op, "ValidationError", f"Invalid operation on stack [{stack.stack_id}]: {what} can only be "
+                                                          "specified when the stack is in the DELETE_FAILED state")
             if stack.termination_protection:
                 raise client_error(op, "ValidationError", f"Stack [{stack.name}] cannot be deleted while TerminationProtection is enabled")
             t = self._now()
@@ -641,20 +857,75 @@ class FakeCloudFormation:
                     stack.scheduled.extend(steps)
                     stack.status = "DELETE_IN_PROGRESS"
                     return {}
+            failed: list[str] = []
+            conditions = evaluate_conditions(stack.template, stack.parameters)
+            # A stack whose create never completed (its rollback failed): the operation that
+            # created its resources is the one being undone, so RetainExceptOnCreate deletes.
+            never_created = stack.status == "ROLLBACK_FAILED"
             for logical_id, body in reversed(list(stack.template.get("Resources", {}).items())):
-                if logical_id not in stack.physical_ids:
-                    continue
-                if body.get("DeletionPolicy") in ("Retain", "RetainExceptOnCreate"):
-                    steps.append((t, lambda l=logical_id, b=body: self._event(stack, l, b["Type"], "DELETE_SKIPPED")))
+                if logical_id not in stack.physical_ids or stack.resource_status.get(logical_id) == "DELETE_COMPLETE":
                     continue
                 t += self.world.resource_latency(stack.name, logical_id) / 2
-                steps.append((t, lambda l=logical_id, b=body: self._event(stack, l, b["Type"], "DELETE_COMPLETE")))
+                steps.append((t, lambda l=logical_id, b=body: self._delete_resource(
+                    stack, l, b, conditions, l in retain or force, failed, never_created)))
 
             def finish() -> None:
+                if failed:
+                    self._stack_event(stack, "DELETE_FAILED", f"The following resource(s) failed to delete: [{', '.join(failed)}]. ")
+                    return
                 self._stack_event(stack, "DELETE_COMPLETE")
                 stack.deleted = True
             steps.append((t, finish))
             stack.status = "DELETE_IN_PROGRESS"
+            stack.scheduled.extend(steps)
+            return {}
+
+    def _delete_resource(self, stack: FakeStack, logical_id: str, body: dict, conditions: dict, keep: bool,
+                         failed: list[str], never_created: bool = False) -> None:
+        """One resource of a stack deletion, when its turn comes: kept by its policy (or by
+        RetainResources / force), refused by deletion protection or by its service, or deleted."""
+        resource_type, physical = body["Type"], stack.physical_ids[logical_id]
+        named = self._named(resource_type, body.get("Properties", {}), stack, stack.parameters)
+        properties = effective(body.get("Properties", {}), stack.parameters, conditions)
+        retaining = ("Retain",) if never_created else ("Retain", "RetainExceptOnCreate")
+        if keep or body.get("DeletionPolicy") in retaining:
+            if named:
+                self.world.named[named] = None
+            self._event(stack, logical_id, resource_type, "DELETE_SKIPPED")
+            return
+        protected = deletion_protected(resource_type, properties) and physical not in self.world.unprotected
+        reason = PROTECTED_REASON[resource_type] if protected else None
+        if reason is None and self.world.on_resource_deleting:
+            reason = self.world.on_resource_deleting(self.region, resource_type, physical)
+        if reason:
+            failed.append(logical_id)
+            self._event(stack, logical_id, resource_type, "DELETE_FAILED", reason)
+            return
+        if named:
+            self.world.named.pop(named, None)
+        self._event(stack, logical_id, resource_type, "DELETE_COMPLETE")
+
+    def continue_update_rollback(self, **kwargs: Any) -> dict:
+        op = "ContinueUpdateRollback"
+        with self.world.lock:
+            self._enter("continue_update_rollback", kwargs)
+            stack = self._find(op, kwargs["StackName"])
+            if stack.status != "UPDATE_ROLLBACK_FAILED":
+                raise client_error(op, "ValidationError", f"Stack {stack.stack_id} is in {stack.status} state and can not "
+                                                          "continue update rollback")
+            failing = {k for k, v in stack.resource_status.items() if v == "UPDATE_FAILED"}
+            skipped = set(kwargs.get("ResourcesToSkip", []))
+            t = self._now()
+            steps = [(t, lambda: self._stack_event(stack, "UPDATE_ROLLBACK_IN_PROGRESS", "User Initiated"))]
+            if failing - skipped and stack.name in self.world.rollback_fails:
+                steps.append((t, lambda: self._stack_event(stack, "UPDATE_ROLLBACK_FAILED", "The following resource(s) failed to update")))
+            else:
+                for logical_id in sorted(failing & skipped):
+                    steps.append((t, lambda l=logical_id: self._event(
+                        stack, l, stack.template["Resources"].get(l, {}).get("Type", "AWS::CloudFormation::Stack"),
+                        "UPDATE_COMPLETE", "Resource skipped during UpdateRollback")))
+                steps.append((t, lambda: self._stack_event(stack, "UPDATE_ROLLBACK_COMPLETE")))
+            stack.status = "UPDATE_ROLLBACK_IN_PROGRESS"
             stack.scheduled.extend(steps)
             return {}
 
@@ -702,6 +973,8 @@ class FakeCloudFormation:
         with self.world.lock:
             self._enter("get_template", kwargs)
             stack = self._find("GetTemplate", kwargs["StackName"])
+            if not stack.template:  # REVIEW_IN_PROGRESS after its only change set failed
+                return {"StagesAvailable": ["Original", "Processed"]}
             return {"TemplateBody": copy.deepcopy(stack.template), "StagesAvailable": ["Original", "Processed"]}
 
     def list_exports(self, **kwargs: Any) -> dict:
@@ -780,3 +1053,34 @@ def s3_reader_from(s3_client: Any) -> Callable[[str], bytes]:
         bucket = parsed.netloc.split(".s3.")[0]
         return s3_client.get_object(Bucket=bucket, Key=parsed.path.lstrip("/"))["Body"].read()
     return read
+
+
+class FakeProtectionApi:
+    """The service calls that turn deletion protection off (what `recover` uses), recording the
+    resource in FakeAws.unprotected; every other call goes to `fallback` (a moto client)."""
+
+    def __init__(self, world: FakeAws, fallback: Any):
+        self.world = world
+        self.fallback = fallback
+        self.meta = getattr(fallback, "meta", None)
+
+    def _lift(self, operation: str, physical_id: str) -> dict:
+        with self.world.lock:
+            self.world.calls.append((operation, "", {"PhysicalResourceId": physical_id}))
+            self.world.unprotected.add(physical_id)
+        return {}
+
+    def modify_db_cluster(self, **kwargs: Any) -> dict:
+        return self._lift("modify_db_cluster", kwargs["DBClusterIdentifier"])
+
+    def modify_db_instance(self, **kwargs: Any) -> dict:
+        return self._lift("modify_db_instance", kwargs["DBInstanceIdentifier"])
+
+    def update_table(self, **kwargs: Any) -> dict:
+        return self._lift("update_table", kwargs["TableName"])
+
+    def modify_load_balancer_attributes(self, **kwargs: Any) -> dict:
+        return self._lift("modify_load_balancer_attributes", kwargs["LoadBalancerArn"])
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.fallback, name)

@@ -23,9 +23,11 @@ import boto3  # noqa: E402
 import deploy  # noqa: E402
 from deploylib.aws import Backoff, Clock, Context  # noqa: E402
 from deploylib.output import Printer  # noqa: E402
-from fake_cfn import FakeAws, s3_reader_from  # noqa: E402
+from fake_cfn import FakeAws, FakeProtectionApi, s3_reader_from  # noqa: E402
 
 ACCOUNT = "123456789012"
+# The name property of the types the synthetic tests give fixed names (as the build's manifest does).
+NAME_PROPERTY = {"AWS::S3::Bucket": "BucketName", "AWS::DynamoDB::Table": "TableName", "AWS::SQS::Queue": "QueueName"}
 MANAGED_BY = "payments-infra/build.py"
 
 
@@ -44,6 +46,8 @@ class Layer:
     rollback_alarms: list[dict] = field(default_factory=list)
     region: str | None = None
     timeout_minutes: int = 30
+    conditions: dict[str, Any] = field(default_factory=dict)
+    lifecycle_parameter: str | None = None
 
 
 class SyntheticEnvironment:
@@ -62,6 +66,11 @@ class SyntheticEnvironment:
         self.artifacts: list[tuple[str, bytes]] = [("payment_api", b"zip-bytes-of-payment-api")]
         self.bucket_name = f"payments-{environment}-artifacts-{ACCOUNT}-{region}"
 
+    @property
+    def data_policy(self) -> str:
+        """As the build gives stateful resources: dev deletes, the others keep them."""
+        return "Delete" if self.environment == "dev" else "RetainExceptOnCreate"
+
     def stack_name(self, layer: str) -> str:
         return f"payments-{self.environment}-{layer}"
 
@@ -74,7 +83,8 @@ class SyntheticEnvironment:
 
     def artifacts_template(self) -> dict:
         return {
-            "Resources": {"ArtifactBucket": {"Type": "AWS::S3::Bucket", "DeletionPolicy": "Retain",
+            "Resources": {"ArtifactBucket": {"Type": "AWS::S3::Bucket", "DeletionPolicy": self.data_policy,
+                                             "UpdateReplacePolicy": "Delete" if self.environment == "dev" else "Retain",
                                              "Properties": {"BucketName": self.bucket_name}}},
             "Outputs": {"ArtifactBucketName": {"Value": {"Ref": "ArtifactBucket"},
                                                "Export": {"Name": self.export_name("artifacts", "ArtifactBucketName")}}},
@@ -98,6 +108,8 @@ class SyntheticEnvironment:
         template: dict[str, Any] = {"Resources": resources, "Outputs": outputs}
         if layer.template_parameters:
             template["Parameters"] = layer.template_parameters
+        if layer.conditions:
+            template["Conditions"] = layer.conditions
         return template
 
     def write(self) -> Path:
@@ -119,10 +131,23 @@ class SyntheticEnvironment:
             "stack_policy": self.stack_policy,
             "artifact_bucket": {"stack": self.stack_name("artifacts"), "output": "ArtifactBucketName"},
             "artifacts": artifacts, "stacks": stacks,
+            "account_id": ACCOUNT,
+            "preflight": self.preflight(stacks),
         }
         path = env_dir / "manifest.json"
         path.write_text(json.dumps(manifest, indent=2, sort_keys=True))
         return path
+
+    def preflight(self, stacks: list[dict]) -> dict:
+        """The account checks of a synthetic environment: identity and stack states only (no
+        functions, certificate, image or network of its own)."""
+        return {
+            "environment": self.environment, "account_id": ACCOUNT, "region": self.region,
+            "parameters_file": f"parameters/{self.environment}.yaml", "lambda_reserved_concurrency": {},
+            "certificate": None, "container_image": None, "service_linked_roles": [],
+            "api_gateway_logging_role": None, "network": None, "dr_region": None,
+            "stacks": [{"name": stack["name"], "region": stack["region"]} for stack in stacks],
+        }
 
     def _stack_entry(self, env_dir: Path, name: str, template: dict, layer: Layer, bootstrap: bool) -> dict:
         body = json.dumps(template, indent=1, sort_keys=True).encode()
@@ -137,6 +162,8 @@ class SyntheticEnvironment:
         stateful = dict(layer.stateful)
         if bootstrap:
             stateful["ArtifactBucket"] = "AWS::S3::Bucket"
+        names = {logical_id: resource["Properties"].get(NAME_PROPERTY.get(resource["Type"], ""))
+                 for logical_id, resource in template["Resources"].items()}
         return {
             "name": self.stack_name(name), "layer": name, "region": layer.region or self.region,
             "template": f"{name}.json", "template_key": f"templates/{name}/{digest}.json",
@@ -144,7 +171,9 @@ class SyntheticEnvironment:
             "parameters": layer.parameters, "no_echo_parameters": layer.no_echo,
             "exports": exports, "imports": sorted(imports), "depends_on": sorted(layer.depends_on),
             "capabilities": layer.capabilities,
-            "stateful_resources": [{"logical_id": k, "type": v} for k, v in sorted(stateful.items())],
+            "stateful_resources": [{"logical_id": k, "type": v, "physical_name": names.get(k)}
+                                   for k, v in sorted(stateful.items())],
+            "lifecycle_parameter": layer.lifecycle_parameter,
             "serves_traffic": layer.serves_traffic, "rollback_alarms": layer.rollback_alarms,
             "timeout_minutes": layer.timeout_minutes,
         }
@@ -180,20 +209,35 @@ def fake_world(s3_client: Any, clock: Callable[[], float] | None = None) -> Fake
                 "ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key_arn},
                 "BucketKeyEnabled": True}]})
 
+    def delete_bucket(region: str, resource_type: str, physical_id: str) -> str | None:
+        """S3 refuses to delete a bucket that still holds an object version or delete marker."""
+        if resource_type != "AWS::S3::Bucket":
+            return None
+        s3 = boto3.client("s3", region_name=region)
+        listing = s3.list_object_versions(Bucket=physical_id, MaxKeys=1)
+        if listing.get("Versions") or listing.get("DeleteMarkers"):
+            return "The bucket you tried to delete is not empty. You must delete all versions in the bucket."
+        s3.delete_bucket(Bucket=physical_id)
+        return None
+
     world.on_resource_created = create_bucket
+    world.on_resource_deleting = delete_bucket
     return world
 
 
 def make_context(world: FakeAws, sleep: Callable[[float], None] | None = None,
                  monotonic: Callable[[], float] | None = None, poll_seconds: float = 0.0005) -> Context:
-    s3_clients: dict[str, Any] = {}
+    clients: dict[tuple[str, str], Any] = {}
 
     def factory(service: str, region: str) -> Any:
         if service == "cloudformation":
             return world.cfn(region)
-        if region not in s3_clients:
-            s3_clients[region] = boto3.client(service, region_name=region)
-        return s3_clients[region]
+        if (service, region) not in clients:
+            client = boto3.client(service, region_name=region)
+            if service in ("rds", "dynamodb", "elbv2"):
+                client = FakeProtectionApi(world, client)
+            clients[(service, region)] = client
+        return clients[(service, region)]
 
     import time
     clock = Clock(monotonic=monotonic or time.monotonic, sleep=sleep or time.sleep)
@@ -209,3 +253,19 @@ def run_deploy(env: SyntheticEnvironment, world: FakeAws, *args: str, context: C
     code = deploy.main(argv, context=context or make_context(world), printer=Printer(stream),
                        options_override=options or None)
     return code, stream.getvalue()
+
+
+def virtual_context(world: FakeAws, poll_seconds: float = 1.0) -> Context:
+    """A context whose clock is virtual and shared with the fake: time moves only when the
+    deploy tool waits, so latencies are exact and no test depends on the wall clock."""
+    import threading
+
+    now = [0.0]
+    lock = threading.Lock()
+
+    def sleep(seconds: float) -> None:
+        with lock:
+            now[0] += max(seconds, 0.001)
+
+    world.clock = lambda: now[0]
+    return make_context(world, sleep=sleep, monotonic=lambda: now[0], poll_seconds=poll_seconds)

@@ -12,7 +12,7 @@ import shutil
 
 import pytest
 
-from synthetic_env import run_deploy
+from synthetic_env import ACCOUNT, run_deploy
 
 
 class BuiltEnvironment:
@@ -29,8 +29,21 @@ def built(request):
         pytest.skip(f"build.py cannot build the environments right now: {error}")
 
 
+def _in_moto_account(path):
+    """The manifest as moto's account sees it: what the account must provide (certificate, image,
+    roles, quotas: tests/deploy/test_preflight.py covers those) is left out, identity and stack
+    states stay checked."""
+    manifest = json.loads(path.read_text())
+    manifest["account_id"] = ACCOUNT
+    manifest["preflight"].update(
+        account_id=ACCOUNT, lambda_reserved_concurrency={}, certificate=None, container_image=None,
+        service_linked_roles=[], api_gateway_logging_role=None, network=None, dr_region=None)
+    path.write_text(json.dumps(manifest))
+
+
 def _deploy_copy(built, tmp_path, world, environment):
     shutil.copytree(built[environment]["dir"], tmp_path / "build" / environment)
+    _in_moto_account(tmp_path / "build" / environment / "manifest.json")
     env = BuiltEnvironment(tmp_path / "build", environment)
     code, text = run_deploy(env, world, "deploy", "--yes")
     assert code == 0, text[-3000:]
@@ -41,8 +54,14 @@ def _deploy_copy(built, tmp_path, world, environment):
 def test_real_manifest_deploys_and_redeploys_as_no_op(built, tmp_path, world, environment):
     env, manifest = _deploy_copy(built, tmp_path, world, environment)
     for stack in manifest["stacks"]:
-        assert world.cfn(stack["region"]).stack(stack["name"]).status == "CREATE_COMPLETE"
-    creates = {c["StackName"]: c for c in world.calls_of("create_change_set")}
+        deployed = world.cfn(stack["region"]).stack(stack["name"])
+        if stack["lifecycle_parameter"]:
+            # created with deletion protection off, then switched to established in place
+            assert deployed.status == "UPDATE_COMPLETE", stack["name"]
+            assert deployed.parameters[stack["lifecycle_parameter"]] == "established"
+        else:
+            assert deployed.status == "CREATE_COMPLETE", stack["name"]
+    creates = {c["StackName"]: c for c in world.calls_of("create_change_set") if c["ChangeSetType"] == "CREATE"}
     for stack in manifest["stacks"]:
         assert creates[stack["name"]].get("Capabilities", []) == stack["capabilities"]
         by_body = stack["bootstrap"] or stack["region"] != manifest["region"]

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from synthetic_env import Layer, make_context, run_deploy
+from synthetic_env import Layer, make_context, run_deploy, virtual_context
 
 ALL_LAYERS = ["artifacts", "network", "security", "data", "storage", "messaging", "compute", "workflow",
               "api", "monitoring"]
@@ -196,12 +196,12 @@ def test_stack_policy_alone_would_have_refused_the_replacement(env, world):
     first_deploy(env, world)
     _add_table(env, "payments-staging-transactions-v2")
     from deploylib import engine
-    original = engine.Deployer._set_policy
-    engine.Deployer._set_policy = lambda self, spec, policy: None  # never relax (nor set) the policy
+    original = engine.set_policy
+    engine.set_policy = lambda ctx, spec, policy: None  # never relax the policy during the run
     try:
         code, text = run_deploy(env, world, "deploy", "--yes", "--allow-replace", "Table")
     finally:
-        engine.Deployer._set_policy = original
+        engine.set_policy = original
     assert code == 1
     assert "Action denied by stack policy" in text
 
@@ -253,7 +253,7 @@ def test_rollback_complete_stack_is_recreated_when_ours(env, world):
     assert stack_status(world, env, "data") == "ROLLBACK_COMPLETE"  # plan changes nothing
     code, text = run_deploy(env, world, "deploy", "--yes")
     assert code == 0, text
-    assert "ROLLBACK_COMPLETE and ours: deleting it" in text
+    assert "ROLLBACK_COMPLETE and ours, holding nothing: deleting it to create it again" in text
     assert stack_status(world, env, "data") == "CREATE_COMPLETE"
     assert stack_status(world, env, "monitoring") == "CREATE_COMPLETE"
 
@@ -270,7 +270,7 @@ def test_rollback_complete_stack_not_ours_is_left_alone(env, world):
     assert world.calls_of("delete_stack") == []
 
 
-def test_update_rollback_failed_stops_with_recovery_command(env, world):
+def test_update_rollback_failed_stops_with_recovery_command_and_recover_skips_what_failed(env, world):
     first_deploy(env, world)
     env.layers["api"].resources["Topic"] = {"Type": "AWS::SNS::Topic", "Properties": {"DisplayName": "new"}}
     env.write()
@@ -278,11 +278,21 @@ def test_update_rollback_failed_stops_with_recovery_command(env, world):
     world.rollback_fails.add(env.stack_name("api"))
     code, text = run_deploy(env, world, "deploy", "--yes")
     assert code == 1 and stack_status(world, env, "api") == "UPDATE_ROLLBACK_FAILED"
+    assert "recover with `make recover ENV=staging STACK=payments-staging-api`" in text
+    world.calls.clear()
     code, text = run_deploy(env, world, "deploy", "--yes")
-    assert code == 1
-    assert ("aws cloudformation continue-update-rollback --region eu-west-1 --stack-name payments-staging-api"
-            in text)
-    assert "--resources-to-skip Topic" in text
+    assert code == 2  # refused by preflight before anything is planned
+    assert "payments-staging-api" in text and "make recover ENV=staging STACK=payments-staging-api" in text
+    assert world.calls_of("create_change_set") == []
+    code, text = run_deploy(env, world, "recover", "--stack", "api", "--yes")
+    assert code == 0, text
+    (call,) = world.calls_of("continue_update_rollback")
+    assert call["ResourcesToSkip"] == ["Topic"]
+    assert stack_status(world, env, "api") == "UPDATE_ROLLBACK_COMPLETE"
+    assert "Topic kept their current state, which may differ from the template" in text
+    del world.failures[env.stack_name("api")]
+    code, text = run_deploy(env, world, "deploy", "--yes")
+    assert code == 0, text
 
 
 def test_throttling_is_retried_with_backoff(env, world):
@@ -354,17 +364,18 @@ def test_deploy_without_terminal_or_yes_executes_nothing(env, world):
 
 
 def test_stack_in_progress_is_waited_for(env, world):
-    first_deploy(env, world)
-    world.stack_latency[env.stack_name("api")] = 0.5
+    ctx = virtual_context(world)
+    assert run_deploy(env, world, "deploy", "--yes", context=ctx)[0] == 0
+    world.stack_latency[env.stack_name("api")] = 50.0  # virtual seconds: only waiting moves time
     env.layers["api"].resources["Extra"] = {"Type": "AWS::SNS::Topic", "Properties": {}}
     env.write()
     cfn = world.cfn(env.region)
     # someone else's update is running when we start
-    assert run_deploy(env, world, "plan")[0] == 0
+    assert run_deploy(env, world, "plan", context=ctx)[0] == 0
     plan = json.loads((env.build_dir / "staging" / "plan.json").read_text())
     cfn.execute_change_set(ChangeSetName=plan["stacks"][env.stack_name("api")]["change_set_id"])
     assert cfn.stack(env.stack_name("api")).status == "UPDATE_IN_PROGRESS"
-    code, text = run_deploy(env, world, "deploy", "--yes")
+    code, text = run_deploy(env, world, "deploy", "--yes", context=ctx)
     assert code == 0, text
     assert "UPDATE_IN_PROGRESS: waiting for it to finish first" in text
     assert cfn.stack(env.stack_name("api")).status == "UPDATE_COMPLETE"
@@ -392,7 +403,8 @@ def test_rollback_triggers_use_monitoring_alarms_once_they_exist(env, world):
         env.layers[layer].rollback_alarms = [{"stack": env.stack_name("monitoring"), "output": "Api5xxAlarmArn"}]
     env.write()
     first_deploy(env, world)
-    assert all("RollbackConfiguration" not in c for c in world.calls_of("create_change_set"))
+    # no alarms yet: an explicit empty list (omitting it would keep a stack's earlier triggers)
+    assert all(c["RollbackConfiguration"] == {"RollbackTriggers": []} for c in world.calls_of("create_change_set"))
     env.layers["api"].resources["Extra"] = {"Type": "AWS::SNS::Topic", "Properties": {}}
     env.write()
     world.calls.clear()
@@ -424,15 +436,34 @@ def test_review_lists_iam_security_groups_and_parameter_changes(env, world):
     assert "IAM/policy: Add Role AWS::IAM::Role" in text
 
 
-def test_destroy_dev_in_reverse_order_and_reports_retained(dev_env, world):
+def test_destroy_dev_in_reverse_order_empties_and_deletes_the_artifact_bucket(dev_env, world, moto_aws):
     assert run_deploy(dev_env, world, "deploy", "--yes")[0] == 0
+    bucket = dev_env.bucket_name
+    # a second version of one object and a delete marker: every version must go
+    moto_aws.put_object(Bucket=bucket, Key="notes.txt", Body=b"one")
+    moto_aws.put_object(Bucket=bucket, Key="notes.txt", Body=b"two")
+    moto_aws.delete_object(Bucket=bucket, Key="notes.txt")
     code, text = run_deploy(dev_env, world, "destroy", "--yes")
     assert code == 0, text
     deletes = [c["StackName"].split("/")[1] for c in world.calls_of("delete_stack")]
     assert deletes[0] == dev_env.stack_name("monitoring") and deletes[-1] == dev_env.stack_name("artifacts")
-    assert "ArtifactBucket (payments-dev-artifacts-123456789012-eu-west-1) kept by DeletionPolicy Retain" in text
+    assert f"emptying s3://{bucket}: " in text and f"s3://{bucket} empty (" in text
+    assert bucket not in {b["Name"] for b in moto_aws.list_buckets()["Buckets"]}
+    assert "retained resources that remain" not in text
     code, text = run_deploy(dev_env, world, "status")
     assert text.count("NOT DEPLOYED") == len(ALL_LAYERS)
+
+
+def test_destroy_never_empties_a_retained_bucket(env, world, moto_aws):
+    first_deploy(env, world)
+    moto_aws.put_object(Bucket=env.bucket_name, Key="kept.txt", Body=b"data")
+    for stack in world.cfn(env.region).stacks:
+        stack.termination_protection = False
+    code, text = run_deploy(env, world, "destroy", "--yes")
+    assert code == 0, text
+    assert "emptying" not in text
+    assert moto_aws.get_object(Bucket=env.bucket_name, Key="kept.txt")["Body"].read() == b"data"
+    assert (f"ArtifactBucket ({env.bucket_name}) kept by DeletionPolicy RetainExceptOnCreate" in text)
 
 
 def test_destroy_prod_needs_force_and_turns_protection_off(tmp_path, world):

@@ -212,7 +212,7 @@ def test_export_guard_warns_when_an_emulator_lacks_list_imports(env):
 def test_termination_protection_errors_from_aws_are_not_swallowed(env):
     from botocore.exceptions import ClientError
 
-    from deploylib.engine import set_termination_protection
+    from deploylib.protection import set_termination_protection
     from deploylib.output import Printer
 
     spec = load_manifest(env.build_dir, "staging").by_name["payments-staging-network"]

@@ -1,0 +1,131 @@
+"""Deleting an environment: stacks in reverse dependency order, what is kept listed at the end.
+
+Before a stack's DeleteStack:
+- deletion protection is lifted where the environment keeps data (StackLifecycle back to
+  `creating`, a parameter-only update), or the protected resources would end it DELETE_FAILED;
+- every bucket the stack deletes (DeletionPolicy Delete) is emptied: all object versions and
+  delete markers, 1,000 per DeleteObjects call, with progress. A retained bucket is never
+  touched: its data is what retention keeps.
+"""
+from __future__ import annotations
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from .aws import Context, Interrupted, error_message
+from .changesets import deployed_template
+from .engine import Deployer
+from .lifecycle import CREATING, ESTABLISHED, deployed_lifecycle
+from .manifest import Manifest, StackSpec
+from .output import Printer
+from .plans import Label
+from .protection import set_termination_protection
+from .scheduler import Outcome
+from .stackops import delete_and_wait, recovery_command
+from .stacks import describe_stack, list_stack_resources, root_cause
+
+RETAINING_POLICIES = ("Retain", "RetainExceptOnCreate", "Snapshot")
+DELETE_BATCH = 1000  # DeleteObjects takes at most 1,000 keys
+
+
+def retained_resources(ctx: Context, spec: StackSpec, template: dict) -> list[str]:
+    """Resources with a retaining DeletionPolicy in the deployed template, with physical ids."""
+    keep = {logical_id: body.get("DeletionPolicy") for logical_id, body in template.get("Resources", {}).items()
+            if body.get("DeletionPolicy") in RETAINING_POLICIES}
+    if not keep:
+        return []
+    physical = {summary["LogicalResourceId"]: summary.get("PhysicalResourceId", "")
+                for summary in list_stack_resources(ctx, spec.region, spec.name)}
+    return [f"{spec.name}: {logical_id} ({physical.get(logical_id, 'not created')}) kept by DeletionPolicy {policy}"
+            for logical_id, policy in sorted(keep.items())]
+
+
+def buckets_to_empty(ctx: Context, spec: StackSpec, template: dict) -> list[str]:
+    """Physical names of the stack's buckets that its deletion deletes (DeletionPolicy Delete)."""
+    deleted = {logical_id for logical_id, body in template.get("Resources", {}).items()
+               if body.get("Type") == "AWS::S3::Bucket" and body.get("DeletionPolicy", "Delete") == "Delete"}
+    if not deleted:
+        return []
+    return sorted(summary["PhysicalResourceId"] for summary in list_stack_resources(ctx, spec.region, spec.name)
+                  if summary["LogicalResourceId"] in deleted and summary.get("PhysicalResourceId"))
+
+
+def empty_bucket(ctx: Context, printer: Printer, spec: StackSpec, bucket: str) -> int:
+    """Deletes every object version and delete marker; returns how many. A bucket that is
+    already gone counts as empty."""
+    s3 = ctx.client("s3", spec.region)
+    deleted, markers = 0, {}
+    while True:
+        try:
+            page = s3.call("list_object_versions", Bucket=bucket, MaxKeys=DELETE_BATCH, **markers)
+        except ClientError as error:
+            if "NoSuchBucket" in (error.response.get("Error", {}).get("Code", ""), error_message(error)):
+                return deleted
+            raise
+        batch = [{"Key": v["Key"], "VersionId": v["VersionId"]} for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+        for start in range(0, len(batch), DELETE_BATCH):
+            chunk = batch[start:start + DELETE_BATCH]
+            response = s3.call("delete_objects", Bucket=bucket, Delete={"Objects": chunk, "Quiet": True})
+            if response.get("Errors"):
+                first = response["Errors"][0]
+                raise ClientError({"Error": {"Code": first.get("Code", "DeleteObjectsFailed"), "Message": (
+                    f"s3://{bucket}: {len(response['Errors'])} object version(s) not deleted, e.g. "
+                    f"{first.get('Key')}: {first.get('Message', '')}")}}, "DeleteObjects")
+            deleted += len(chunk)
+            printer.stack(spec.name, f"emptying s3://{bucket}: {deleted:,} object version(s) deleted")
+        if not page.get("IsTruncated"):
+            return deleted
+        markers = {"KeyMarker": page["NextKeyMarker"], "VersionIdMarker": page["NextVersionIdMarker"]}
+
+
+class Destroyer:
+    """Deletes one stack of the environment; collects what is retained."""
+
+    def __init__(self, ctx: Context, manifest: Manifest, printer: Printer):
+        self.ctx = ctx
+        self.manifest = manifest
+        self.printer = printer
+        self.retained: list[str] = []
+        self._deployer = Deployer(ctx, manifest, printer)
+
+    def delete(self, spec: StackSpec) -> Outcome:
+        deployed = describe_stack(self.ctx, spec.region, spec.name)
+        if not deployed:
+            return Outcome(True, Label.ABSENT)
+        try:
+            return self._delete(spec, deployed)
+        except (ClientError, BotoCoreError) as error:
+            text = error_message(error) if isinstance(error, ClientError) else str(error)
+            return Outcome(False, Label.FAILED, text)
+        except Interrupted:
+            return Outcome(False, Label.INTERRUPTED, "stopped waiting; the deletion goes on in CloudFormation")
+
+    def _delete(self, spec: StackSpec, deployed: dict) -> Outcome:
+        lifted = self._lift_deletion_protection(spec, deployed)
+        if lifted is not None and not lifted.ok:
+            return lifted
+        template = deployed_template(self.ctx, spec.region, spec.name)
+        kept = retained_resources(self.ctx, spec, template)
+        for bucket in buckets_to_empty(self.ctx, spec, template):
+            count = empty_bucket(self.ctx, self.printer, spec, bucket)
+            self.printer.stack(spec.name, f"s3://{bucket} empty ({count:,} object version(s) deleted)")
+        if deployed.get("EnableTerminationProtection"):
+            self.printer.stack(spec.name, "turning termination protection off to delete")
+            set_termination_protection(self.ctx, self.printer, spec, False)
+        status, events = delete_and_wait(self.ctx, self.printer, spec, deployed["StackId"])
+        if status != "DELETE_COMPLETE":
+            cause = root_cause(events)
+            reason = f"{cause['LogicalResourceId']}: {cause.get('ResourceStatusReason', '')}" if cause else status
+            return Outcome(False, Label.FAILED, f"{status}; {reason}; recover with "
+                                                f"`{recovery_command(self.manifest, spec)}`")
+        self.retained.extend(kept)
+        return Outcome(True, Label.DELETED)
+
+    def _lift_deletion_protection(self, spec: StackSpec, deployed: dict) -> Outcome | None:
+        """Where the environment keeps data, an established stack protects its resources from
+        deletion: switch it back to `creating` first (a parameter-only update)."""
+        if not (self.manifest.stack_policy and spec.lifecycle_parameter):
+            return None
+        if deployed_lifecycle(spec, deployed) != ESTABLISHED or deployed["StackStatus"] == "DELETE_FAILED":
+            return None
+        self.printer.stack(spec.name, "lifting deletion protection before deleting")
+        return self._deployer.switch_lifecycle(spec, CREATING)

@@ -1,0 +1,58 @@
+"""Stack-level protection deploy.py sets once a stack exists: termination protection and the
+stack policy that denies replacing or deleting stateful resources (staging and prod). Resource
+deletion protection rides on the StackLifecycle parameter (lifecycle.py)."""
+from __future__ import annotations
+
+import json
+
+from botocore.exceptions import ClientError
+from botocore.parsers import ResponseParserError
+
+from .aws import Context
+from .manifest import Manifest, StackSpec
+from .output import Printer
+from .stacks import describe_stack
+
+POLICY_ACTIONS = ["Update:Modify", "Update:Replace", "Update:Delete"]
+
+
+def stack_policy(spec: StackSpec, allowed: set[str] = frozenset()) -> dict:
+    statements = [{"Effect": "Allow", "Action": POLICY_ACTIONS, "Principal": "*", "Resource": "*"}]
+    protected = sorted(set(spec.stateful_resources) - set(allowed))
+    if protected:
+        statements.append({
+            "Effect": "Deny", "Action": ["Update:Replace", "Update:Delete"], "Principal": "*",
+            "Resource": [f"LogicalResourceId/{logical_id}" for logical_id in protected],
+        })
+    return {"Statement": statements}
+
+
+def set_termination_protection(ctx: Context, printer: Printer, spec: StackSpec, enabled: bool) -> None:
+    """UpdateTerminationProtection; an emulator without it (moto) gets a warning, real
+    CloudFormation errors are raised."""
+    cfn = ctx.cfn(spec.region)
+    try:
+        cfn.call("update_termination_protection", StackName=spec.name, EnableTerminationProtection=enabled)
+    except (ClientError, ResponseParserError, NotImplementedError) as error:
+        gap = cfn.emulator_gap(error)
+        if not gap:
+            raise
+        printer.stack(spec.name, f"WARNING termination protection not {'enabled' if enabled else 'disabled'}: "
+                                 f"UpdateTerminationProtection {gap}")
+
+
+def set_policy(ctx: Context, spec: StackSpec, policy: dict) -> None:
+    cfn = ctx.cfn(spec.region)
+    current = cfn.call("get_stack_policy", StackName=spec.name).get("StackPolicyBody")
+    if not current or json.loads(current) != policy:
+        cfn.call("set_stack_policy", StackName=spec.name, StackPolicyBody=json.dumps(policy))
+
+
+def ensure_protection(ctx: Context, manifest: Manifest, printer: Printer, spec: StackSpec) -> None:
+    deployed = describe_stack(ctx, spec.region, spec.name)
+    if not deployed:
+        return
+    if manifest.termination_protection and not deployed.get("EnableTerminationProtection"):
+        set_termination_protection(ctx, printer, spec, True)
+    if manifest.stack_policy:
+        set_policy(ctx, spec, stack_policy(spec))
