@@ -1,5 +1,6 @@
 # The payment platform's infrastructure: build, check, test and deploy.
-# `make` alone prints this help. ENV is dev, staging or prod (plain `make build` builds all three).
+# `make` alone prints this help. ENV is dev, staging or prod (plain `make build` builds all three),
+# or local (the emulator's environment: `make emulator`, `make e2e`).
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -14,11 +15,13 @@ ENV_FLAG := $(if $(ENV),--env $(ENV),)
 TEMPLATES = $(filter-out %/manifest.json %/plan.json %/review.json,$(wildcard build/*/*.json))
 
 .PHONY: help venv tools build lint test test-fast benchmark golden functions-readme clean \
-        plan deploy execute destroy status outputs require-env
+        preflight bootstrap plan deploy execute destroy recover adopt status outputs require-env require-stack
 
 help: ## show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
-	@echo "  ENV=dev|staging|prod   YES=1 (no prompt)   FORCE=1 (destroy prod)   DRIFT=1 (status)"
+	@echo "  ENV=dev|staging|prod|local   YES=1 (no prompt)   FORCE=1 (destroy prod)   DRIFT=1 (status)"
+	@echo "  FIX=1 (preflight creates missing service-linked roles)   STACK=<name or layer> (recover, adopt)"
+	@echo "  NO_ROLLBACK_TRIGGERS=1 (deploy/execute: a hotfix during an incident)"
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON_BOOTSTRAP) -m venv $(VENV)
@@ -59,17 +62,34 @@ functions-readme: venv ## regenerate functions/README.md from the function decla
 require-env:
 	@test -n "$(ENV)" || { echo "ENV is required: make $(MAKECMDGOALS) ENV=dev|staging|prod" >&2; exit 2; }
 
-plan: require-env build ## upload artifacts, create change sets, print the review (executes nothing)
-	$(PY) deploy.py plan --env $(ENV)
+require-stack:
+	@test -n "$(STACK)" || { echo "STACK is required: make $(MAKECMDGOALS) ENV=$(ENV) STACK=<name or layer>" >&2; exit 2; }
 
-deploy: require-env build ## plan, confirm (YES=1 for CI), execute in dependency order
-	$(PY) deploy.py deploy --env $(ENV) $(if $(YES),--yes,)
+TRIGGERS_FLAG = $(if $(NO_ROLLBACK_TRIGGERS),--no-rollback-triggers,)
+
+preflight: require-env build ## read-only account checks (FIX=1 creates missing service-linked roles)
+	$(PY) deploy.py preflight --env $(ENV) $(if $(FIX),--fix,)
+
+bootstrap: require-env build ## deploy only the artifacts stack (bucket + image repository), to push the image
+	$(PY) deploy.py bootstrap --env $(ENV) $(if $(YES),--yes,)
+
+plan: require-env build ## preflight, upload artifacts, create change sets, print the review (executes nothing)
+	$(PY) deploy.py plan --env $(ENV) $(TRIGGERS_FLAG)
+
+deploy: require-env build ## preflight, plan, confirm (YES=1 for CI), execute in dependency order
+	$(PY) deploy.py deploy --env $(ENV) $(if $(YES),--yes,) $(TRIGGERS_FLAG)
 
 execute: require-env venv ## execute the change sets of the last plan after console review
-	$(PY) deploy.py execute --env $(ENV)
+	$(PY) deploy.py execute --env $(ENV) $(TRIGGERS_FLAG)
 
 destroy: require-env venv ## delete the stacks in reverse order (prod needs FORCE=1)
 	$(PY) deploy.py destroy --env $(ENV) $(if $(FORCE),--force,) $(if $(YES),--yes,)
+
+recover: require-env require-stack venv ## the way out of ROLLBACK_FAILED, DELETE_FAILED, UPDATE_ROLLBACK_FAILED
+	$(PY) deploy.py recover --env $(ENV) --stack $(STACK) $(if $(YES),--yes,) $(if $(FORCE_DELETE),--force-delete,)
+
+adopt: require-env require-stack venv ## create a stack from the resources an earlier deployment kept (IMPORT)
+	$(PY) deploy.py adopt --env $(ENV) --stack $(STACK) $(if $(YES),--yes,)
 
 status: require-env venv ## stack states (DRIFT=1 adds drift detection)
 	$(PY) deploy.py status --env $(ENV) $(if $(DRIFT),--drift,)

@@ -13,7 +13,7 @@ from botocore.parsers import ResponseParserError
 
 from .adopt import create_import_change_set, existing_named_resources
 from .artifacts import check_template_delivery
-from .aws import Context, Interrupted, error_message
+from .aws import Context, error_message
 from .cli import INTERRUPTED_EXIT, Options, confirm, print_summary
 from .deployed import write_and_publish
 from .destroy import Destroyer

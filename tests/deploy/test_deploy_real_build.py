@@ -94,3 +94,34 @@ def test_real_prod_cross_region_dr_and_rollback_triggers(built, tmp_path, world)
         StackName=monitoring.name)["Stacks"][0]["Outputs"]}
     assert [t["Arn"] for t in triggers] == [outputs[a["output"]] for a in compute["rollback_alarms"]]
     assert len(triggers) == len(compute["rollback_alarms"]) > 0
+
+
+def test_real_staging_first_create_failing_on_its_last_resource_leaves_nothing_behind(built, tmp_path, world):
+    """The first-deploy failure the issue describes, on the real staging templates: RetainExceptOnCreate
+    and deletion protection off until established let the failed create roll back completely."""
+    from fake_cfn import deletion_protected, effective, evaluate_conditions
+
+    environment = "staging"
+    shutil.copytree(built[environment]["dir"], tmp_path / "build" / environment)
+    _in_moto_account(tmp_path / "build" / environment / "manifest.json")
+    env = BuiltEnvironment(tmp_path / "build", environment)
+    manifest = built[environment]["manifest"]
+    data = next(s for s in manifest["stacks"] if s["layer"] == "data")
+    template = built[environment]["templates"]["data"]
+    last = list(template["Resources"])[-1]
+    world.failures[data["name"]] = (last, "Resource handler returned message: boom")
+    code, text = run_deploy(env, world, "deploy", "--yes")
+    assert code == 1
+    stack = world.cfn(manifest["region"]).stack(data["name"])
+    assert stack.status == "ROLLBACK_COMPLETE", text[-2000:]
+    assert [key for key, owner in world.named.items() if owner is None] == []  # nothing retained
+    del world.failures[data["name"]]
+    code, text = run_deploy(env, world, "deploy", "--yes")
+    assert code == 0, text[-3000:]
+    stack = world.cfn(manifest["region"]).stack(data["name"])
+    assert stack.parameters["StackLifecycle"] == "established"
+    conditions = evaluate_conditions(stack.template, stack.parameters)
+    protected = [logical_id for logical_id, body in stack.template["Resources"].items()
+                 if deletion_protected(body["Type"], effective(body.get("Properties", {}), stack.parameters, conditions))]
+    assert sorted(protected) == sorted(["DbCluster", "BatchStatusTable", "IdempotencyTable", "TransactionsTable",
+                                        "VelocityTable"])

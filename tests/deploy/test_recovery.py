@@ -8,11 +8,9 @@ delete what deletion protection guards (see fake_cfn.py).
 from __future__ import annotations
 
 import json
-import shutil
 
-import pytest
 
-from synthetic_env import ACCOUNT, Layer, SyntheticEnvironment, run_deploy, standard_layers
+from synthetic_env import ACCOUNT, run_deploy
 
 LIFECYCLE = "StackLifecycle"
 LIFECYCLE_PARAMETER = {LIFECYCLE: {"Type": "String", "AllowedValues": ["creating", "established"], "Default": "creating"}}
