@@ -1,0 +1,6 @@
+"""events: compatibility patches."""
+from __future__ import annotations
+
+
+def apply() -> None:
+    pass

@@ -1,0 +1,6 @@
+"""recorded: compatibility patches."""
+from __future__ import annotations
+
+
+def apply() -> None:
+    pass
