@@ -127,7 +127,7 @@ class AliasProvider(Provider):
     skipped, its Ref empty). Created with moto's Lambda CreateAlias; Ref is the alias ARN."""
 
     resource_type = "AWS::Lambda::Alias"
-    support = "emulated"
+    support = "created"
 
     def create(self, request: Request) -> State:
         backend = _backend(request.account_id, request.region)
@@ -154,8 +154,25 @@ class FunctionProvider(MotoProvider):
     """AWS::Lambda::Function through moto's model; Ref is the function name (moto's)."""
 
 
+def _layer_by_arn_patch() -> None:
+    # moto gap: GetLayerVersionByArn is not implemented (HTML 500). Answered from the layer's
+    # own account (shared layers only, see _layers_patch).
+    from moto.awslambda.exceptions import UnknownLayerVersionException
+    from moto.awslambda.responses import LambdaResponse
+
+    def get_layer_version_by_arn(self: Any) -> Any:
+        arn = self.querystring.get("Arn", [""])[0]
+        found = _backend(self.current_account, self.region).layers_versions_by_arn(arn)
+        if found is None:
+            raise UnknownLayerVersionException([arn])
+        return 200, {}, json.dumps(found.get_layer_version())
+
+    LambdaResponse.get_layer_version_by_arn = get_layer_version_by_arn
+
+
 def apply() -> None:
     _layers_patch()
+    _layer_by_arn_patch()
     register(VersionProvider())
     register(PermissionProvider())
     register(AliasProvider())

@@ -110,7 +110,46 @@ class ManagedPolicyProvider(MotoProvider):
         iam.delete_policy(arn)
 
 
+# AWS's names of service-linked roles whose spelling moto's generic rule gets wrong
+# (moto: "AWSServiceRoleFor" + the host's first label as written, e.g. AWSServiceRoleForecs).
+SERVICE_LINKED_ROLE_NAMES = {
+    "ecs.amazonaws.com": "AWSServiceRoleForECS",
+    "elasticloadbalancing.amazonaws.com": "AWSServiceRoleForElasticLoadBalancing",
+    "rds.amazonaws.com": "AWSServiceRoleForRDS",
+    "ops.apigateway.amazonaws.com": "AWSServiceRoleForAPIGateway",
+    "ecs.application-autoscaling.amazonaws.com": "AWSServiceRoleForApplicationAutoScaling_ECSService",
+    "dynamodb.application-autoscaling.amazonaws.com": "AWSServiceRoleForApplicationAutoScaling_DynamoDBTable",
+    "rds.application-autoscaling.amazonaws.com": "AWSServiceRoleForApplicationAutoScaling_RDSCluster",
+    "elasticache.amazonaws.com": "AWSServiceRoleForElastiCache",
+    "secretsmanager.amazonaws.com": "AWSServiceRoleForSecretsManager",
+}
+
+
+def _service_linked_role_patch() -> None:
+    # moto gap: CreateServiceLinkedRole builds the role name from the service host
+    # ("AWSServiceRoleForecs"); AWS's names differ (AWSServiceRoleForECS), so a GetRole of the
+    # documented name fails. Known services get AWS's name; a second create fails as in AWS.
+    from moto.iam.models import IAMBackend
+
+    original = IAMBackend.create_service_linked_role
+
+    def create_service_linked_role(self, service_name: str, description: str, suffix: str):
+        name = SERVICE_LINKED_ROLE_NAMES.get(service_name)
+        if name is None:
+            return original(self, service_name, description, suffix)
+        if suffix:
+            name = f"{name}_{suffix}"
+        document = {"Version": "2012-10-17", "Statement": [
+            {"Action": ["sts:AssumeRole"], "Effect": "Allow", "Principal": {"Service": [service_name]}}]}
+        return self.create_role(name, json.dumps(document), f"/aws-service-role/{service_name}/",
+                                permissions_boundary=None, description=description, tags=[],
+                                max_session_duration="3600", linked_service=service_name)
+
+    IAMBackend.create_service_linked_role = create_service_linked_role
+
+
 def apply() -> None:
+    _service_linked_role_patch()
     # moto gap: moto knows AWS's managed policies (arn:aws:iam::aws:policy/...) only when asked
     # to load them (off by default); attaching one then fails with "does not exist or is not
     # attachable". Loaded here, so a role can use them and a misspelt one still fails.
