@@ -60,6 +60,14 @@ class Emulator:
         self.provisioned = provisioning.provision(self.region, self.account_id)
         return self
 
+    def reset(self) -> None:
+        """Forgets every resource and stack (moto's backends and the emulator's CloudFormation)
+        and provisions again what AWS owns. Also reachable as moto's POST /moto-api/reset."""
+        from moto.moto_api._internal.models import moto_api_backend
+
+        moto_api_backend.reset()
+        self.provisioned = provisioning.provision(self.region, self.account_id)
+
     def stop(self) -> None:
         if self._server is not None:
             self._server.stop()

@@ -157,6 +157,7 @@ class RotationScheduleProvider(Provider):
         else:
             lambda_arn = p.get("RotationLambdaARN", "")
         rules = p.get("RotationRules") or {}
+        secret.rotation_requested = True
         secret.rotation_enabled = True
         secret.rotation_lambda_arn = lambda_arn
         days = rules.get("AutomaticallyAfterDays")

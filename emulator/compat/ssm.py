@@ -35,11 +35,14 @@ def _public_parameters_patch() -> None:
 
 
 class ParameterProvider(MotoProvider):
-    """moto gap: moto's AWS::SSM::Parameter handler passes `Tags` (a map in CloudFormation) to
-    put_parameter, which expects a list of Key/Value pairs, and crashes. The map is converted."""
+    """moto gaps: moto's AWS::SSM::Parameter handler passes `Tags` (a map in CloudFormation) to
+    put_parameter, which expects a list of Key/Value pairs, and crashes (converted here); without
+    a Name it crashes too (CloudFormation generates CFN-<logical id>-<random>)."""
 
     def cloudformation_json(self, request: Request) -> dict:
         document = super().cloudformation_json(request)
+        if not document["Properties"].get("Name"):
+            document["Properties"]["Name"] = f"CFN-{request.logical_id}-{request.physical_name.rsplit('-', 1)[-1]}"
         tags = document["Properties"].get("Tags")
         if isinstance(tags, dict):
             document["Properties"]["Tags"] = [{"Key": k, "Value": v} for k, v in tags.items()]

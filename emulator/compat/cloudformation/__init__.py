@@ -6,3 +6,20 @@ def apply() -> None:
     from . import responses
 
     responses.install()
+    _reset_patch()
+
+
+def _reset_patch() -> None:
+    # moto's reset (POST /moto-api/reset, moto_api_backend.reset) clears moto's backends; the
+    # emulator's stacks live outside them and are cleared with them.
+    from moto.core.base_backend import BackendDict
+
+    from . import model
+
+    original = BackendDict.reset.__func__ if hasattr(BackendDict.reset, "__func__") else BackendDict.reset
+
+    def reset(cls) -> None:
+        original(cls)
+        model.reset()
+
+    BackendDict.reset = classmethod(reset)

@@ -431,7 +431,7 @@ def resolve_dynamic(store: Store, properties: dict) -> dict:
                 parameter = None
             if parameter is None:
                 raise ResourceFailure(f"Parameters: [ssm:{name}] cannot be found.")
-            if service == "ssm" and parameter.type == "SecureString":
+            if service == "ssm" and parameter.parameter_type == "SecureString":
                 raise ResourceFailure(f"Parameters: [{name}] of type SecureString are only resolved with ssm-secure")
             return parameter.value
         if service == "secretsmanager":
@@ -923,6 +923,10 @@ def execute_change_set(store: Store, name: str, stack_name: str | None, disable_
             stack.stack_event(failed, f"Internal failure of the emulator ({type(error).__name__}: {error})", token)
             ok = False
         change_set.execution_status = "EXECUTE_COMPLETE" if ok else "EXECUTE_FAILED"
+        # "After you execute a change set, CloudFormation removes all change sets associated
+        # with the stack" (the executed one included)
+        for change_set_id in [cid for cid, cs in store.change_sets.items() if cs.stack is stack]:
+            del store.change_sets[change_set_id]
         if not ok and change_set.change_set_type == "CREATE" and change_set.on_stack_failure == "DELETE":
             _delete(store, stack, frozenset(), token)
 

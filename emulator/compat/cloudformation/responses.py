@@ -191,7 +191,6 @@ class Handlers:
             stack.timeout_in_minutes = self._get_param("TimeoutInMinutes")
             engine.execute_change_set(store, change_set.change_set_id, None, on_failure == "DO_NOTHING", False,
                                       self._get_param("ClientRequestToken"))
-            store.change_sets.pop(change_set.change_set_id, None)
             stack.change_set_id = None
         return ActionResult({"StackId": stack.stack_id})
 
@@ -217,7 +216,6 @@ class Handlers:
                                           False, self._get_param("ClientRequestToken"))
             finally:
                 stack.policy_body = saved_policy
-            store.change_sets.pop(change_set.change_set_id, None)
             stack.change_set_id = None
         return ActionResult({"StackId": stack.stack_id})
 
