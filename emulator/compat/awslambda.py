@@ -151,7 +151,28 @@ class AliasProvider(Provider):
 
 
 class FunctionProvider(MotoProvider):
-    """AWS::Lambda::Function through moto's model; Ref is the function name (moto's)."""
+    """AWS::Lambda::Function through moto's model; Ref is the function name (moto's).
+
+    moto gap: moto's update passes CloudFormation's inline Code.ZipFile (source text) to
+    UpdateFunctionCode, which expects a base64 zip ("Incorrect padding"), and re-uploads the
+    code even when only the configuration changed. Here inline source is zipped as the create
+    path does, and the code is updated only when Code changed."""
+
+    def update(self, request: Request, state: State, old_properties: dict) -> State:
+        import base64
+
+        from moto.awslambda.models import LambdaFunction
+
+        function = state.handle
+        properties = json.loads(json.dumps(request.properties))
+        function.update_configuration(properties)
+        function.reserved_concurrency = properties.get("ReservedConcurrentExecutions")
+        if properties.get("Code") != old_properties.get("Code"):
+            code = dict(properties["Code"])
+            if "ZipFile" in code:
+                code["ZipFile"] = base64.b64encode(LambdaFunction._create_zipfile_from_plaintext_code(code["ZipFile"])).decode()
+            function.update_function_code(code)
+        return self.state_from(function, request)
 
 
 def _layer_by_arn_patch() -> None:

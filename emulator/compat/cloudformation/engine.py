@@ -559,7 +559,9 @@ def compute_changes(store: Store, stack: Stack, new: Evaluation, new_tags: dict[
             for prop, value in new_tokens.items():
                 for kind, target in _tokens_in(value):
                     source_id = target.split(".", 1)[0]
-                    if kind == "Ref" and source_id in replaced or kind == "GetAtt" and source_id in (replaced | modified):
+                    # a replacement changes the Ref and the attributes; an in-place update keeps the
+                    # identifiers and ARNs the attributes are (the emulator's simplification)
+                    if source_id in replaced:
                         if (target, prop) in known:
                             continue
                         recreation = "Always" if schemas.is_create_only(body["Type"], region, prop) else "Never"

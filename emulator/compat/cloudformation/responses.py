@@ -391,6 +391,22 @@ class Handlers:
             stack = _stack_or_fail(store, self._get_param("StackName"), include_deleted=False)
             raise ValidationError(f"CancelUpdateStack cannot be called from current stack status {stack.status}.")
 
+    # moto gap: the drift APIs raise NotImplementedError (an HTML 500 page and a traceback on the
+    # server). The emulator does not detect drift either; it answers like an AWS-shaped error
+    # with HTTP 501, which clients (deploy.py's status --drift) report as "not implemented by
+    # the emulator".
+    def detect_stack_drift(self) -> Any:
+        return _not_implemented("DetectStackDrift")
+
+    def describe_stack_drift_detection_status(self) -> Any:
+        return _not_implemented("DescribeStackDriftDetectionStatus")
+
+    def describe_stack_resource_drifts(self) -> Any:
+        return _not_implemented("DescribeStackResourceDrifts")
+
+    def detect_stack_resource_drift(self) -> Any:
+        return _not_implemented("DetectStackResourceDrift")
+
     def _cfn_args(self) -> dict:
         names = ("StackName", "TemplateBody", "TemplateURL", "UsePreviousTemplate", "Parameters", "Capabilities",
                  "RoleARN", "RollbackConfiguration", "NotificationARNs", "Tags", "ChangeSetName", "Description",
@@ -403,6 +419,13 @@ class Handlers:
         if "UsePreviousTemplate" in args:
             args["UsePreviousTemplate"] = _boolean(args["UsePreviousTemplate"])
         return args
+
+
+def _not_implemented(operation: str) -> tuple[int, dict, str]:
+    body = ("<ErrorResponse xmlns=\"http://cloudformation.amazonaws.com/doc/2010-05-15/\"><Error><Type>Receiver</Type>"
+            f"<Code>NotImplemented</Code><Message>{operation} is not implemented by the emulator (no drift "
+            "detection)</Message></Error><RequestId>00000000-0000-0000-0000-000000000000</RequestId></ErrorResponse>")
+    return 501, {"Content-Type": "text/xml", "status": 501}, body
 
 
 def _boolean(value: Any) -> bool | None:
