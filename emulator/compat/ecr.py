@@ -15,10 +15,25 @@ def backend(request: Request) -> Any:
 
 class RepositoryProvider(MotoProvider):
     """AWS::ECR::Repository through moto's model (encryption, scanning, tag mutability, tags).
-    moto gaps covered: LifecyclePolicy and RepositoryPolicyText are ignored (applied here), and
+    moto gaps covered: moto stores CloudFormation's EncryptionConfiguration and
+    ImageScanningConfiguration with their PascalCase keys where the API shape (and
+    DescribeRepositories) uses camelCase, so boto3 cannot read them back (converted here);
+    LifecyclePolicy and RepositoryPolicyText are ignored (applied here), and
     the repository cannot be deleted by moto's CloudFormation. Deleting it here follows ECR: a
     repository that still holds images is refused (RepositoryNotEmptyException) unless
     EmptyOnDelete is true."""
+
+    def cloudformation_json(self, request: Request) -> dict:
+        document = super().cloudformation_json(request)
+        p = document["Properties"]
+        if p.get("EncryptionConfiguration"):
+            encryption = p["EncryptionConfiguration"]
+            p["EncryptionConfiguration"] = {"encryptionType": encryption.get("EncryptionType", "AES256"),
+                                            **({"kmsKey": encryption["KmsKey"]} if encryption.get("KmsKey") else {})}
+        if p.get("ImageScanningConfiguration") is not None:
+            scan = p["ImageScanningConfiguration"]
+            p["ImageScanningConfiguration"] = {"scanOnPush": str(scan.get("ScanOnPush", False)).lower() == "true"}
+        return document
 
     def create(self, request: Request) -> State:
         state = super().create(request)

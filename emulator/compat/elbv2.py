@@ -108,7 +108,7 @@ class TargetGroupProvider(MotoProvider):
     def attribute(self, state: State, name: str) -> Any:
         group = state.handle
         values = {
-            "TargetGroupFullName": _full_name(group.arn, "targetgroup"),
+            "TargetGroupFullName": "targetgroup/" + _full_name(group.arn, "targetgroup"),
             "TargetGroupArn": group.arn, "TargetGroupName": group.name,
             "LoadBalancerArns": list(group.load_balancer_arns),
         }
