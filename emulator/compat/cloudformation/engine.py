@@ -673,7 +673,14 @@ def create_change_set(store: Store, args: dict) -> ChangeSet:
             resources_to_import=list(args.get("ResourcesToImport") or []), no_echo=no_echo,
         )
         store.change_sets[change_set_id] = change_set
-        _evaluate_change_set(store, change_set, transform_error, previous)
+        try:
+            _evaluate_change_set(store, change_set, transform_error, previous)
+        except ValidationError:  # refused synchronously (IMPORT checks): leave no trace behind
+            del store.change_sets[change_set_id]
+            if stack.status == "REVIEW_IN_PROGRESS" and not stack.template_body and stack in store.stacks \
+                    and not any(c.stack is stack for c in store.change_sets.values()):
+                store.stacks.remove(stack)
+            raise
         return change_set
 
 
@@ -704,6 +711,10 @@ def _evaluate_change_set(store: Store, change_set: ChangeSet, transform_error: s
             creating = change_set.change_set_type == "CREATE"
             change_set.changes = compute_changes(store, stack, evaluation, change_set.tags, creating, change_set.parameters)
     except (tpl.TemplateError, ValidationError, ResourceFailure) as error:
+        from .imports import ImportValidationError
+
+        if isinstance(error, ImportValidationError):
+            raise
         _fail_change_set(change_set, str(getattr(error, "message", error)))
         return
     if change_set.change_set_type == "UPDATE" and previous is not None:
