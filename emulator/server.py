@@ -58,18 +58,27 @@ class Emulator:
         self._server.start()
         self.host, self.port = self._server.get_host_and_port()
         self.provisioned = provisioning.provision(self.region, self.account_id)
+        from .compat.cloudformation import RESET_HOOKS
+
+        RESET_HOOKS.append(self._provision_again)
         return self
+
+    def _provision_again(self) -> None:
+        self.provisioned = provisioning.provision(self.region, self.account_id)
 
     def reset(self) -> None:
         """Forgets every resource and stack (moto's backends and the emulator's CloudFormation)
-        and provisions again what AWS owns. Also reachable as moto's POST /moto-api/reset."""
+        and provisions again what AWS owns. Over HTTP: moto's POST /moto-api/reset."""
         from moto.moto_api._internal.models import moto_api_backend
 
         moto_api_backend.reset()
-        self.provisioned = provisioning.provision(self.region, self.account_id)
 
     def stop(self) -> None:
         if self._server is not None:
+            from .compat.cloudformation import RESET_HOOKS
+
+            if self._provision_again in RESET_HOOKS:
+                RESET_HOOKS.remove(self._provision_again)
             self._server.stop()
             self._server = None
 

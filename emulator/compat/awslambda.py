@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..provision import POWERTOOLS_ACCOUNT
 from .cloudformation.providers import MotoProvider, Provider, Request, State, register
 from .errors import ResourceFailure
 
@@ -199,5 +198,3 @@ def apply() -> None:
     register(AliasProvider())
     register(FunctionProvider("AWS::Lambda::Function"))
 
-
-__all__ = ["POWERTOOLS_ACCOUNT", "apply", "share_layer_publicly"]

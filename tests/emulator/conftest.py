@@ -1,8 +1,9 @@
 """Fixtures for the emulator tests: one emulator per test session, reset between tests.
 
-moto keeps its state in the process, so every emulator started in one process shares it: the
-session has one server on a random port, and each test starts from a reset state (moto's
-backends and the emulator's stacks cleared, AWS-owned things provisioned again).
+The emulator runs in a child process (emulator.spawn): its compatibility layer patches moto for
+the process it runs in, and the rest of the suite (tests/deploy) uses moto in-process, possibly
+in the same pytest-xdist worker. Each test starts from a reset state (moto's backends and the
+emulator's stacks cleared, AWS-owned things provisioned again).
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ REGION = "eu-west-1"
 def emulator_server():
     import emulator
 
-    server = emulator.start(region=REGION)
+    server = emulator.spawn(region=REGION)
     yield server
     server.stop()
 

@@ -13,12 +13,33 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_python_api_listens_on_localhost_with_a_random_port(emulator_server):
+def test_spawned_emulator_listens_on_localhost_with_a_random_port(emulator_server):
     assert re.fullmatch(r"http://127\.0\.0\.1:\d+", emulator_server.endpoint_url)
     assert emulator_server.port != 0
     sts = boto3.client("sts", endpoint_url=emulator_server.endpoint_url, region_name="eu-west-1",
                        aws_access_key_id="testing", aws_secret_access_key="testing")
     assert sts.get_caller_identity()["Account"] == "123456789012"
+
+
+IN_PROCESS = """
+import boto3, emulator
+with emulator.start(region="eu-central-1") as emu:
+    assert emu.endpoint_url.startswith("http://127.0.0.1:") and emu.port
+    cfn = boto3.client("cloudformation", endpoint_url=emu.endpoint_url, region_name="eu-central-1",
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    assert cfn.describe_stacks()["Stacks"] == []
+    acm = boto3.client("acm", endpoint_url=emu.endpoint_url, region_name="eu-central-1",
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    assert acm.describe_certificate(CertificateArn=emu.certificate_arn)["Certificate"]["Status"] == "ISSUED"
+print("stopped cleanly")
+"""
+
+
+def test_in_process_api_is_a_context_manager():
+    # in a child process: start() patches moto for the process it runs in
+    result = subprocess.run([sys.executable, "-c", IN_PROCESS], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "stopped cleanly\n"
 
 
 def test_certificate_arn_is_the_same_at_every_start(emulator_server):

@@ -1,6 +1,11 @@
 """The emulator's CloudFormation: its own stack engine on top of moto's resource models."""
 from __future__ import annotations
 
+from typing import Callable
+
+# Called after every reset of moto's state (the emulator provisions AWS-owned things again).
+RESET_HOOKS: list[Callable[[], None]] = []
+
 
 def apply() -> None:
     from . import responses
@@ -21,5 +26,7 @@ def _reset_patch() -> None:
     def reset(cls) -> None:
         original(cls)
         model.reset()
+        for hook in list(RESET_HOOKS):
+            hook()
 
     BackendDict.reset = classmethod(reset)

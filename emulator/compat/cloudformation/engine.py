@@ -1082,7 +1082,7 @@ def _execute_update(store: Store, stack: Stack, change_set: ChangeSet, no_rollba
     removed = [k for k, r in old_records.items() if r.exists and k not in order]
     for logical_id in removed:
         record = old_records[logical_id]
-        if _policy_denies(stack_with_policy(stack), logical_id, record.resource_type, "Update:Delete"):
+        if _policy_denies(stack, logical_id, record.resource_type, "Update:Delete"):
             failed, reason = logical_id, _policy_denial(logical_id, "Update:Delete")
             op.event(record, "UPDATE_FAILED", reason)
             break
@@ -1167,10 +1167,6 @@ def _execute_update(store: Store, stack: Stack, change_set: ChangeSet, no_rollba
     else:
         stack.stack_event("UPDATE_ROLLBACK_FAILED", "The following resource(s) failed to update during rollback.", token)
     return False
-
-
-def stack_with_policy(stack: Stack) -> Stack:
-    return stack
 
 
 def _update_resource(op: Operation, evaluation: Evaluation, tokens: Evaluation, previous: ResourceRecord,

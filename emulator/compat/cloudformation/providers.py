@@ -21,7 +21,6 @@ from typing import Any, Callable
 
 from moto.moto_api._internal import mock_random
 
-from .. import errors as _errors  # noqa: F401  (re-exported below)
 from ..errors import ResourceFailure, describe_backend_error
 from . import schemas
 
