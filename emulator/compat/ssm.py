@@ -23,6 +23,8 @@ def _public_parameters_patch() -> None:
         self._emulator_public_loaded = True
         from moto.core.utils import utcnow
 
+        # the parameter names the Powertools layer of this region: publish it there too
+        provision.provision_layer(self.region_name)
         for name, value in provision.public_parameters(self.region_name).items():
             if not dict.__contains__(self, name):
                 self.setdefault(name, []).append(Parameter(

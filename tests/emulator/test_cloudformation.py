@@ -371,3 +371,20 @@ def test_create_and_update_stack_apis(cfn):
     assert cfn.describe_stacks(StackName="direct")["Stacks"][0]["StackStatus"] == "UPDATE_COMPLETE"
     with pytest.raises(ClientError, match="No export named missing found."):
         cfn.create_stack(StackName="direct-2", TemplateBody=importing_template("missing"))
+
+
+def test_rollback_triggers_roll_an_update_back(emu, cfn):
+    cloudwatch = emu.client("cloudwatch")
+    cloudwatch.put_metric_alarm(AlarmName="errors", ComparisonOperator="GreaterThanThreshold", EvaluationPeriods=1,
+                                MetricName="Errors", Namespace="AWS/Lambda", Period=60, Statistic="Sum", Threshold=1)
+    alarm = cloudwatch.describe_alarms(AlarmNames=["errors"])["MetricAlarms"][0]["AlarmArn"]
+    triggers = {"RollbackTriggers": [{"Arn": alarm, "Type": "AWS::CloudWatch::Alarm"}], "MonitoringTimeInMinutes": 10}
+    create_stack(cfn, "guarded", template({"Queue": QUEUE}), RollbackConfiguration=triggers)
+    update_stack(cfn, "guarded", template({"Queue": QUEUE, "Topic": {"Type": "AWS::SNS::Topic"}}),
+                 RollbackConfiguration=triggers)  # alarm OK: the update stays
+    cloudwatch.set_alarm_state(AlarmName="errors", StateValue="ALARM", StateReason="errors")
+    update_stack(cfn, "guarded", template({"Queue": QUEUE}), RollbackConfiguration=triggers,
+                 expect="UPDATE_ROLLBACK_COMPLETE", change_set_name="second")
+    reason = [e for e in events(cfn, "guarded") if e["ResourceStatus"] == "UPDATE_ROLLBACK_IN_PROGRESS"][-1]["ResourceStatusReason"]
+    assert reason == f"Rolling back because alarm {alarm} is in ALARM state"
+    assert set(resource_statuses(cfn, "guarded")) == {"Queue", "Topic"}

@@ -982,7 +982,7 @@ def _execute_create(store: Store, stack: Stack, change_set: ChangeSet, no_rollba
     if failed is None:
         try:
             outputs = evaluation.outputs()
-            conflict = _export_conflicts(store, stack, outputs)
+            conflict = _export_conflicts(store, stack, outputs) or _rollback_trigger_problem(store, stack)
             if conflict:
                 failed, reason = stack.name, conflict
         except (tpl.TemplateError, ResourceFailure) as error:
@@ -1031,6 +1031,25 @@ def _delete_resources(op: Operation, stack: Stack, order: list[str], rollback_of
         if not op.delete(record, policy, rollback_of_create, retain, retain_created):
             ok = False
     return ok
+
+
+def _rollback_trigger_problem(store: Store, stack: Stack) -> str | None:
+    """Rollback triggers: each must be an existing CloudWatch alarm; one in ALARM state rolls the
+    operation back (checked once the resources are done: operations here take no time, so the
+    monitoring period is that instant)."""
+    from moto.cloudwatch.models import cloudwatch_backends
+
+    for trigger in (stack.rollback_configuration or {}).get("RollbackTriggers", []):
+        arn = trigger.get("Arn", "")
+        parts = arn.split(":")
+        if len(parts) < 7 or parts[2] != "cloudwatch" or not arn.split(":alarm:", 1)[-1]:
+            return f"Rollback trigger {arn} is not a CloudWatch alarm ARN"
+        alarm = cloudwatch_backends[parts[4]][parts[3]].alarms.get(arn.split(":alarm:", 1)[1])
+        if alarm is None:
+            return f"Rollback trigger {arn} does not exist"
+        if alarm.state_value == "ALARM":
+            return f"Rolling back because alarm {arn} is in ALARM state"
+    return None
 
 
 def _export_conflicts(store: Store, stack: Stack, outputs: list[dict]) -> str | None:
@@ -1107,7 +1126,7 @@ def _execute_update(store: Store, stack: Stack, change_set: ChangeSet, no_rollba
     if failed is None:
         try:
             outputs = evaluation.outputs()
-            conflict = _export_conflicts(store, stack, outputs)
+            conflict = _export_conflicts(store, stack, outputs) or _rollback_trigger_problem(store, stack)
             if conflict:
                 failed, reason = stack.name, conflict
         except (tpl.TemplateError, ResourceFailure) as error:
