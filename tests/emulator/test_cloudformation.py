@@ -388,3 +388,17 @@ def test_rollback_triggers_roll_an_update_back(emu, cfn):
     reason = [e for e in events(cfn, "guarded") if e["ResourceStatus"] == "UPDATE_ROLLBACK_IN_PROGRESS"][-1]["ResourceStatusReason"]
     assert reason == f"Rolling back because alarm {alarm} is in ALARM state"
     assert set(resource_statuses(cfn, "guarded")) == {"Queue", "Topic"}
+
+
+def test_a_type_moto_cannot_hold_is_recorded(cfn):
+    """AWS::Scheduler::ScheduleGroup: no moto model; recorded with a physical id, a Ref and its
+    GetAtt attributes, properties still validated."""
+    stack = create_stack(cfn, "recorded", template(
+        {"Group": {"Type": "AWS::Scheduler::ScheduleGroup", "Properties": {"Name": "payments-schedules"}}},
+        {"Name": {"Value": {"Ref": "Group"}}, "Arn": {"Value": {"Fn::GetAtt": ["Group", "Arn"]}}}))
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
+    assert outputs["Name"] == "payments-schedules"
+    assert outputs["Arn"].startswith("arn:aws:scheduler:eu-west-1:123456789012:")
+    create_stack(cfn, "recorded-bad", template(
+        {"Group": {"Type": "AWS::Scheduler::ScheduleGroup", "Properties": {"Nme": "x"}}}), expect="ROLLBACK_COMPLETE")
+    cfn.delete_stack(StackName="recorded")

@@ -212,8 +212,13 @@ class RecordedProvider(Provider):
 
     def create(self, request: Request) -> State:
         physical = None
-        if self.name_property and request.properties.get(self.name_property):
-            physical = str(request.properties[self.name_property])
+        name_property = self.name_property
+        if name_property is None:  # the schema's identifier, when the template sets it
+            identifier = (schemas.schema_for(self.resource_type, request.region) or {}).get("primaryIdentifier") or []
+            if len(identifier) == 1:
+                name_property = identifier[0].rsplit("/", 1)[-1]
+        if name_property and request.properties.get(name_property):
+            physical = str(request.properties[name_property])
         physical = physical or request.physical_name
         attributes = self._attributes(request, physical) if self._attributes else self.generic_attributes(request, physical)
         ref = self._ref(request, physical) if self._ref else physical
