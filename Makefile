@@ -14,7 +14,7 @@ ENV ?=
 ENV_FLAG := $(if $(ENV),--env $(ENV),)
 TEMPLATES = $(filter-out %/manifest.json %/plan.json %/review.json,$(wildcard build/*/*.json))
 
-.PHONY: help venv tools build lint test test-fast benchmark golden functions-readme clean \
+.PHONY: help venv tools build lint test test-fast e2e emulator benchmark golden functions-readme clean \
         preflight bootstrap plan deploy execute destroy recover adopt status outputs require-env require-stack
 
 help: ## show the targets
@@ -47,6 +47,12 @@ lint: build tools ## cfn-lint (SARIF) and checkov over every built template
 
 test: venv tools ## the whole test suite (offline: moto and fakes, no AWS account)
 	$(PY) -m pytest -n 2
+
+e2e: venv ## the real `local` build deployed, changed and destroyed in a fresh local emulator
+	$(PY) -m emulator.e2e
+
+emulator: venv ## start the local AWS emulator on 127.0.0.1 (prints its endpoint; Ctrl-C stops it)
+	$(PY) -m emulator $(if $(PORT),--port $(PORT),)
 
 benchmark: venv ## build, batch ingestion and deploy scheduling benchmarks
 	$(PY) benchmarks/build_time.py

@@ -24,13 +24,20 @@ from .stackops import delete_and_wait, recovery_command
 from .stacks import describe_stack, list_stack_resources, root_cause
 
 RETAINING_POLICIES = ("Retain", "RetainExceptOnCreate", "Snapshot")
+# Kept on replacement but deleted with what they belong to: a function's deletion deletes its
+# versions, whatever their DeletionPolicy says, so they are not "retained" when the stack goes.
+DELETED_WITH_PARENT = frozenset({"AWS::Lambda::Version"})
+# Log objects of the last requests can still arrive after a bucket was emptied (server access
+# logs come late): a deletion that fails on a bucket that is not empty is retried after emptying
+# it again, this many times.
+DELETE_ATTEMPTS = 3
 DELETE_BATCH = 1000  # DeleteObjects takes at most 1,000 keys
 
 
 def retained_resources(ctx: Context, spec: StackSpec, template: dict) -> list[str]:
     """Resources with a retaining DeletionPolicy in the deployed template, with physical ids."""
     keep = {logical_id: body.get("DeletionPolicy") for logical_id, body in template.get("Resources", {}).items()
-            if body.get("DeletionPolicy") in RETAINING_POLICIES}
+            if body.get("DeletionPolicy") in RETAINING_POLICIES and body.get("Type") not in DELETED_WITH_PARENT}
     if not keep:
         return []
     physical = {summary["LogicalResourceId"]: summary.get("PhysicalResourceId", "")
@@ -40,13 +47,24 @@ def retained_resources(ctx: Context, spec: StackSpec, template: dict) -> list[st
 
 
 def buckets_to_empty(ctx: Context, spec: StackSpec, template: dict) -> list[str]:
-    """Physical names of the stack's buckets that its deletion deletes (DeletionPolicy Delete)."""
-    deleted = {logical_id for logical_id, body in template.get("Resources", {}).items()
+    """Physical names of the stack's buckets that its deletion deletes (DeletionPolicy Delete),
+    in the order to empty them: a bucket that receives another's access logs comes after it
+    (emptying a logged bucket writes log objects into its log bucket)."""
+    resources = template.get("Resources", {})
+    deleted = {logical_id for logical_id, body in resources.items()
                if body.get("Type") == "AWS::S3::Bucket" and body.get("DeletionPolicy", "Delete") == "Delete"}
     if not deleted:
         return []
-    return sorted(summary["PhysicalResourceId"] for summary in list_stack_resources(ctx, spec.region, spec.name)
-                  if summary["LogicalResourceId"] in deleted and summary.get("PhysicalResourceId"))
+    log_targets = {_ref(resources[logical_id].get("Properties", {}).get("LoggingConfiguration", {})
+                        .get("DestinationBucketName")) for logical_id in deleted}
+    physical = {summary["LogicalResourceId"]: summary.get("PhysicalResourceId")
+                for summary in list_stack_resources(ctx, spec.region, spec.name)}
+    ordered = sorted(deleted, key=lambda logical_id: (logical_id in log_targets, logical_id))
+    return [physical[logical_id] for logical_id in ordered if physical.get(logical_id)]
+
+
+def _ref(value) -> str | None:
+    return value.get("Ref") if isinstance(value, dict) else None
 
 
 def empty_bucket(ctx: Context, printer: Printer, spec: StackSpec, bucket: str) -> int:
@@ -77,6 +95,13 @@ def empty_bucket(ctx: Context, printer: Printer, spec: StackSpec, bucket: str) -
         markers = {"KeyMarker": page["NextKeyMarker"], "VersionIdMarker": page["NextVersionIdMarker"]}
 
 
+def _only_buckets_not_empty(events: list[dict]) -> bool:
+    failures = [e for e in events if e.get("ResourceStatus") == "DELETE_FAILED"
+                and e.get("ResourceType") != "AWS::CloudFormation::Stack"]
+    return bool(failures) and all(e.get("ResourceType") == "AWS::S3::Bucket" and "not empty" in
+                                  e.get("ResourceStatusReason", "") for e in failures)
+
+
 class Destroyer:
     """Deletes one stack of the environment; collects what is retained."""
 
@@ -105,13 +130,17 @@ class Destroyer:
             return lifted
         template = deployed_template(self.ctx, spec.region, spec.name)
         kept = retained_resources(self.ctx, spec, template)
-        for bucket in buckets_to_empty(self.ctx, spec, template):
-            count = empty_bucket(self.ctx, self.printer, spec, bucket)
-            self.printer.stack(spec.name, f"s3://{bucket} empty ({count:,} object version(s) deleted)")
         if deployed.get("EnableTerminationProtection"):
             self.printer.stack(spec.name, "turning termination protection off to delete")
             set_termination_protection(self.ctx, self.printer, spec, False)
-        status, events = delete_and_wait(self.ctx, self.printer, spec, deployed["StackId"])
+        for attempt in range(1, DELETE_ATTEMPTS + 1):
+            for bucket in buckets_to_empty(self.ctx, spec, template):
+                count = empty_bucket(self.ctx, self.printer, spec, bucket)
+                self.printer.stack(spec.name, f"s3://{bucket} empty ({count:,} object version(s) deleted)")
+            status, events = delete_and_wait(self.ctx, self.printer, spec, deployed["StackId"])
+            if status == "DELETE_COMPLETE" or not _only_buckets_not_empty(events) or attempt == DELETE_ATTEMPTS:
+                break
+            self.printer.stack(spec.name, "a bucket received objects after it was emptied: emptying again")
         if status != "DELETE_COMPLETE":
             cause = root_cause(events)
             reason = f"{cause['LogicalResourceId']}: {cause.get('ResourceStatusReason', '')}" if cause else status

@@ -886,7 +886,8 @@ COMMAND_INDENT = 4
 
 
 def render(report: PreflightReport) -> str:
-    """The report as an aligned table at most WIDTH columns wide, with a verdict last."""
+    """The report as an aligned table WIDTH columns wide (a line is longer only where one word,
+    such as an ARN, is longer than its column), with a verdict last."""
     check_width = min(CHECK_WIDTH_MAX, max([len("CHECK"), *(len(r.check) for r in report.rows)]))
     subject_width = min(SUBJECT_WIDTH_MAX, max([len("SUBJECT"), *(len(r.subject) for r in report.rows)]))
     detail_width = WIDTH - STATUS_WIDTH - check_width - subject_width - 3 * len(GAP)
@@ -900,8 +901,10 @@ def render(report: PreflightReport) -> str:
     return "\n".join(lines)
 
 
-def _wrap(text: str, width: int) -> list[str]:
-    return textwrap.wrap(text, width, break_on_hyphens=False) or [""]
+def _wrap(text: str, width: int, cut_words: bool = True) -> list[str]:
+    """In the detail column words are never cut: an ARN or a registry host must stay copyable,
+    so a single word longer than the column overflows the table instead."""
+    return textwrap.wrap(text, width, break_on_hyphens=False, break_long_words=cut_words) or [""]
 
 
 def _table_line(widths: tuple[int, ...], cells: tuple[str, ...]) -> str:
@@ -910,7 +913,8 @@ def _table_line(widths: tuple[int, ...], cells: tuple[str, ...]) -> str:
 
 def _row_lines(widths: tuple[int, ...], row: Row) -> list[str]:
     cells = (row.status.value, row.check, row.subject, row.detail)
-    columns = [_wrap(text, width) for text, width in zip(cells, widths)]
+    columns = [_wrap(text, width, cut_words=index < len(cells) - 1)
+               for index, (text, width) in enumerate(zip(cells, widths))]
     height = max(len(column) for column in columns)
     lines = [_table_line(widths, tuple(column[i] if i < len(column) else "" for column in columns))
              for i in range(height)]

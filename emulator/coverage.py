@@ -117,3 +117,10 @@ def support_level(resource_type: str) -> str | None:
 def table_rows() -> list[tuple[str, str, str]]:
     """(type, level, note), sorted by type: what a docs generator renders."""
     return [(name, level, note) for name, (level, note) in sorted(_TABLE.items())]
+
+
+def render_markdown() -> str:
+    """The table as docs/deploy.md shows it (between its emulator-coverage markers)."""
+    lines = ["| resource type | in the emulator | how |", "|---|---|---|"]
+    lines += [f"| `{name}` | {level} | {note.replace('|', '/')} |" for name, level, note in table_rows()]
+    return "\n".join(lines) + "\n"

@@ -45,3 +45,21 @@ def test_readme_stack_diagram_is_the_built_one(built_environments):
         text = README.read_text()
     if START + diagram + END not in text:
         pytest.fail("README's stack diagram is stale: run `make golden`", pytrace=False)
+
+
+COVERAGE_START, COVERAGE_END = "<!-- emulator-coverage:start -->\n", "<!-- emulator-coverage:end -->"
+DEPLOY_DOC = Path(__file__).resolve().parent.parent / "docs" / "deploy.md"
+
+
+def test_docs_say_what_the_emulator_creates_and_what_it_only_records():
+    from emulator.coverage import render_markdown
+
+    table = render_markdown()
+    text = DEPLOY_DOC.read_text()
+    before, rest = text.split(COVERAGE_START, 1)
+    _, after = rest.split(COVERAGE_END, 1)
+    if os.environ.get("UPDATE_GOLDEN"):
+        DEPLOY_DOC.write_text(before + COVERAGE_START + table + COVERAGE_END + after)
+        text = DEPLOY_DOC.read_text()
+    if COVERAGE_START + table + COVERAGE_END not in text:
+        pytest.fail("docs/deploy.md's emulator coverage table is stale: run `make golden`", pytrace=False)

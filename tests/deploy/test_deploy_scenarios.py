@@ -558,3 +558,21 @@ def test_template_over_the_body_limit_in_the_bucket_region_goes_by_url(env, worl
     first_deploy(env, world)
     create = [c for c in world.calls_of("create_change_set") if c["StackName"] == env.stack_name("network")][0]
     assert "TemplateURL" in create and "TemplateBody" not in create
+
+
+def test_destroy_empties_again_when_late_access_logs_arrive(dev_env, world, moto_aws):
+    assert run_deploy(dev_env, world, "deploy", "--yes")[0] == 0
+    delete_bucket = world.on_resource_deleting
+    late = {"delivered": False}
+
+    def late_log_delivery(region, resource_type, physical_id):
+        if resource_type == "AWS::S3::Bucket" and not late["delivered"]:
+            late["delivered"] = True  # a log object of the emptying requests lands after them
+            moto_aws.put_object(Bucket=physical_id, Key="logs/late.log", Body=b"GET /")
+        return delete_bucket(region, resource_type, physical_id)
+
+    world.on_resource_deleting = late_log_delivery
+    code, text = run_deploy(dev_env, world, "destroy", "--yes")
+    assert code == 0, text
+    assert "a bucket received objects after it was emptied: emptying again" in text
+    assert dev_env.bucket_name not in {b["Name"] for b in moto_aws.list_buckets()["Buckets"]}

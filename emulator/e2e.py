@@ -1,0 +1,235 @@
+"""`make e2e`: the real `local` build through a fresh emulator, as a user would drive it.
+
+    python -m emulator.e2e [--keep-workdir]
+
+Starts its own emulator (a child process on 127.0.0.1), then, one line per phase with its time:
+build `local`, preflight (FIX: the service-linked roles a never-used account lacks), bootstrap
+(the artifacts stack), push the API image, deploy, check every stack *_COMPLETE and every export
+present, redeploy (nothing changes, no change set executed), change one parameter (the API image
+release) and show that the plan holds exactly that change, execute it, destroy everything and
+check nothing is left. Exit 0 when every phase passed, 1 at the first that did not (it says why).
+The parameter files are copied to a work directory: parameters/local.yaml is never changed.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parent.parent
+ENVIRONMENT = "local"
+FIRST_RELEASE, NEXT_RELEASE = "1.0.0", "1.0.1"
+IMAGE_PARAMETER = "ImageTag"
+
+
+class PhaseFailed(Exception):
+    """A phase did not end as it must; the message says what was seen."""
+
+
+@dataclass
+class Run:
+    code: int
+    output: str
+
+
+class EndToEnd:
+    def __init__(self, emu, workdir: Path):
+        self.emu = emu
+        self.workdir = workdir
+        self.parameters = workdir / "parameters"
+        self.build_dir = workdir / "build"
+        self.env_dir = self.build_dir / ENVIRONMENT
+
+    # ---- driving the tools --------------------------------------------------------------
+    def build(self) -> None:
+        import build
+
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
+            code = build.main(["--env", ENVIRONMENT, "--no-lint", "--build-dir", str(self.build_dir),
+                               "--parameters-dir", str(self.parameters)])
+        if code != 0:
+            raise PhaseFailed(f"build.py exited {code}:\n{printed.getvalue()}")
+
+    def deploy_py(self, *args: str) -> Run:
+        import deploy
+        from deploylib.output import Printer
+
+        stream = io.StringIO()
+        code = deploy.main([args[0], "--env", ENVIRONMENT, "--build-dir", str(self.build_dir),
+                            "--poll-seconds", "0.01", *args[1:]], printer=Printer(stream))
+        return Run(code, stream.getvalue())
+
+    def expect(self, run: Run, code: int = 0) -> Run:
+        if run.code != code:
+            raise PhaseFailed(f"exit {run.code} (expected {code}):\n{run.output[-4000:]}")
+        return run
+
+    def manifest(self) -> dict:
+        return json.loads((self.env_dir / "manifest.json").read_text())
+
+    # ---- phases ---------------------------------------------------------------------------
+    def phase_build(self) -> str:
+        shutil.copytree(ROOT / "parameters", self.parameters)
+        self.build()
+        return f"{len(self.manifest()['stacks'])} stacks"
+
+    def phase_preflight(self) -> str:
+        run = self.expect(self.deploy_py("preflight", "--fix"))
+        fixed = run.output.count("FIXED")
+        return f"passed; {fixed} service-linked role(s) created (FIX)"
+
+    def phase_bootstrap(self) -> str:
+        self.expect(self.deploy_py("bootstrap", "--yes"))
+        return "artifacts stack: bucket and image repository"
+
+    def push_image(self, tag: str) -> str:
+        image = self.manifest()["preflight"]["container_image"]
+        manifest = {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                    "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 2,
+                               "digest": "sha256:" + tag.replace(".", "").ljust(64, "0")},
+                    "layers": []}
+        self.emu.client("ecr").put_image(repositoryName=image["repository"], imageManifest=json.dumps(manifest),
+                                         imageTag=tag)
+        return f"{image['repository']}:{tag}"
+
+    def phase_push(self) -> str:
+        return self.push_image(FIRST_RELEASE)
+
+    def phase_deploy(self) -> str:
+        self.expect(self.deploy_py("deploy", "--yes"))
+        return "every stack deployed"
+
+    def phase_check(self) -> str:
+        manifest, cfn = self.manifest(), self.emu.client("cloudformation")
+        statuses = {s["name"]: cfn.describe_stacks(StackName=s["name"])["Stacks"][0]["StackStatus"]
+                    for s in manifest["stacks"]}
+        bad = {name: status for name, status in statuses.items() if not status.endswith("_COMPLETE") or "ROLLBACK" in status}
+        if bad:
+            raise PhaseFailed(f"stacks not complete: {bad}")
+        exports = _exports(cfn)
+        missing = sorted({name for s in manifest["stacks"] for name in s["exports"]} - exports)
+        if missing:
+            raise PhaseFailed(f"exports missing: {missing}")
+        return f"{len(statuses)} stacks *_COMPLETE, {len(exports)} exports present"
+
+    def phase_redeploy(self) -> str:
+        run = self.expect(self.deploy_py("deploy", "--yes"))
+        if "executing" in run.output:
+            raise PhaseFailed("a change set was executed although nothing changed:\n" + run.output[-3000:])
+        return "nothing changed, no change set executed"
+
+    def phase_change(self) -> str:
+        path = self.parameters / f"{ENVIRONMENT}.yaml"
+        text = path.read_text()
+        path.write_text(text.replace(f'image: "{FIRST_RELEASE}"', f'image: "{NEXT_RELEASE}"', 1))
+        self.push_image(NEXT_RELEASE)
+        self.build()
+        self.expect(self.deploy_py("plan"))
+        return self._exactly_the_release_change(json.loads((self.env_dir / "review.json").read_text()))
+
+    def _exactly_the_release_change(self, review: dict) -> str:
+        changed = [entry for entry in review["stacks"] if entry["action"] != "unchanged"]
+        if len(changed) != 1 or changed[0]["stack"] != f"payments-{ENVIRONMENT}-compute":
+            raise PhaseFailed(f"expected only the compute stack to change, got {[(e['stack'], e['action']) for e in changed]}")
+        entry = changed[0]
+        expected = [{"name": IMAGE_PARAMETER, "old": FIRST_RELEASE, "new": NEXT_RELEASE, "no_echo": False}]
+        if entry["parameter_changes"] != expected or entry.get("added") or entry.get("removed"):
+            raise PhaseFailed(f"the plan holds more than the release change: {json.dumps(entry, indent=1)[:3000]}")
+        modified = ", ".join(item["logical_id"] for item in entry.get("modified", []))
+        return f"plan: {IMAGE_PARAMETER} {FIRST_RELEASE} -> {NEXT_RELEASE} in compute only (modifies {modified})"
+
+    def phase_execute(self) -> str:
+        self.expect(self.deploy_py("execute"))
+        status = self.emu.client("cloudformation").describe_stacks(
+            StackName=f"payments-{ENVIRONMENT}-compute")["Stacks"][0]["StackStatus"]
+        if status != "UPDATE_COMPLETE":
+            raise PhaseFailed(f"compute is {status} after executing the reviewed plan")
+        return "the reviewed change set executed"
+
+    def phase_destroy(self) -> str:
+        run = self.expect(self.deploy_py("destroy", "--yes"))
+        emptied = run.output.count("empty (")
+        return f"every stack deleted, {emptied} bucket(s) emptied first"
+
+    def phase_nothing_left(self) -> str:
+        left = leftovers(self.emu)
+        if left:
+            raise PhaseFailed(f"left behind: {left}")
+        return "no stack, bucket, table, queue, function, load balancer, VPC or log group left"
+
+    PHASES: tuple[tuple[str, str], ...] = (
+        ("build", "phase_build"), ("preflight", "phase_preflight"), ("bootstrap", "phase_bootstrap"),
+        ("push image", "phase_push"), ("deploy", "phase_deploy"), ("check", "phase_check"),
+        ("redeploy", "phase_redeploy"), ("change one parameter", "phase_change"), ("execute", "phase_execute"),
+        ("destroy", "phase_destroy"), ("nothing left", "phase_nothing_left"),
+    )
+
+    def run(self, report: Callable[[str, float, str], None]) -> None:
+        for name, method in self.PHASES:
+            started = time.perf_counter()
+            detail = getattr(self, method)()
+            report(name, time.perf_counter() - started, detail)
+
+
+def _exports(cfn) -> set[str]:
+    names, token = set(), None
+    while True:
+        page = cfn.list_exports(**({"NextToken": token} if token else {}))
+        names |= {e["Name"] for e in page["Exports"]}
+        token = page.get("NextToken")
+        if not token:
+            return names
+
+
+def leftovers(emu) -> dict[str, list[str]]:
+    """Everything a destroyed environment could leave behind in the emulator."""
+    found = {
+        "stacks": [s["StackName"] for s in emu.client("cloudformation").describe_stacks()["Stacks"]],
+        "buckets": [b["Name"] for b in emu.client("s3").list_buckets()["Buckets"]],
+        "tables": emu.client("dynamodb").list_tables()["TableNames"],
+        "queues": emu.client("sqs").list_queues().get("QueueUrls", []),
+        "functions": [f["FunctionName"] for f in emu.client("lambda").list_functions()["Functions"]],
+        "load balancers": [lb["LoadBalancerName"] for lb in emu.client("elbv2").describe_load_balancers()["LoadBalancers"]],
+        "vpcs": [v["VpcId"] for v in emu.client("ec2").describe_vpcs()["Vpcs"] if not v["IsDefault"]],
+        "log groups": [g["logGroupName"] for g in emu.client("logs").describe_log_groups()["logGroups"]
+                       if g["logGroupName"].startswith(("/payments", "/aws/lambda/payments", "/ecs/payments"))],
+    }
+    return {kind: names for kind, names in found.items() if names}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m emulator.e2e", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--keep-workdir", action="store_true", help="keep the build and parameters copy")
+    args = parser.parse_args(argv)
+    import emulator
+
+    workdir = Path(tempfile.mkdtemp(prefix="payments-e2e-"))
+    started = time.perf_counter()
+    emu = emulator.spawn(region="eu-west-1")
+    os.environ.update(emu.environment())
+    try:
+        EndToEnd(emu, workdir).run(lambda name, seconds, detail: print(f"e2e {name:<21} {seconds:6.1f} s  {detail}",
+                                                                       flush=True))
+    except PhaseFailed as failure:
+        print(f"e2e FAILED: {failure}", flush=True)
+        return 1
+    finally:
+        emu.stop()
+        if not args.keep_workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+    print(f"e2e passed in {time.perf_counter() - started:.1f} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
