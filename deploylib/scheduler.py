@@ -40,7 +40,9 @@ def run_graph(
     max_parallel: int,
     stop: threading.Event | None = None,
     stop_on_failure: bool = True,
+    on_outcome: Callable[[str, Outcome], None] | None = None,
 ) -> RunResult:
+    """Runs `work` per node; `on_outcome` hears each outcome as soon as the runner has it."""
     result = RunResult()
     pending = set(dependencies)
     running: dict[Future, str] = {}
@@ -73,6 +75,8 @@ def run_graph(
                 name = running.pop(future)
                 result.outcomes[name] = _outcome(future)
                 failed = failed or not result.outcomes[name].ok
+                if on_outcome:
+                    on_outcome(name, result.outcomes[name])
     result.interrupted = result.interrupted or stop.is_set()
     result.not_started = sorted(pending)
     return result

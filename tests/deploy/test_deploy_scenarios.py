@@ -229,9 +229,10 @@ def test_removed_export_still_imported_is_blocked(env, world):
 
 
 def test_failure_midway_reports_root_cause_and_summary(env, world):
-    world.stack_latency[env.stack_name("storage")] = 0.05
+    ctx = virtual_context(world)
+    world.stack_latency[env.stack_name("storage")] = 50.0  # virtual seconds: still running when data fails
     world.failures[env.stack_name("data")] = ("Topic", "Resource handler returned message: \"Access Denied\"")
-    code, text = run_deploy(env, world, "deploy", "--yes")
+    code, text = run_deploy(env, world, "deploy", "--yes", context=ctx)
     assert code == 1
     assert stack_status(world, env, "data") == "ROLLBACK_COMPLETE"
     assert ("root cause: Topic (AWS::SNS::Topic) CREATE_FAILED: Resource handler returned message: \"Access Denied\""

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 
 import pytest
 
@@ -13,32 +12,38 @@ from deploylib.review import console_url, parameter_changes
 from deploylib.scheduler import Outcome, critical_path_seconds, reverse_graph, run_graph
 
 
+WAIT = 30  # seconds: only ever reached if the scheduler is broken (then the test fails, never hangs)
+
+
 def test_a_stack_starts_when_its_own_dependencies_are_done_not_its_level():
-    # slow and fast are both level 1; after_fast (level 2) must not wait for slow
+    # slow and fast are both level 1; after_fast (level 2) must start while slow still runs:
+    # slow finishes only once after_fast has started
     graph = {"root": set(), "slow": {"root"}, "fast": {"root"}, "after_fast": {"fast"}}
-    started, finished = {}, {}
+    after_fast_started = threading.Event()
 
     def work(name):
-        started[name] = time.monotonic()
-        time.sleep({"slow": 0.3}.get(name, 0.01))
-        finished[name] = time.monotonic()
+        if name == "after_fast":
+            after_fast_started.set()
+        if name == "slow" and not after_fast_started.wait(WAIT):
+            return Outcome(False, "failed", "after_fast never started while slow was running")
         return Outcome(True, "deployed")
 
     result = run_graph(graph, work, max_parallel=4)
-    assert result.ok
-    assert started["after_fast"] < finished["slow"]
-    assert started["after_fast"] >= finished["fast"]
+    assert result.ok, result.outcomes
 
 
 def test_concurrency_is_bounded():
     graph = {f"s{i}": set() for i in range(8)}
     running, peak, lock = [0], [0], threading.Lock()
+    full = threading.Event()
 
     def work(name):
         with lock:
             running[0] += 1
             peak[0] = max(peak[0], running[0])
-        time.sleep(0.02)
+            if running[0] == 3:
+                full.set()
+        full.wait(WAIT)  # the first three hold until all three run at once
         with lock:
             running[0] -= 1
         return Outcome(True, "deployed")
@@ -49,14 +54,19 @@ def test_concurrency_is_bounded():
 
 def test_failure_stops_new_starts_and_lets_running_finish():
     graph = {"a": set(), "b": set(), "c": {"a"}, "d": {"b"}}
+    failure_recorded = threading.Event()
 
     def work(name):
         if name == "a":
             return Outcome(False, "failed", "boom")
-        time.sleep(0.05)
+        failure_recorded.wait(WAIT)  # b is still running when the runner learns of a's failure
         return Outcome(True, "deployed")
 
-    result = run_graph(graph, work, max_parallel=2)
+    def heard(name, outcome):
+        if not outcome.ok:
+            failure_recorded.set()
+
+    result = run_graph(graph, work, max_parallel=2, on_outcome=heard)
     assert not result.ok
     assert result.outcomes["b"].ok  # was running, finished
     assert result.not_started == ["c", "d"]

@@ -6,7 +6,7 @@ import json
 
 from botocore.exceptions import ClientError
 
-from synthetic_env import make_context, run_deploy
+from synthetic_env import make_context, run_deploy, virtual_context
 
 SECRET = "s3cr3t-signing-key-value"
 
@@ -107,9 +107,10 @@ def test_execute_republishes_and_history_is_kept_by_content(env, world, moto_aws
 
 
 def test_failure_midway_marks_failed_and_not_started_and_lists_what_is_deployed(env, world, moto_aws):
-    world.stack_latency[env.stack_name("storage")] = 0.05
+    ctx = virtual_context(world)
+    world.stack_latency[env.stack_name("storage")] = 50.0  # virtual seconds
     world.failures[env.stack_name("data")] = ("Topic", "Resource handler returned message: \"Access Denied\"")
-    code, text = run_deploy(env, world, "deploy", "--yes")
+    code, text = run_deploy(env, world, "deploy", "--yes", context=ctx)
     assert code == 1
     document, raw = deployed_document(env)
     stacks = by_name(document)
