@@ -82,7 +82,10 @@ def empty_bucket(ctx: Context, printer: Printer, spec: StackSpec, bucket: str) -
         batch = [{"Key": v["Key"], "VersionId": v["VersionId"]} for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
         for start in range(0, len(batch), DELETE_BATCH):
             chunk = batch[start:start + DELETE_BATCH]
-            response = s3.call("delete_objects", Bucket=bucket, Delete={"Objects": chunk, "Quiet": True})
+            # A bucket that is deleted holds no data worth keeping: a GOVERNANCE lock (dev's audit
+            # trail) is bypassed; COMPLIANCE locks cannot be, and are only in buckets prod keeps.
+            response = s3.call("delete_objects", Bucket=bucket, Delete={"Objects": chunk, "Quiet": True},
+                               BypassGovernanceRetention=True)
             if response.get("Errors"):
                 first = response["Errors"][0]
                 raise ClientError({"Error": {"Code": first.get("Code", "DeleteObjectsFailed"), "Message": (

@@ -5,7 +5,7 @@
 Starts its own emulator (a child process on 127.0.0.1), then, one line per phase with its time:
 build `local`, preflight (FIX: the service-linked roles a never-used account lacks), bootstrap
 (the artifacts stack), push the API image, deploy, check every stack *_COMPLETE and every export
-present, redeploy (nothing changes, no change set executed), change one parameter (the API image
+present, write an audit record and see it locked, redeploy (nothing changes, no change set executed), change one parameter (the API image
 release) and show that the plan holds exactly that change, execute it, destroy everything and
 check nothing is left. Exit 0 when every phase passed, 1 at the first that did not (it says why).
 The parameter files are copied to a work directory: parameters/local.yaml is never changed.
@@ -117,10 +117,28 @@ class EndToEnd:
         if bad:
             raise PhaseFailed(f"stacks not complete: {bad}")
         exports = _exports(cfn)
-        missing = sorted({name for s in manifest["stacks"] for name in s["exports"]} - exports)
+        missing = sorted({name for s in manifest["stacks"] for name in s["exports"]} - set(exports))
         if missing:
             raise PhaseFailed(f"exports missing: {missing}")
         return f"{len(statuses)} stacks *_COMPLETE, {len(exports)} exports present"
+
+    def phase_audit_lock(self) -> str:
+        """An audit record lands locked (PCI DSS 10.3.3): deleting its version without the
+        governance bypass is refused, so destroy has to bypass it (dev/local only)."""
+        from botocore.exceptions import ClientError
+
+        bucket = _export_value(self.emu.client("cloudformation"), f"payments-{ENVIRONMENT}-storage-AuditBucketName")
+        s3 = self.emu.client("s3")
+        version = s3.put_object(Bucket=bucket, Key="e2e/audit-record.json", Body=b'{"event": "e2e"}',
+                                ChecksumAlgorithm="SHA256")["VersionId"]
+        mode = s3.head_object(Bucket=bucket, Key="e2e/audit-record.json").get("ObjectLockMode")
+        if mode != "GOVERNANCE":
+            raise PhaseFailed(f"the audit record is not locked (ObjectLockMode {mode!r})")
+        try:
+            s3.delete_object(Bucket=bucket, Key="e2e/audit-record.json", VersionId=version)
+        except ClientError:
+            return f"audit record written to {bucket}, locked ({mode}), delete refused"
+        raise PhaseFailed("a locked audit record version was deleted without the governance bypass")
 
     def phase_redeploy(self) -> str:
         run = self.expect(self.deploy_py("deploy", "--yes"))
@@ -170,6 +188,7 @@ class EndToEnd:
     PHASES: tuple[tuple[str, str], ...] = (
         ("build", "phase_build"), ("preflight", "phase_preflight"), ("bootstrap", "phase_bootstrap"),
         ("push image", "phase_push"), ("deploy", "phase_deploy"), ("check", "phase_check"),
+        ("audit record locked", "phase_audit_lock"),
         ("redeploy", "phase_redeploy"), ("change one parameter", "phase_change"), ("execute", "phase_execute"),
         ("destroy", "phase_destroy"), ("nothing left", "phase_nothing_left"),
     )
@@ -181,14 +200,22 @@ class EndToEnd:
             report(name, time.perf_counter() - started, detail)
 
 
-def _exports(cfn) -> set[str]:
-    names, token = set(), None
+def _exports(cfn) -> dict[str, str]:
+    """Every export of the region: name -> value."""
+    exports, token = {}, None
     while True:
         page = cfn.list_exports(**({"NextToken": token} if token else {}))
-        names |= {e["Name"] for e in page["Exports"]}
+        exports.update({e["Name"]: e["Value"] for e in page["Exports"]})
         token = page.get("NextToken")
         if not token:
-            return names
+            return exports
+
+
+def _export_value(cfn, name: str) -> str:
+    try:
+        return _exports(cfn)[name]
+    except KeyError:
+        raise PhaseFailed(f"export {name} not found") from None
 
 
 def leftovers(emu) -> dict[str, list[str]]:

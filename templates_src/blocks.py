@@ -8,11 +8,15 @@ from __future__ import annotations
 from typing import Iterable, Optional
 
 import awacs.kms as kms_actions
+import awacs.logs as logs_actions
 import awacs.s3 as s3_actions
+import awacs.sts as sts_actions
+import awacs.xray as xray_actions
 from awacs.aws import (
     Allow,
     ArnLike,
     Bool,
+    BoolIfExists,
     Condition,
     Deny,
     NumericLessThan,
@@ -100,6 +104,13 @@ def service_use_statement(sid: str, service_principals: Iterable, condition: Opt
     return Statement(**statement)
 
 
+def service_resource_statement(sid: str, service: str, actions: list, resource, condition: Condition) -> Statement:
+    """A resource policy statement letting one AWS service act on the resource as itself, only
+    under `condition` (its source account or source ARN: the confused-deputy guard)."""
+    return Statement(Sid=sid, Effect=Allow, Principal=Principal("Service", service), Action=actions,
+                     Resource=[resource], Condition=condition)
+
+
 # What a service needs to write to (and read from) something encrypted with the key on its own
 # behalf: a data key to encrypt, and decrypt.
 SERVICE_KEY_ACTIONS = [kms_actions.Decrypt, kms_actions.GenerateDataKey]
@@ -124,6 +135,23 @@ def service_key_statement(sid: str, service: str, source_arn: Optional[str] = No
     )
 
 
+def deny_grants_not_for_aws_resources() -> Statement:
+    """Nobody may create a grant on the key except AWS services for their own resources (an RDS
+    cluster's, a Lambda function's, a DynamoDB table's, a secret's): without this, anyone allowed
+    kms:CreateGrant could hand decrypt on the key to anyone, around the key policy (PCI DSS
+    3.6/3.7). AWS documents this statement; BoolIfExists also covers callers that set neither key."""
+    return Statement(
+        Sid="DenyGrantsNotForAwsResources",
+        Effect=Deny,
+        Principal=Principal("*"),
+        Action=[kms_actions.CreateGrant],
+        Resource=[THIS_KEY],
+        Condition=Condition(
+            BoolIfExists({"kms:GrantIsForAWSResource": "false", "aws:PrincipalIsAWSService": "false"})
+        ),
+    )
+
+
 def kms_key(
     template: Template,
     config: EnvironmentConfig,
@@ -132,7 +160,8 @@ def kms_key(
     statements: list[Statement],
 ) -> kms.Key:
     """A customer-managed key with yearly rotation, an alias `alias/payments-<env>-<purpose>`
-    and a key policy of the account admin statement plus `statements`."""
+    and a key policy of the account admin statement, `statements`, and the deny on grants that
+    are not for an AWS resource."""
     key = template.add_resource(
         keep_data(
             kms.Key(
@@ -140,7 +169,10 @@ def kms_key(
                 Description=f"{resource_name(config, purpose)}: encrypts {purpose}",
                 EnableKeyRotation=True,
                 PendingWindowInDays=7 if not config.retains_data else 30,
-                KeyPolicy=Policy(Version="2012-10-17", Statement=[key_admin_statement(), *statements]),
+                KeyPolicy=Policy(
+                    Version="2012-10-17",
+                    Statement=[key_admin_statement(), *statements, deny_grants_not_for_aws_resources()],
+                ),
                 Tags=tags(config, resource_name(config, purpose)),
             ),
             config,
@@ -332,6 +364,26 @@ def log_group(
     )
 
 
+# --- the audit trail's lock (storage and dr layers) ----------------------------------------------
+
+
+def audit_lock(config: EnvironmentConfig) -> dict:
+    """Bucket properties locking every new object version (S3 Object Lock, WORM) as the
+    environment says: COMPLIANCE in prod, GOVERNANCE elsewhere (PCI DSS 10.3). Enabling it on an
+    existing bucket updates it in place; it can never be turned off again. The default retention
+    applies to versions written afterwards only (README: retention for existing objects)."""
+    storage = config.storage
+    return {
+        "ObjectLockEnabled": True,
+        "ObjectLockConfiguration": s3.ObjectLockConfiguration(
+            ObjectLockEnabled="Enabled",
+            Rule=s3.ObjectLockRule(
+                DefaultRetention=s3.DefaultRetention(Mode=storage.audit_lock_mode, Days=storage.audit_lock_days)
+            ),
+        ),
+    }
+
+
 # --- DR replica names (storage and dr layers) -------------------------------------------------
 # The DR stack lives in another region, so storage cannot import its exports: both layers derive
 # the replica names from these two functions and cannot drift apart.
@@ -439,3 +491,59 @@ def logs_service_statement() -> Statement:
             )
         ),
     )
+
+
+# --- roles AWS services assume ------------------------------------------------------------------
+
+
+def service_trust(service: str, source_arn) -> Policy:
+    """A trust policy for one AWS service, only on behalf of this account's `source_arn`
+    (confused-deputy guard)."""
+    return Policy(
+        Version="2012-10-17",
+        Statement=[
+            Statement(
+                Effect=Allow,
+                Principal=Principal("Service", service),
+                Action=[sts_actions.AssumeRole],
+                Condition=Condition(
+                    [StringEquals("aws:SourceAccount", Ref("AWS::AccountId")), ArnLike("aws:SourceArn", source_arn)]
+                ),
+            )
+        ],
+    )
+
+
+def vended_logs_statements() -> list[Statement]:
+    """What a state machine's role needs to deliver its logs and traces."""
+    return [
+        Statement(
+            Sid="DeliverExecutionLogs",
+            Effect=Allow,
+            Action=[
+                logs_actions.CreateLogDelivery,
+                logs_actions.DeleteLogDelivery,
+                logs_actions.DescribeLogGroups,
+                logs_actions.DescribeResourcePolicies,
+                logs_actions.GetLogDelivery,
+                logs_actions.ListLogDeliveries,
+                logs_actions.PutResourcePolicy,
+                logs_actions.UpdateLogDelivery,
+            ],
+            # CloudWatch Logs vended-log delivery APIs support no resource-level permissions:
+            # AWS documents "*" as the only accepted resource for them.
+            Resource=["*"],
+        ),
+        Statement(
+            Sid="WriteTraces",
+            Effect=Allow,
+            Action=[
+                xray_actions.GetSamplingRules,
+                xray_actions.GetSamplingTargets,
+                xray_actions.PutTelemetryRecords,
+                xray_actions.PutTraceSegments,
+            ],
+            # X-Ray trace and sampling APIs have no resource-level permissions: "*" is required.
+            Resource=["*"],
+        ),
+    ]

@@ -31,6 +31,9 @@ STATEFUL_TYPES = frozenset(
     }
 )
 RETAIN_EXCEPT_ON_CREATE = "RetainExceptOnCreate"
+# The platform's own operational metrics (messaging publishes, monitoring alarms on them).
+OPERATIONS_NAMESPACE = "Payments/Operations"
+CONFIRMED_SUBSCRIPTIONS_METRIC = "ConfirmedAlarmSubscriptions"
 # CloudFormation can snapshot only some types; the others are retained instead.
 SNAPSHOT_TYPES = frozenset({"AWS::RDS::DBCluster"})
 # Aurora instances hold no data of their own (the cluster does), and a retained or snapshotted

@@ -23,6 +23,9 @@ Design decisions:
 - The database is reached with IAM authentication: the task role may `rds-db:connect` as
   DB_APP_USER and the application asks for a token per connection (tokens last 15 minutes). No
   password is injected into the task, so rotating the master secret never breaks running tasks.
+- HTTPS only on 443. Port 80 (a redirect to HTTPS) exists only where `compute.http_redirect` is
+  set (dev): an API client is a program, and one misconfigured to call http:// sends the card
+  number in clear before it ever sees the redirect (PCI DSS 4.2).
 - No custom names on the target group, the load balancer or the service: a change that needs a
   replacement (container port, health check protocol) would otherwise fail on the name clash.
 - The task runs read-only with a non-root user; /tmp is a task-local volume so the application
@@ -318,6 +321,14 @@ def _load_balancer(template: Template, config: EnvironmentConfig, certificate):
             DefaultActions=[elb.Action(Type="forward", TargetGroupArn=Ref(target_group))],
         )
     )
+    if config.compute.http_redirect:
+        _http_redirect(template, config, load_balancer)
+    return load_balancer, target_group, https
+
+
+def _http_redirect(template: Template, config: EnvironmentConfig, load_balancer) -> None:
+    """dev only (compute.http_redirect): staging and prod have no port 80 at all, since a client
+    calling http:// has sent its card number in clear before it sees the redirect."""
     template.add_resource(
         elb.Listener(
             "HttpListener",
@@ -333,7 +344,6 @@ def _load_balancer(template: Template, config: EnvironmentConfig, certificate):
             ],
         )
     )
-    return load_balancer, target_group, https
 
 
 def _service(template, config, cluster, task_definition, target_group, https) -> ecs.Service:

@@ -123,10 +123,17 @@ class DataConfig(Section):
 
 class StorageConfig(Section):
     """Retention of the storage layer's buckets. Audit logs are card-payment audit trail:
-    PCI DSS asks for at least 12 months of history, hence the floor of 365 days."""
+    PCI DSS asks for at least 12 months of history, hence the floor of 365 days.
+
+    The audit buckets are locked (S3 Object Lock, write once read many): every new version is
+    kept for `audit_lock_days` in `audit_lock_mode`. COMPLIANCE cannot be shortened or bypassed
+    by anyone, GOVERNANCE only by a principal allowed s3:BypassGovernanceRetention (so a
+    disposable environment can still be destroyed)."""
 
     audit_retention_days: int = Field(ge=365, le=3650)
     batch_report_retention_days: int = Field(ge=1, le=3650)
+    audit_lock_mode: Literal["COMPLIANCE", "GOVERNANCE"]
+    audit_lock_days: int = Field(ge=1, le=3650)
 
 
 class EcsConfig(Section):
@@ -235,6 +242,9 @@ class ComputeConfig(Section):
     lambda_reserved_concurrency: int = Field(ge=1, le=1000)
     certificate: CertificateConfig
     ecs: EcsConfig
+    # Port 80 open only to answer with a redirect to HTTPS. A program that calls http:// has sent
+    # the card number in clear before it sees the redirect: staging and prod never open it.
+    http_redirect: bool = False
 
 
 class ApiConfig(Section):
@@ -365,6 +375,26 @@ def cross_field_problems(config: EnvironmentConfig) -> list[tuple[str, str]]:
         problems.append(("dr.region", f"{config.dr.region} is the environment's own region; choose another"))
     problems += _protection_problems(config)
     problems += _certificate_problems(config)
+    problems += _audit_trail_problems(config)
+    return problems
+
+
+def _audit_trail_problems(config: EnvironmentConfig) -> list[tuple[str, str]]:
+    """The audit trail of an environment holding card data cannot be erased (PCI DSS 10.3); a
+    disposable one keeps a lock it can still get past (1 day, GOVERNANCE) so destroy works."""
+    storage, problems = config.storage, []
+    if config.name == "prod" and storage.audit_lock_mode != "COMPLIANCE":
+        problems.append(("storage.audit_lock_mode", f"prod's audit trail is locked in COMPLIANCE mode: allowed COMPLIANCE (got {storage.audit_lock_mode})"))
+    if config.name in PROTECTED_ENVIRONMENTS and storage.audit_lock_days < 365:
+        problems.append(("storage.audit_lock_days", f"{config.name} keeps 12 months of audit trail: at least 365 (got {storage.audit_lock_days})"))
+    if config.name not in PROTECTED_ENVIRONMENTS and (storage.audit_lock_mode, storage.audit_lock_days) != ("GOVERNANCE", 1):
+        problems.append(("storage", f"{config.name} is destroyed with its data: audit_lock_mode GOVERNANCE and audit_lock_days 1 "
+                                    f"(got {storage.audit_lock_mode}, {storage.audit_lock_days})"))
+    if storage.audit_lock_days > storage.audit_retention_days:
+        problems.append(("storage.audit_lock_days", f"{storage.audit_lock_days} is longer than audit_retention_days "
+                                                    f"{storage.audit_retention_days}: versions would outlive their retention"))
+    if config.name in PROTECTED_ENVIRONMENTS and config.compute.http_redirect:
+        problems.append(("compute.http_redirect", f"{config.name} carries card data: allowed false (got true)"))
     return problems
 
 

@@ -20,6 +20,7 @@ from .blocks import (
     DR_KEY_PURPOSE,
     access_log_bucket,
     archive_then_expire_lifecycle,
+    audit_lock,
     dr_bucket_name,
     kms_key,
     secure_bucket,
@@ -46,7 +47,8 @@ def build(config: EnvironmentConfig) -> Template:
 
     retention = config.storage.audit_retention_days
     audit_lifecycle = archive_then_expire_lifecycle("ArchiveThenExpireAuditReplicas", retention)
-    audit = _replica_bucket(template, config, "ReplicaAuditBucket", "audit", key_arn, log_bucket, audit_lifecycle)
+    audit = _replica_bucket(template, config, "ReplicaAuditBucket", "audit", key_arn, log_bucket, audit_lifecycle,
+                            **audit_lock(config))
     documents_lifecycle = tiered_documents_lifecycle("TierDocumentReplicas")
     documents = _replica_bucket(
         template, config, "ReplicaDocumentsBucket", "documents", key_arn, log_bucket, documents_lifecycle
@@ -66,9 +68,11 @@ def _replica_bucket(
     key_arn,
     log_bucket: s3.Bucket,
     lifecycle: s3.LifecycleConfiguration,
+    **properties,
 ) -> s3.Bucket:
     bucket = secure_bucket(
-        template, config, logical_id, f"dr-{purpose}", key_arn, Ref(log_bucket), LifecycleConfiguration=lifecycle
+        template, config, logical_id, f"dr-{purpose}", key_arn, Ref(log_bucket), LifecycleConfiguration=lifecycle,
+        **properties,
     )
     # The name storage.py replicates to: one function names it for both stacks. The region is
     # ${AWS::Region} like every bucket name; the template's rule pins it to dr.region.

@@ -13,16 +13,24 @@ Design decisions:
 - Everything is encrypted with the security layer's data key. The data key's policy must let
   cloudwatch.amazonaws.com use it, or alarms cannot publish to the encrypted alarm topic.
 - The email subscription to the alarm topic must be confirmed by its recipient after deploy.
+  What the topic cannot deliver goes to an encrypted dead-letter queue; a subscription still
+  waiting for its confirmation is counted every hour into a metric (an express workflow of two
+  SDK calls, no code); the monitoring layer alarms on both (PCI DSS 10.7).
 """
 from __future__ import annotations
 
+import awacs.cloudwatch as cloudwatch_actions
 import awacs.sns as sns_actions
 import awacs.sqs as sqs_actions
-from awacs.aws import Allow, Condition, Policy, Principal, Statement, StringEquals
-from troposphere import GetAtt, Ref, Sub, Template, sns, sqs
+import awacs.states as states_actions
+from awacs.aws import Allow, ArnEquals, Condition, Policy, Statement, StringEquals
+from troposphere import GetAtt, Ref, Sub, Template, events, iam, sns, sqs, stepfunctions
 
-from .blocks import deny_insecure_transport
-from .common import export, import_value, keep_data, new_template, resource_name, tags
+from .blocks import deny_insecure_transport, log_group, service_resource_statement, service_trust, vended_logs_statements
+from .common import (
+    CONFIRMED_SUBSCRIPTIONS_METRIC, OPERATIONS_NAMESPACE, arn, export, ignore_cfn_lint, import_value, keep_data,
+    new_template, resource_name, tags,
+)
 from .config import EnvironmentConfig
 from .function_catalog import load_functions
 
@@ -36,6 +44,7 @@ PAYMENT_RETENTION_S = 4 * 24 * 60 * 60
 DLQ_RETENTION_S = 14 * 24 * 60 * 60  # SQS maximum
 LONG_POLL_WAIT_S = 20
 KMS_DATA_KEY_REUSE_S = 300
+WATCH_SCHEDULE = "rate(1 hour)"
 
 
 class QueueWorkerMissing(LookupError):
@@ -164,26 +173,159 @@ def _topics(template: Template, config: EnvironmentConfig) -> None:
             PolicyDocument=Policy(
                 Version="2012-10-17",
                 Statement=[
-                    Statement(
-                        Sid="CloudWatchAlarmsOfThisAccount",
-                        Effect=Allow,
-                        Principal=Principal("Service", "cloudwatch.amazonaws.com"),
-                        Action=[sns_actions.Publish],
-                        Resource=[Ref(alarms)],
-                        Condition=Condition(StringEquals("aws:SourceAccount", Ref("AWS::AccountId"))),
-                    ),
+                    service_resource_statement(
+                        "CloudWatchAlarmsOfThisAccount", "cloudwatch.amazonaws.com", [sns_actions.Publish],
+                        Ref(alarms), Condition(StringEquals("aws:SourceAccount", Ref("AWS::AccountId")))),
                     _deny_without_tls(alarms),
                 ],
             ),
         )
     )
+    undelivered = _alarm_dead_letters(template, config, alarms)
     template.add_resource(
         sns.SubscriptionResource(
             "AlarmEmailSubscription",
             TopicArn=Ref(alarms),
             Protocol="email",
             Endpoint=config.monitoring.alarm_email,
+            # A notification SNS cannot deliver lands here instead of vanishing (PCI DSS 10.7).
+            RedrivePolicy={"deadLetterTargetArn": GetAtt(undelivered, "Arn")},
         )
     )
+    _confirmed_subscriptions_watch(template, config, alarms)
     export(template, config, LAYER, "PaymentNotificationsTopicArn", Ref(notifications), "payment notifications topic")
     export(template, config, LAYER, "AlarmTopicArn", Ref(alarms), "alarm topic")
+    export(template, config, LAYER, "AlarmTopicName", GetAtt(alarms, "TopicName"), "alarm topic name (metrics dimension)")
+    export(template, config, LAYER, "AlarmDlqName", GetAtt(undelivered, "QueueName"), "undelivered alarm notifications")
+
+
+# --- alarm delivery: nothing the alarm topic cannot deliver goes unnoticed --------------------------
+
+
+def _alarm_dead_letters(template: Template, config: EnvironmentConfig, alarms: sns.Topic) -> sqs.Queue:
+    """The alarm subscription's dead-letter queue: encrypted with the data key (whose policy lets
+    SNS use it for this environment's topics), writable by SNS for the alarm topic only."""
+    name = resource_name(config, "alarm-dlq")
+    queue = template.add_resource(
+        keep_data(
+            sqs.Queue(
+                "AlarmDlq",
+                QueueName=name,
+                MessageRetentionPeriod=DLQ_RETENTION_S,
+                KmsMasterKeyId=import_value(config, "security", "DataKeyArn"),
+                KmsDataKeyReusePeriodSeconds=KMS_DATA_KEY_REUSE_S,
+                Tags=tags(config, name),
+            ),
+            config,
+        )
+    )
+    template.add_resource(
+        sqs.QueuePolicy(
+            "AlarmDlqPolicy",
+            Queues=[Ref(queue)],
+            PolicyDocument=Policy(
+                Version="2012-10-17",
+                Statement=[
+                    service_resource_statement(
+                        "AlarmTopicDeadLetters", "sns.amazonaws.com", [sqs_actions.SendMessage],
+                        GetAtt(queue, "Arn"), Condition(ArnEquals("aws:SourceArn", Ref(alarms)))),
+                    deny_insecure_transport([sqs_actions.Action("*")], [GetAtt(queue, "Arn")]),
+                ],
+            ),
+        )
+    )
+    return queue
+
+
+def _confirmed_subscriptions_watch(template: Template, config: EnvironmentConfig, alarms: sns.Topic) -> None:
+    """A dead-letter queue never sees a subscription still waiting for its confirmation: every
+    hour a small express workflow (two SDK calls, no code) publishes the alarm topic's number of
+    confirmed subscriptions as a metric, and the monitoring layer alarms when it is 0."""
+    name = resource_name(config, "alarm-subscriptions-watch")
+    logs_group = log_group(template, config, "AlarmWatchLogGroup", f"/aws/vendedlogs/states/{name}",
+                           import_value(config, "security", "LogsKeyArn"))
+    role = template.add_resource(iam.Role(
+        "AlarmWatchRole",
+        Description="Counts the alarm topic's confirmed subscriptions into a metric",
+        AssumeRolePolicyDocument=service_trust("states.amazonaws.com",
+                                               arn("states", f"stateMachine:{name}")),
+        Policies=[iam.Policy(PolicyName="watch", PolicyDocument=Policy(Version="2012-10-17", Statement=[
+            Statement(Sid="ReadTopic", Effect=Allow, Action=[sns_actions.GetTopicAttributes], Resource=[Ref(alarms)]),
+            Statement(
+                Sid="PublishMetric", Effect=Allow, Action=[cloudwatch_actions.PutMetricData],
+                # PutMetricData has no resource-level permissions: "*" narrowed to one namespace.
+                Resource=["*"],
+                Condition=Condition(StringEquals("cloudwatch:namespace", OPERATIONS_NAMESPACE)),
+            ),
+            *vended_logs_statements(),
+        ]))],
+        Tags=tags(config),
+    ))
+    machine = template.add_resource(stepfunctions.StateMachine(
+        "AlarmWatch",
+        StateMachineName=name,
+        StateMachineType="EXPRESS",
+        RoleArn=GetAtt(role, "Arn"),
+        Definition=_watch_definition(),
+        DefinitionSubstitutions={"Topic": Ref(alarms), "TopicName": GetAtt(alarms, "TopicName"),
+                                 "Namespace": OPERATIONS_NAMESPACE, "Metric": CONFIRMED_SUBSCRIPTIONS_METRIC,
+                                 "Partition": Ref("AWS::Partition")},
+        LoggingConfiguration=stepfunctions.LoggingConfiguration(
+            Level="ERROR", IncludeExecutionData=False,
+            Destinations=[stepfunctions.LogDestination(
+                CloudWatchLogsLogGroup=stepfunctions.CloudWatchLogsLogGroup(LogGroupArn=GetAtt(logs_group, "Arn")))],
+        ),
+        TracingConfiguration=stepfunctions.TracingConfiguration(Enabled=True),
+        Tags=tags(config, name),
+    ))
+    ignore_cfn_lint(machine, "E3601", "its ASL schema accepts only the literal aws partition in ARNs; the "
+                                      "integration ARNs carry the stack's partition through a substitution")
+    _every_hour(template, config, machine, name)
+
+
+def _watch_definition() -> dict:
+    return {
+        "Comment": "Publish the number of confirmed subscriptions of the alarm topic",
+        "StartAt": "ReadTopic",
+        "States": {
+            "ReadTopic": {
+                "Type": "Task",
+                "Resource": "arn:${Partition}:states:::aws-sdk:sns:getTopicAttributes",
+                "Parameters": {"TopicArn": "${Topic}"},
+                "ResultSelector": {"confirmed.$": "States.StringToJson($.Attributes.SubscriptionsConfirmed)"},
+                "Next": "PublishMetric",
+            },
+            "PublishMetric": {
+                "Type": "Task",
+                "Resource": "arn:${Partition}:states:::aws-sdk:cloudwatch:putMetricData",
+                "Parameters": {
+                    "Namespace": "${Namespace}",
+                    "MetricData": [{"MetricName": "${Metric}", "Unit": "Count", "Value.$": "$.confirmed",
+                                    "Dimensions": [{"Name": "TopicName", "Value": "${TopicName}"}]}],
+                },
+                "End": True,
+            },
+        },
+    }
+
+
+def _every_hour(template: Template, config: EnvironmentConfig, machine, name: str) -> None:
+    role = template.add_resource(iam.Role(
+        "AlarmWatchScheduleRole",
+        Description="Lets the hourly schedule start the alarm subscriptions watch",
+        AssumeRolePolicyDocument=service_trust("events.amazonaws.com",
+                                               arn("events", f"rule/{name}")),
+        Policies=[iam.Policy(PolicyName="start", PolicyDocument=Policy(Version="2012-10-17", Statement=[
+            Statement(Effect=Allow, Action=[states_actions.StartExecution], Resource=[Ref(machine)]),
+        ]))],
+        Tags=tags(config),
+    ))
+    template.add_resource(events.Rule(
+        "AlarmWatchSchedule",
+        Name=name,
+        Description="Hourly: count the alarm topic's confirmed subscriptions",
+        ScheduleExpression=WATCH_SCHEDULE,
+        State="ENABLED",
+        Targets=[events.Target(Id="watch", Arn=Ref(machine), RoleArn=GetAtt(role, "Arn"))],
+        Tags=tags(config),
+    ))

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from troposphere import GetAtt, Sub, Template, cloudwatch
 
-from .common import import_value, new_template, output, resource_name, tags
+from .common import CONFIRMED_SUBSCRIPTIONS_METRIC, OPERATIONS_NAMESPACE, import_value, new_template, output, resource_name, tags
 from .config import EnvironmentConfig
 from .function_catalog import FUNCTIONS_DIR, DeclarationError, FunctionDeclaration, load_functions
 
@@ -40,6 +40,7 @@ BUSINESS_SERVICE = "payments"
 MAX_METRICS_PER_MATH_ALARM = 10
 TABLES = ("Transactions", "Idempotency", "Velocity", "BatchStatus")
 FIVE_MINUTES = 300
+HOUR = 3600
 WIDGET_WIDTH = 12
 WIDGET_HEIGHT = 6
 # Rollback triggers deploy attaches to each traffic-serving stack (output keys, at most 5).
@@ -77,6 +78,8 @@ def sub_variables(config: EnvironmentConfig, functions: list[FunctionDeclaration
         "DbClusterIdentifier": ("data", "DbClusterIdentifier"),
         "QueueName": ("messaging", "PaymentQueueName"),
         "DlqName": ("messaging", "PaymentDlqName"),
+        "AlarmDlqName": ("messaging", "AlarmDlqName"),
+        "AlarmTopicName": ("messaging", "AlarmTopicName"),
     }
     imports.update({f"{table}TableName": ("data", f"{table}TableName") for table in TABLES})
     imports.update({_function_variable(f): ("compute", f"{f.logical_name}FunctionName") for f in functions})
@@ -173,6 +176,21 @@ def _queue_widgets() -> list[dict]:
     ]
 
 
+def _alarm_delivery_widgets() -> list[dict]:
+    return [
+        _widget(
+            "Alarm delivery: confirmed subscriptions, undelivered notifications",
+            [
+                [OPERATIONS_NAMESPACE, CONFIRMED_SUBSCRIPTIONS_METRIC, "TopicName", _ref("AlarmTopicName"),
+                 {"stat": "Minimum", "period": HOUR, "label": "confirmed subscriptions"}],
+                ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", _ref("AlarmDlqName"),
+                 {"label": "undelivered", "yAxis": "right"}],
+            ],
+            stat="Maximum",
+        )
+    ]
+
+
 def _alb_and_ecs_widgets() -> list[dict]:
     alb = ["LoadBalancer", _ref("AlbFullName")]
     ecs = ["ClusterName", _ref("EcsClusterName"), "ServiceName", _ref("EcsServiceName")]
@@ -249,6 +267,7 @@ def dashboard_widgets(config: EnvironmentConfig, functions: list[FunctionDeclara
         *_queue_widgets(),
         *_alb_and_ecs_widgets(),
         *_aurora_widgets(),
+        *_alarm_delivery_widgets(),
     ]
     for index, widget in enumerate(widgets):
         widget.update(x=(index % 2) * WIDGET_WIDTH, y=(index // 2) * WIDGET_HEIGHT, width=WIDGET_WIDTH, height=WIDGET_HEIGHT)
@@ -361,6 +380,35 @@ def alarm_specs(config: EnvironmentConfig, functions: list[FunctionDeclaration],
                 Dimensions=_dimensions(QueueName=variables["DlqName"]),
                 Statistic="Maximum",
                 Period=60,
+            ),
+        ),
+        AlarmSpec(
+            "AlarmsUndelivered",
+            "Alarm notifications the alarm topic could not deliver are in its dead-letter queue",
+            0,
+            "GreaterThanThreshold",
+            "notBreaching",
+            metric=dict(
+                Namespace="AWS/SQS",
+                MetricName="ApproximateNumberOfMessagesVisible",
+                Dimensions=_dimensions(QueueName=variables["AlarmDlqName"]),
+                Statistic="Maximum",
+                Period=FIVE_MINUTES,
+            ),
+        ),
+        AlarmSpec(
+            "AlarmsUnconfirmed",
+            "The alarm topic has no confirmed subscription: alarms reach nobody (confirm the e-mail)",
+            1,
+            "LessThanThreshold",
+            # no data: the hourly watch did not run, so nobody knows: as bad as none confirmed
+            "breaching",
+            metric=dict(
+                Namespace=OPERATIONS_NAMESPACE,
+                MetricName=CONFIRMED_SUBSCRIPTIONS_METRIC,
+                Dimensions=_dimensions(TopicName=variables["AlarmTopicName"]),
+                Statistic="Minimum",
+                Period=HOUR,
             ),
         ),
         AlarmSpec(

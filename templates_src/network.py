@@ -51,6 +51,7 @@ TIER_OFFSETS = {"public": 0, "private": 10, "isolated": 20}
 INTERFACE_ENDPOINT_SERVICES = ("ecr.api", "ecr.dkr", "kms", "logs", "monitoring", "secretsmanager", "sns", "sqs", "states")
 GATEWAY_ENDPOINT_SERVICES = ("s3", "dynamodb")
 HTTPS = 443
+HTTP = 80
 POSTGRES = 5432
 ANYWHERE = "0.0.0.0/0"
 
@@ -384,15 +385,17 @@ def _security_group(template, config, logical_id, purpose, description, ingress,
 
 def _security_groups(template: Template, config: EnvironmentConfig, vpc: ec2.VPC) -> dict[str, ec2.SecurityGroup]:
     port = config.compute.ecs.container_port
+    ingress = [_rule("tcp", HTTPS, "HTTPS from the internet", CidrIp=ANYWHERE)]
+    if config.compute.http_redirect:
+        ingress.append(_rule("tcp", HTTP, "HTTP from the internet, answered only with a redirect to HTTPS", CidrIp=ANYWHERE))
     alb = _security_group(
-        template, config, "AlbSecurityGroup", "alb-sg", "Load balancer: HTTPS from the internet, HTTP only to redirect",
-        [
-            _rule("tcp", HTTPS, "HTTPS from the internet", CidrIp=ANYWHERE),
-            _rule("tcp", 80, "HTTP from the internet, answered only with a redirect to HTTPS", CidrIp=ANYWHERE),
-        ],
+        template, config, "AlbSecurityGroup", "alb-sg",
+        "Load balancer: HTTPS from the internet" + (", HTTP only to redirect" if config.compute.http_redirect else ""),
+        ingress,
         [NO_TRAFFIC_EGRESS],
     )
-    skip_checkov(alb, "CKV_AWS_260", "port 80 only answers with a redirect to HTTPS (listener rule in compute)")
+    if config.compute.http_redirect:
+        skip_checkov(alb, "CKV_AWS_260", "dev only: port 80 answers with a redirect to HTTPS (compute.http_redirect)")
     app = _security_group(
         template, config, "AppSecurityGroup", "app-sg", "App tasks: container port from the load balancer only", [],
         [_rule("tcp", HTTPS, "HTTPS to AWS APIs (endpoints, gateway endpoints, NAT)", CidrIp=ANYWHERE)],

@@ -4,10 +4,10 @@ publish them.
 Design decisions:
 - One customer-managed key per purpose, each rotated yearly, each policy naming the services
   allowed to use it:
-  * data: the two services that use it as themselves (CloudWatch alarms publishing to the
-    encrypted alarm topic, log delivery of the encrypted state machine), each limited to this
-    account (aws:SourceAccount, and aws:SourceArn where known), and the account's own roles only
-    through the data services (kms:ViaService);
+  * data: the services that use it as themselves (CloudWatch alarms publishing to the
+    encrypted alarm topic, log delivery of the encrypted state machine, SNS dead-lettering the
+    alarm topic), each limited to this account (aws:SourceAccount, and aws:SourceArn where
+    known), and the account's own roles only through the data services (kms:ViaService);
   * logs: CloudWatch Logs of this region, only for log groups of this account (encryption
     context condition);
   * secrets: the account's roles only through Secrets Manager (kms:ViaService).
@@ -55,6 +55,9 @@ DATA_KEY_SERVICE_USES = (
      "arn:${AWS::Partition}:cloudwatch:${AWS::Region}:${AWS::AccountId}:alarm:*", (kms_actions.Decrypt, kms_actions.GenerateDataKey)),
     # Log delivery reads the execution events of the state machine, which the data key encrypts.
     ("LogDeliveryReadsStateMachineEvents", "delivery.logs.amazonaws.com", None, (kms_actions.Decrypt,)),
+    # SNS moves what the alarm topic cannot deliver into its encrypted dead-letter queue.
+    ("SnsTopicsDeadLetters", "sns.amazonaws.com", "arn:${AWS::Partition}:sns:${AWS::Region}:${AWS::AccountId}:{prefix}",
+     (kms_actions.Decrypt, kms_actions.GenerateDataKey)),
 )
 # Services through which the account's roles may use the data key (kms:ViaService).
 DATA_KEY_VIA_SERVICES = ("dynamodb", "lambda", "rds", "s3", "sns", "sqs", "states")
@@ -80,7 +83,8 @@ def _data_key(template: Template, config: EnvironmentConfig):
         "DataKey",
         "data",
         [
-            *(service_key_statement(sid, service, source, actions) for sid, service, source, actions in DATA_KEY_SERVICE_USES),
+            *(service_key_statement(sid, service, source and source.replace("{prefix}", resource_name(config, "*")), actions)
+              for sid, service, source, actions in DATA_KEY_SERVICE_USES),
             via_services_statement("AllowAccountThroughDataServices", DATA_KEY_VIA_SERVICES),
         ],
     )

@@ -12,6 +12,10 @@ Design decisions:
   says (audit: at least 12 months, PCI DSS; prod keeps 7 years).
 - Audit log versions that are overwritten or deleted stay as long as current ones would
   (blocks.archive_then_expire_lifecycle); the DR replicas use the same lifecycle functions.
+- The audit bucket, and its DR replica, are locked (S3 Object Lock, blocks.audit_lock): no
+  version can be deleted or overwritten before its retention ends, whatever a principal's IAM
+  permissions (COMPLIANCE in prod). Replicating locked versions needs the replica locked too,
+  and the replication role reads each version's retention and legal hold.
 - Prod (dr.enabled) replicates audit logs and documents to the DR stack in `dr.region`.
   Fn::ImportValue cannot cross regions, so the replica bucket and key alias ARNs are derived
   from blocks.dr_bucket_name / dr_key_alias_name (the DR layer names its resources with the same
@@ -40,6 +44,7 @@ from .blocks import (
     ALB_ACCESS_LOG_PREFIX,
     access_log_bucket,
     archive_then_expire_lifecycle,
+    audit_lock,
     dr_bucket_name,
     dr_key_alias_name,
     secure_bucket,
@@ -114,6 +119,7 @@ def build(config: EnvironmentConfig) -> Template:
         LifecycleConfiguration=archive_then_expire_lifecycle(
             "ArchiveThenExpireAuditLogs", config.storage.audit_retention_days
         ),
+        **audit_lock(config),
         **_replication(config, "audit", replication_role),
     )
     batch = secure_bucket(
@@ -300,6 +306,9 @@ def _replication_policy(
             Sid="ReadSourceVersions",
             Effect=Allow,
             Action=[
+                # Locked versions replicate with their retention and legal hold.
+                s3_actions.GetObjectLegalHold,
+                s3_actions.GetObjectRetention,
                 s3_actions.GetObjectVersionAcl,
                 s3_actions.GetObjectVersionForReplication,
                 s3_actions.GetObjectVersionTagging,

@@ -25,11 +25,8 @@ from pathlib import Path
 
 import awacs.awslambda as lambda_actions
 import awacs.kms as kms_actions
-import awacs.logs as logs_actions
 import awacs.sns as sns_actions
-import awacs.sts as sts_actions
-import awacs.xray as xray_actions
-from awacs.aws import Allow, ArnLike, Condition, Policy, Principal, Statement, StringEquals
+from awacs.aws import Allow, Policy, Statement
 from troposphere import GetAtt, Ref, Template, iam, stepfunctions
 
 from . import blocks
@@ -116,35 +113,7 @@ def _role(template: Template, config: EnvironmentConfig, called, topic_keys, sta
             Action=[kms_actions.Decrypt, kms_actions.GenerateDataKey],
             Resource=[data_key_arn],
         ),
-        Statement(
-            Sid="DeliverExecutionLogs",
-            Effect=Allow,
-            Action=[
-                logs_actions.CreateLogDelivery,
-                logs_actions.DeleteLogDelivery,
-                logs_actions.DescribeLogGroups,
-                logs_actions.DescribeResourcePolicies,
-                logs_actions.GetLogDelivery,
-                logs_actions.ListLogDeliveries,
-                logs_actions.PutResourcePolicy,
-                logs_actions.UpdateLogDelivery,
-            ],
-            # CloudWatch Logs vended-log delivery APIs support no resource-level permissions:
-            # AWS documents "*" as the only accepted resource for them.
-            Resource=["*"],
-        ),
-        Statement(
-            Sid="WriteTraces",
-            Effect=Allow,
-            Action=[
-                xray_actions.GetSamplingRules,
-                xray_actions.GetSamplingTargets,
-                xray_actions.PutTelemetryRecords,
-                xray_actions.PutTraceSegments,
-            ],
-            # X-Ray trace and sampling APIs have no resource-level permissions: "*" is required.
-            Resource=["*"],
-        ),
+        *blocks.vended_logs_statements(),
     ]
     if topic_keys:
         statements.insert(
@@ -166,23 +135,7 @@ def _role(template: Template, config: EnvironmentConfig, called, topic_keys, sta
                 Resource=[import_value(config, "compute", f"{f.logical_name}AliasArn") for f in called],
             ),
         )
-    trust = Policy(
-        Version="2012-10-17",
-        Statement=[
-            Statement(
-                Effect=Allow,
-                Principal=Principal("Service", "states.amazonaws.com"),
-                Action=[sts_actions.AssumeRole],
-                # Only this account's state machine may use the role (confused deputy).
-                Condition=Condition(
-                    [
-                        StringEquals("aws:SourceAccount", Ref("AWS::AccountId")),
-                        ArnLike("aws:SourceArn", arn("states", f"stateMachine:{state_machine_name}")),
-                    ]
-                ),
-            )
-        ],
-    )
+    trust = blocks.service_trust("states.amazonaws.com", arn("states", f"stateMachine:{state_machine_name}"))
     return template.add_resource(
         iam.Role(
             "StateMachineRole",

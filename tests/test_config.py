@@ -297,3 +297,23 @@ def test_build_cli_reports_config_error_without_traceback(parameters, tmp_path):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert f"{directory}/dev.yaml: 1 problem(s)\n  network.cidr: " in result.stderr
+
+
+@pytest.mark.parametrize(
+    "env, mutate, expected",
+    [
+        ("prod", lambda d: d["storage"].update(audit_lock_mode="GOVERNANCE"),
+         "storage.audit_lock_mode: prod's audit trail is locked in COMPLIANCE mode: allowed COMPLIANCE (got GOVERNANCE)"),
+        ("staging", lambda d: d["storage"].update(audit_lock_days=30),
+         "storage.audit_lock_days: staging keeps 12 months of audit trail: at least 365 (got 30)"),
+        ("dev", lambda d: d["storage"].update(audit_lock_mode="COMPLIANCE"),
+         "storage: dev is destroyed with its data: audit_lock_mode GOVERNANCE and audit_lock_days 1 (got COMPLIANCE, 1)"),
+        ("staging", lambda d: d["compute"].update(http_redirect=True),
+         "compute.http_redirect: staging carries card data: allowed false (got true)"),
+        ("prod", lambda d: d["storage"].update(audit_lock_days=3000),
+         "storage.audit_lock_days: 3000 is longer than audit_retention_days 2555: versions would outlive their retention"),
+    ],
+)
+def test_the_audit_trail_and_port_80_follow_what_the_environment_holds(parameters, capsys, tmp_path, env, mutate, expected):
+    directory = parameters.edit(env, mutate)
+    assert refused(directory, env, capsys, tmp_path) == f"{directory}/{env}.yaml: 1 problem(s)\n  {expected}"

@@ -63,3 +63,34 @@ def test_docs_say_what_the_emulator_creates_and_what_it_only_records():
         text = DEPLOY_DOC.read_text()
     if COVERAGE_START + table + COVERAGE_END not in text:
         pytest.fail("docs/deploy.md's emulator coverage table is stale: run `make golden`", pytrace=False)
+
+
+PCI_DOC = Path(__file__).resolve().parent.parent / "docs" / "pci-dss.md"
+
+
+def test_pci_dss_evidence_is_generated_and_current(built_environments):
+    from templates_src.pci import render
+
+    document = render({env: data["templates"] for env, data in built_environments.items()})
+    if os.environ.get("UPDATE_GOLDEN"):
+        PCI_DOC.write_text(document)
+    if not PCI_DOC.exists() or PCI_DOC.read_text() != document:
+        pytest.fail("docs/pci-dss.md is stale: run `make golden`", pytrace=False)
+
+
+def test_pci_evidence_refuses_a_claim_with_nothing_behind_it(built_environments):
+    from templates_src import pci
+
+    templates = {env: data["templates"] for env, data in built_environments.items()}
+    ghost = pci.Requirement("9.9", "a claim", "nothing", (pci.Evidence("storage", (), ("NoSuchBucket",)),),
+                            ("tests/test_policies.py::test_no_allow_statement_has_a_wildcard_action",))
+    untested = pci.Requirement("9.9", "a claim", "nothing", (pci.Evidence("storage", ("AWS::S3::Bucket",)),),
+                               ("tests/test_policies.py::test_that_does_not_exist",))
+    for requirement, message in ((ghost, "NoSuchBucket"), (untested, "does not exist")):
+        original = pci.REQUIREMENTS
+        pci.REQUIREMENTS = (requirement,)
+        try:
+            with pytest.raises(ValueError, match=message):
+                pci.render(templates)
+        finally:
+            pci.REQUIREMENTS = original

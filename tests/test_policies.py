@@ -11,6 +11,7 @@ from templates_src.common import SNAPSHOT_TYPES, STATEFUL_TYPES
 
 from .conftest import ENVIRONMENTS, all_templates
 from .layers.helpers import assert_data_policy
+from .policy_eval import ACCOUNT, REGION, Request, allowed
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -295,3 +296,114 @@ def test_no_template_names_an_account_literally(built_environments):
         found = set(re.findall(r"(?<![0-9A-Za-z])[0-9]{12}(?![0-9])", text)) - aws_owned
         assert not found, f"{env}/{layer}: literal account id(s) {sorted(found)}"
         assert "arn:aws:acm:" not in text and ":certificate/0000" not in text, f"{env}/{layer}: literal certificate ARN"
+
+
+# --- PCI DSS controls (docs/pci-dss.md names these tests) -------------------------------------------
+
+
+AUDIT_BUCKETS = {"AuditBucket", "ReplicaAuditBucket"}
+
+
+def test_pci_10_3_audit_trail_buckets_are_locked_as_the_environment_requires(built_environments):
+    found = 0
+    for env, layer, template in all_templates(built_environments):
+        config = built_environments[env]["config"]
+        for logical_id in AUDIT_BUCKETS & set(template["Resources"]):
+            found += 1
+            properties = template["Resources"][logical_id]["Properties"]
+            assert properties["ObjectLockEnabled"] is True, (env, logical_id)
+            lock = properties["ObjectLockConfiguration"]
+            assert lock["ObjectLockEnabled"] == "Enabled"
+            retention = lock["Rule"]["DefaultRetention"]
+            expected_mode = {"prod": "COMPLIANCE", "staging": "GOVERNANCE"}.get(env, "GOVERNANCE")
+            assert retention["Mode"] == expected_mode == config.storage.audit_lock_mode, (env, logical_id)
+            assert retention["Days"] == config.storage.audit_lock_days
+            assert retention["Days"] >= 365 or env in ("dev", "local")
+    assert found == 5  # one per environment, plus prod's DR replica
+
+
+def test_pci_10_3_locked_versions_replicate_with_their_retention(built_environments):
+    storage = built_environments["prod"]["templates"]["storage"]
+    (policy,) = [r for r in storage["Resources"].values() if r["Type"] == "AWS::IAM::Policy"]
+    reads = next(s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Sid"] == "ReadSourceVersions")
+    assert {"s3:GetObjectRetention", "s3:GetObjectLegalHold"} <= set(reads["Action"])
+
+
+def _key_policies(built_environments):
+    for env, layer, template in all_templates(built_environments):
+        for logical_id, resource in template["Resources"].items():
+            if resource["Type"] == "AWS::KMS::Key":
+                yield env, layer, logical_id, resource["Properties"]["KeyPolicy"]
+
+
+def test_pci_3_6_every_key_refuses_grants_that_are_not_for_an_aws_resource(built_environments):
+    keys = 0
+    for env, layer, logical_id, policy in _key_policies(built_environments):
+        keys += 1
+        deny = [s for s in policy["Statement"] if s.get("Sid") == "DenyGrantsNotForAwsResources"]
+        assert deny == [{
+            "Sid": "DenyGrantsNotForAwsResources", "Effect": "Deny", "Principal": "*", "Action": ["kms:CreateGrant"],
+            "Resource": ["*"],
+            "Condition": {"BoolIfExists": {"kms:GrantIsForAWSResource": "false", "aws:PrincipalIsAWSService": "false"}},
+        }], f"{env}/{layer}/{logical_id}"
+    assert keys >= 4 * 6
+
+
+ROLE = {"AWS": f"arn:aws:iam::{ACCOUNT}:role/payments-deployer"}
+
+
+def _grant_for(service: str) -> Request:
+    """What an AWS service does with the caller's permission when it needs the key for its own
+    resource (an Aurora cluster, a Lambda function's environment, a table, a secret)."""
+    return Request("kms:CreateGrant", ROLE, {"kms:GrantIsForAWSResource": True, "aws:PrincipalIsAWSService": False,
+                                             "kms:ViaService": f"{service}.{REGION}.amazonaws.com",
+                                             "kms:CallerAccount": ACCOUNT})
+
+
+def test_pci_3_6_each_consumer_of_the_keys_still_works(built_environments):
+    security = built_environments["staging"]["templates"]["security"]["Resources"]
+    data, secrets = security["DataKey"]["Properties"]["KeyPolicy"], security["SecretsKey"]["Properties"]["KeyPolicy"]
+    for service in ("rds", "lambda", "dynamodb"):
+        assert allowed(data, _grant_for(service)), service
+    assert allowed(secrets, _grant_for("secretsmanager"))
+    function_role = {"AWS": f"arn:aws:iam::{ACCOUNT}:role/payments-staging-payment-api"}
+    via_dynamodb = {"kms:ViaService": f"dynamodb.{REGION}.amazonaws.com", "kms:CallerAccount": ACCOUNT}
+    assert allowed(data, Request("kms:Decrypt", function_role, via_dynamodb))
+    alarms = {"aws:SourceAccount": ACCOUNT, "aws:SourceArn": f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:payments-staging-api-5xx"}
+    assert allowed(data, Request("kms:GenerateDataKey", {"Service": "cloudwatch.amazonaws.com"}, alarms))
+    # ... and what the deny is for: a principal handing decrypt to someone by a grant of its own
+    assert not allowed(data, Request("kms:CreateGrant", ROLE, {"kms:GrantIsForAWSResource": False}))
+    assert not allowed(data, Request("kms:CreateGrant", ROLE, {}))
+    # another account's alarms cannot use the key
+    foreign = {"aws:SourceAccount": "999999999999", "aws:SourceArn": f"arn:aws:cloudwatch:{REGION}:999999999999:alarm:x"}
+    assert not allowed(data, Request("kms:GenerateDataKey", {"Service": "cloudwatch.amazonaws.com"}, foreign))
+
+
+def test_pci_4_2_staging_and_prod_have_no_port_80(built_environments):
+    for env, layer, template in all_templates(built_environments):
+        if env not in ("staging", "prod"):
+            continue
+        for logical_id, resource in template["Resources"].items():
+            properties = resource.get("Properties", {})
+            if resource["Type"] == "AWS::ElasticLoadBalancingV2::Listener":
+                assert properties["Protocol"] == "HTTPS" and properties["Port"] == 443, f"{env}/{logical_id}"
+            rules = properties.get("SecurityGroupIngress", []) if resource["Type"] == "AWS::EC2::SecurityGroup" else (
+                [properties] if resource["Type"] == "AWS::EC2::SecurityGroupIngress" else [])
+            for rule in rules:
+                opens_80 = rule.get("FromPort", 0) <= 80 <= rule.get("ToPort", 65535) and rule.get("IpProtocol") in ("tcp", "-1")
+                assert not (opens_80 and rule.get("CidrIp") == "0.0.0.0/0"), f"{env}/{layer}/{logical_id}"
+
+
+def test_pci_10_7_alarm_notifications_cannot_vanish(built_environments):
+    for env, data in built_environments.items():
+        messaging, monitoring = data["templates"]["messaging"], data["templates"]["monitoring"]
+        subscriptions = [r for r in messaging["Resources"].values() if r["Type"] == "AWS::SNS::Subscription"]
+        assert subscriptions
+        for subscription in subscriptions:
+            target = subscription["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+            queue = messaging["Resources"][target]
+            assert queue["Type"] == "AWS::SQS::Queue" and "KmsMasterKeyId" in queue["Properties"], env
+        alarms = {r["Properties"].get("MetricName") for r in monitoring["Resources"].values()
+                  if r["Type"] == "AWS::CloudWatch::Alarm"}
+        assert "ConfirmedAlarmSubscriptions" in alarms, env
+        assert any(r["Type"] == "AWS::CloudWatch::Alarm" and "AlarmDlqName" in json.dumps(r) for r in monitoring["Resources"].values())

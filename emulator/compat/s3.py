@@ -20,6 +20,9 @@ class BucketProvider(MotoProvider):
     - VersioningConfiguration, PublicAccessBlockConfiguration, OwnershipControls,
       LoggingConfiguration and NotificationConfiguration.EventBridgeConfiguration are applied
       to the bucket in moto's S3 backend (LifecycleConfiguration is not: recorded only);
+    - ObjectLockEnabled / ObjectLockConfiguration lock the bucket (moto's handler ignores both, so
+      an audit bucket came up unlocked and deletable); S3 allows turning Object Lock on for an
+      existing versioned bucket but never off, so dropping it on update fails like S3 does;
     - deletion: moto's handler silently keeps a bucket that still holds objects; S3 refuses to
       delete a non-empty bucket, and so does CloudFormation (DELETE_FAILED). Same here.
     """
@@ -62,9 +65,27 @@ class BucketProvider(MotoProvider):
                 raise ResourceFailure("Resource handler returned message: \"Cross S3 location logging not allowed\" "
                                       "(Error Code: CrossLocationLoggingProhibitted)")
             s3.get_bucket(name).logging = config
+        self._object_lock(s3.get_bucket(name), p)
         notification = p.get("NotificationConfiguration")
         if notification and (notification.get("EventBridgeConfiguration") or {}).get("EventBridgeEnabled") in (True, "true"):
             s3.put_bucket_notification_configuration(name, {"EventBridgeConfiguration": {}})
+
+    @staticmethod
+    def _object_lock(bucket: Any, properties: dict) -> None:
+        enabled = str(properties.get("ObjectLockEnabled", "")).lower() == "true"
+        if bucket.object_lock_enabled and not enabled:
+            raise ResourceFailure("Resource handler returned message: \"Object Lock cannot be disabled on a bucket "
+                                  "once enabled\" (Error Code: InvalidBucketState)")
+        if not enabled:
+            return
+        if not bucket.is_versioned:
+            raise ResourceFailure("Resource handler returned message: \"Versioning must be 'Enabled' on the bucket "
+                                  "to apply a Object Lock configuration\" (Error Code: InvalidBucketState)")
+        bucket.object_lock_enabled = True
+        retention = ((properties.get("ObjectLockConfiguration") or {}).get("Rule") or {}).get("DefaultRetention") or {}
+        bucket.default_lock_mode = retention.get("Mode") or ""
+        bucket.default_lock_days = int(retention["Days"]) if "Days" in retention else 0
+        bucket.default_lock_years = int(retention["Years"]) if "Years" in retention else 0
 
     def delete(self, request: Request, state: State) -> None:
         s3 = backend(request)

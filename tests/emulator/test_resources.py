@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import json
 
-from cfn_helpers import create_stack, events, resource_statuses, template
+import pytest
+from botocore.exceptions import ClientError
+from cfn_helpers import create_stack, events, resource_statuses, template, update_stack
 
 ACCOUNT = "123456789012"
 IMAGE = f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com/payments-api:1.0.0"
@@ -203,3 +205,54 @@ def test_non_empty_bucket_is_kept_like_s3_does(emu, cfn):
     emu.client("s3").delete_object(Bucket="kept-bucket", Key="a")
     cfn.delete_stack(StackName="bucket")
     assert emu.client("s3").list_buckets()["Buckets"] == []
+
+
+LOCKED_BUCKET = {"Type": "AWS::S3::Bucket", "Properties": {
+    "BucketName": "locked-bucket", "VersioningConfiguration": {"Status": "Enabled"}, "ObjectLockEnabled": True,
+    "ObjectLockConfiguration": {"ObjectLockEnabled": "Enabled",
+                                "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1}}}}}
+
+
+def test_object_lock_applies_default_retention_and_only_bypass_deletes(emu, cfn):
+    create_stack(cfn, "locked", template({"Bucket": LOCKED_BUCKET}))
+    s3 = emu.client("s3")
+    rule = s3.get_object_lock_configuration(Bucket="locked-bucket")["ObjectLockConfiguration"]["Rule"]
+    assert rule["DefaultRetention"]["Mode"] == "GOVERNANCE" and rule["DefaultRetention"]["Days"] == 1
+    version = s3.put_object(Bucket="locked-bucket", Key="audit.json", Body=b"{}", ChecksumAlgorithm="SHA256")["VersionId"]
+    assert s3.head_object(Bucket="locked-bucket", Key="audit.json")["ObjectLockMode"] == "GOVERNANCE"
+    with pytest.raises(ClientError, match="AccessDenied"):
+        s3.delete_object(Bucket="locked-bucket", Key="audit.json", VersionId=version)
+    s3.delete_object(Bucket="locked-bucket", Key="audit.json", VersionId=version, BypassGovernanceRetention=True)
+    cfn.delete_stack(StackName="locked")
+    assert s3.list_buckets()["Buckets"] == []
+
+
+def test_object_lock_cannot_be_turned_off_by_an_update(emu, cfn):
+    create_stack(cfn, "locked", template({"Bucket": LOCKED_BUCKET}))
+    unlocked = {"Type": "AWS::S3::Bucket", "Properties": {
+        "BucketName": "locked-bucket", "VersioningConfiguration": {"Status": "Enabled"}}}
+    update_stack(cfn, "locked", template({"Bucket": unlocked}), expect="UPDATE_ROLLBACK_COMPLETE")
+    failed = [e for e in events(cfn, "locked") if e["ResourceStatus"] == "UPDATE_FAILED"]
+    assert "Object Lock cannot be disabled" in failed[0]["ResourceStatusReason"]
+    assert emu.client("s3").get_object_lock_configuration(
+        Bucket="locked-bucket")["ObjectLockConfiguration"]["ObjectLockEnabled"] == "Enabled"
+    cfn.delete_stack(StackName="locked")
+
+
+def test_object_lock_turned_on_for_an_existing_versioned_bucket(emu, cfn):
+    # S3 allows enabling Object Lock on an existing versioned bucket (the staging/prod upgrade path)
+    plain = {"Type": "AWS::S3::Bucket", "Properties": {
+        "BucketName": "locked-bucket", "VersioningConfiguration": {"Status": "Enabled"}}}
+    create_stack(cfn, "locked", template({"Bucket": plain}))
+    emu.client("s3").put_object(Bucket="locked-bucket", Key="before.json", Body=b"{}")
+    described, _ = update_stack(cfn, "locked", template({"Bucket": LOCKED_BUCKET}))
+    assert [c["ResourceChange"]["Replacement"] for c in described["Changes"]] == ["False"]
+    s3 = emu.client("s3")
+    assert s3.get_object_lock_configuration(Bucket="locked-bucket")["ObjectLockConfiguration"]["ObjectLockEnabled"] == "Enabled"
+    s3.put_object(Bucket="locked-bucket", Key="after.json", Body=b"{}", ChecksumAlgorithm="SHA256")
+    assert s3.head_object(Bucket="locked-bucket", Key="after.json")["ObjectLockMode"] == "GOVERNANCE"
+    assert "ObjectLockMode" not in s3.head_object(Bucket="locked-bucket", Key="before.json")
+    for version in s3.list_object_versions(Bucket="locked-bucket")["Versions"]:
+        s3.delete_object(Bucket="locked-bucket", Key=version["Key"], VersionId=version["VersionId"],
+                         BypassGovernanceRetention=True)
+    cfn.delete_stack(StackName="locked")

@@ -114,7 +114,38 @@ def test_alarm_email_comes_from_the_parameters(built, env):
         "Protocol": "email",
         "Endpoint": config.monitoring.alarm_email,
         "TopicArn": {"Ref": "AlarmTopic"},
+        "RedrivePolicy": {"deadLetterTargetArn": {"Fn::GetAtt": ["AlarmDlq", "Arn"]}},
     }
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_undelivered_alarms_land_in_an_encrypted_queue_only_the_alarm_topic_writes(built, env):
+    _, template = built[env]
+    queue = template["Resources"]["AlarmDlq"]["Properties"]
+    assert queue["KmsMasterKeyId"] == {"Fn::ImportValue": f"payments-{env}-security-DataKeyArn"}
+    assert queue["MessageRetentionPeriod"] == 14 * 24 * 3600
+    allow, deny = template["Resources"]["AlarmDlqPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert allow["Principal"] == {"Service": "sns.amazonaws.com"} and allow["Action"] == ["sqs:SendMessage"]
+    assert allow["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Ref": "AlarmTopic"}}}
+    assert deny["Sid"] == "DenyInsecureTransport"
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_confirmed_alarm_subscriptions_are_counted_every_hour_without_code(built, env):
+    _, template = built[env]
+    machine = template["Resources"]["AlarmWatch"]["Properties"]
+    assert machine["StateMachineType"] == "EXPRESS"
+    states = machine["Definition"]["States"]
+    assert states["ReadTopic"]["Resource"] == "arn:${Partition}:states:::aws-sdk:sns:getTopicAttributes"
+    metric = states["PublishMetric"]["Parameters"]["MetricData"][0]
+    assert metric["Value.$"] == "$.confirmed" and metric["MetricName"] == "${Metric}"
+    assert machine["DefinitionSubstitutions"]["Metric"] == "ConfirmedAlarmSubscriptions"
+    rule = template["Resources"]["AlarmWatchSchedule"]["Properties"]
+    assert rule["ScheduleExpression"] == "rate(1 hour)" and rule["Targets"][0]["Arn"] == {"Ref": "AlarmWatch"}
+    role = template["Resources"]["AlarmWatchRole"]["Properties"]
+    by_sid = {s["Sid"]: s for s in role["Policies"][0]["PolicyDocument"]["Statement"]}
+    assert by_sid["ReadTopic"]["Resource"] == [{"Ref": "AlarmTopic"}]
+    assert by_sid["PublishMetric"]["Condition"] == {"StringEquals": {"cloudwatch:namespace": "Payments/Operations"}}
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
@@ -124,7 +155,8 @@ def test_exports_and_imports_follow_the_contract(built, env):
     for key, output in template["Outputs"].items():
         assert output["Export"]["Name"] == f"payments-{env}-messaging-{key}"
     imports = {json.dumps(v) for v in _imports(template["Resources"])}
-    assert imports == {json.dumps(f"payments-{env}-security-DataKeyArn")}
+    # the data key encrypts queues and topics; the logs key the alarm watch's log group
+    assert imports == {json.dumps(f"payments-{env}-security-{key}") for key in ("DataKeyArn", "LogsKeyArn")}
 
 
 def _imports(node):

@@ -15,7 +15,8 @@ from .helpers import logical, write_function
 
 ENVIRONMENTS = ("dev", "staging", "prod")
 FUNCTION_NAMES = ("audit_logger", "fraud_screening", "payment_api", "queue_worker", "status")
-ALARMS = ("ApiLatencyP99", "Api5xx", "LambdaErrors", "LambdaThrottles", "DlqNotEmpty", "AuroraCpu", "Alb5xx", "AlbLatencyP99", "EcsCpu")
+ALARMS = ("ApiLatencyP99", "Api5xx", "LambdaErrors", "LambdaThrottles", "DlqNotEmpty", "AuroraCpu", "Alb5xx", "AlbLatencyP99", "EcsCpu",
+          "AlarmsUndelivered", "AlarmsUnconfirmed")
 
 
 @pytest.fixture
@@ -143,7 +144,7 @@ def test_dashboard_covers_every_required_metric(functions_dir):
     lambda_functions = {m[3] for m in all_metrics(body) if m[:2] == ["AWS/Lambda", "Errors"]}
     assert lambda_functions == {"${%sFunctionName}" % logical(n) for n in FUNCTION_NAMES}
     queues = {m[3] for m in all_metrics(body) if m[1] == "ApproximateNumberOfMessagesVisible"}
-    assert queues == {"${QueueName}", "${DlqName}"}
+    assert queues == {"${QueueName}", "${DlqName}", "${AlarmDlqName}"}
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
@@ -210,3 +211,16 @@ def test_repository_functions_are_all_monitored(env):
         assert f"{function.logical_name}FunctionName" in variables
         service = function.environment.get("POWERTOOLS_SERVICE_NAME")
         assert service is None or service.value == monitoring.BUSINESS_SERVICE, function.name
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_alarm_delivery_itself_is_alarmed(env, functions_dir):
+    alarms = alarms_of(build_dict(env, functions_dir))
+    undelivered = alarms["AlarmsUndeliveredAlarm"]
+    assert (undelivered["MetricName"], undelivered["Threshold"], undelivered["ComparisonOperator"]) == (
+        "ApproximateNumberOfMessagesVisible", 0, "GreaterThanThreshold")
+    assert undelivered["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::ImportValue": f"payments-{env}-messaging-AlarmDlqName"}}]
+    unconfirmed = alarms["AlarmsUnconfirmedAlarm"]
+    assert (unconfirmed["Namespace"], unconfirmed["MetricName"]) == ("Payments/Operations", "ConfirmedAlarmSubscriptions")
+    assert (unconfirmed["Threshold"], unconfirmed["ComparisonOperator"], unconfirmed["Period"]) == (1, "LessThanThreshold", 3600)
+    assert unconfirmed["TreatMissingData"] == "breaching"  # the watch not running is as bad as nobody confirmed

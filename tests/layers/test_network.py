@@ -182,10 +182,12 @@ def ingress_rules(template: dict, group: str) -> list[dict]:
     return inline + standalone
 
 
-def test_load_balancer_accepts_443_and_80_from_the_internet_only(env):
-    _, template = env
+def test_load_balancer_accepts_443_from_the_internet_and_80_only_where_dev_redirects(env):
+    config, template = env
     rules = {(r["FromPort"], r.get("CidrIp")) for r in ingress_rules(template, "AlbSecurityGroup")}
-    assert rules == {(443, "0.0.0.0/0"), (80, "0.0.0.0/0")}
+    expected = {(443, "0.0.0.0/0"), (80, "0.0.0.0/0")} if config.compute.http_redirect else {(443, "0.0.0.0/0")}
+    assert rules == expected
+    assert config.compute.http_redirect is (config.name == "dev")
 
 
 def test_app_tasks_accept_the_container_port_from_the_load_balancer_only(env):

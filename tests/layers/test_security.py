@@ -40,12 +40,16 @@ def test_three_rotated_keys_with_aliases(env):
     assert aliases == {f"alias/payments-{config.name}-{purpose}" for purpose in ("data", "logs", "secrets")}
 
 
+def env_name(template: dict) -> str:
+    return template["Description"].split()[1]
+
+
 def test_data_key_names_only_the_services_that_use_it_as_themselves_with_source_conditions(env):
     _, template = env
     policy = statements(template, "DataKey")
     service_statements = {sid: s for sid, s in policy.items() if "Service" in s["Principal"]}
     assert {s["Principal"]["Service"] for s in service_statements.values()} == {
-        "cloudwatch.amazonaws.com", "delivery.logs.amazonaws.com"}
+        "cloudwatch.amazonaws.com", "delivery.logs.amazonaws.com", "sns.amazonaws.com"}
     this_account = {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
     for statement in service_statements.values():
         assert statement["Condition"]["StringEquals"] == this_account
@@ -54,6 +58,8 @@ def test_data_key_names_only_the_services_that_use_it_as_themselves_with_source_
     assert alarms["Condition"]["ArnLike"] == {
         "aws:SourceArn": {"Fn::Sub": "arn:${AWS::Partition}:cloudwatch:${AWS::Region}:${AWS::AccountId}:alarm:*"}}
     assert service_statements["LogDeliveryReadsStateMachineEvents"]["Action"] == ["kms:Decrypt"]
+    sns_source = {"Fn::Sub": f"arn:${{AWS::Partition}}:sns:${{AWS::Region}}:${{AWS::AccountId}}:payments-{env_name(template)}-*"}
+    assert service_statements["SnsTopicsDeadLetters"]["Condition"]["ArnLike"] == {"aws:SourceArn": sns_source}
     # DynamoDB, RDS, Lambda, S3, SQS, SNS and Step Functions use it through the caller (or grants)
     via = policy["AllowAccountThroughDataServices"]["Condition"]["StringEquals"]
     assert via["kms:CallerAccount"] == {"Ref": "AWS::AccountId"}
@@ -72,17 +78,18 @@ def test_logs_key_serves_only_this_accounts_log_groups(env):
 def test_secrets_key_is_usable_only_through_secrets_manager(env):
     _, template = env
     policy = statements(template, "SecretsKey")
-    assert set(policy) == {"AccountAdministersKey", "AllowAccountThroughSecretsManager"}
+    assert set(policy) == {"AccountAdministersKey", "AllowAccountThroughSecretsManager", "DenyGrantsNotForAwsResources"}
     condition = policy["AllowAccountThroughSecretsManager"]["Condition"]["StringEquals"]
     assert condition["kms:ViaService"] == [{"Fn::Sub": "secretsmanager.${AWS::Region}.amazonaws.com"}]
 
 
-def test_key_policies_have_no_wildcard_action_or_principal(env):
+def test_key_policies_have_no_wildcard_action_and_allow_no_wildcard_principal(env):
     _, template = env
     for key in KEYS:
         for statement in statements(template, key).values():
             assert not any("*" in action for action in statement["Action"])
-            assert statement["Principal"] != "*" and statement["Principal"] != {"AWS": "*"}
+            if statement["Effect"] == "Allow":
+                assert statement["Principal"] != "*" and statement["Principal"] != {"AWS": "*"}
 
 
 def test_database_credentials_are_generated_without_punctuation(env):
