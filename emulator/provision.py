@@ -1,7 +1,7 @@
 """What AWS owns and the templates read, provisioned in moto at startup (never in templates).
 
-- the public SSM parameter of the Powertools layer,
-  /aws/service/powertools/python/x86_64/python3.12/3.37.0, readable from every account (public
+- the public SSM parameter of the Powertools layer the compute layer names
+  (/aws/service/powertools/python/<architecture>/<runtime>/<version>), readable from every account (public
   parameters belong to AWS, not to the caller's account), whose value is the layer's ARN in
   the region;
 - that layer version itself, published in the Powertools account (017000801446), so a Lambda
@@ -18,14 +18,18 @@ import uuid
 import zipfile
 from dataclasses import dataclass
 
+from templates_src import compute_functions
+
 ACCOUNT_ID = "123456789012"
 POWERTOOLS_ACCOUNT = "017000801446"
-POWERTOOLS_VERSION = "3.37.0"
-POWERTOOLS_LAYER_NAME = "AWSLambdaPowertoolsPythonV3-python312-x86_64"
+# The compute layer's constants, so the emulator serves exactly the parameter the templates read.
+POWERTOOLS_VERSION = compute_functions.POWERTOOLS_VERSION
+POWERTOOLS_LAYER_NAME = (f"AWSLambdaPowertoolsPythonV3-{compute_functions.RUNTIME.replace('.', '')}-"
+                         f"{compute_functions.ARCHITECTURE}")
 # The layer version number is the emulator's choice (AWS's numbering is not published offline);
 # what matters is that the SSM parameter and the published layer agree.
 POWERTOOLS_LAYER_VERSION = 26
-POWERTOOLS_PARAMETER = f"/aws/service/powertools/python/x86_64/python3.12/{POWERTOOLS_VERSION}"
+POWERTOOLS_PARAMETER = compute_functions.POWERTOOLS_LAYER_SSM_PATH
 CERTIFICATE_DOMAIN = "api.local.payments.test"
 CERTIFICATE_SANS = ("api.local.payments.test", "*.local.payments.test")
 _CERTIFICATE_NAMESPACE = uuid.UUID("6f1d2c4e-6b0a-4d57-9a39-0c3d6f7b9a10")

@@ -15,9 +15,11 @@ Design decisions:
 - The database credentials secret is created here (generated, 32 characters, no punctuation);
   the data layer attaches it to the cluster and owns its 30-day RotationSchedule, because the
   rotation function must run in the database's VPC and reach the cluster.
-- The API signing key and the card-fingerprint HMAC key are generated once. Rotating them is a
-  re-keying (old signatures and fingerprints stop matching), done as a planned operation, not by
-  a Secrets Manager schedule.
+- The API signing key and the card-fingerprint HMAC key are generated once. Rotating the signing
+  key is a re-keying (old signatures stop matching). The fingerprint key rotates without one:
+  the functions keep counting under AWSPREVIOUS as well (docs/payments.md, "Keys"), so a new
+  version may be put at most once per 26 hours; that is an operator's step (no rotation
+  function here), not a schedule.
 - SSM parameters publish ids, ARNs and names only (type String); never a secret value.
 """
 from __future__ import annotations
@@ -150,7 +152,7 @@ def _secrets(template: Template, config: EnvironmentConfig, key) -> dict[str, se
         "HMAC key that fingerprints card numbers (for velocity checks) without storing them",
         key,
         secretsmanager.GenerateSecretString(PasswordLength=CARD_FINGERPRINT_KEY_LENGTH, ExcludePunctuation=True),
-        "rotating the HMAC key changes every card fingerprint (re-keying): a planned operation",
+        "rotated by an operator at most once per 26 h (the functions count under AWSPREVIOUS too); no rotation function",
     )
     return {"DbCredentials": database, "ApiSigning": api_signing, "CardFingerprint": card_fingerprint}
 
