@@ -60,9 +60,18 @@ def test_get_unknown_payment_is_404(payment_api, context):
     assert error_of(json.loads(answer["body"])) == ("payment_not_found", "payment_id")
 
 
-def test_get_malformed_payment_id_is_400(payment_api, context):
-    answer = payment_api.handler(api_event("GET", "/payments/{payment_id}", path_parameters={"payment_id": "../etc"}), context)
-    assert answer["statusCode"] == 400
+@pytest.mark.parametrize("payment_id", ["../etc", "pay_XYZ", "pay_" + "0" * 23, "PAY_" + "0" * 24, "x" * 3000, "",
+                                        "pay_" + "0" * 24 + "\n"])
+def test_get_malformed_payment_id_is_404_like_any_unknown_id(payment_api, context, payment_id):
+    """A malformed id cannot exist: the contract's answer for an unknown payment is 404."""
+    answer = payment_api.handler(api_event("GET", "/payments/{payment_id}", path_parameters={"payment_id": payment_id}), context)
+    assert answer["statusCode"] == 404
+    assert error_of(json.loads(answer["body"])) == ("payment_not_found", "payment_id")
+
+
+def test_get_without_a_payment_id_is_404(payment_api, context):
+    answer = payment_api.handler(api_event("GET", "/payments/{payment_id}", path_parameters=None), context)
+    assert answer["statusCode"] == 404
 
 
 @pytest.mark.parametrize("mutate, code, field", [

@@ -144,3 +144,17 @@ def test_tables_md_documents_the_keys_the_code_uses():
     for gsi in ("GSI `by-customer`: partition `customer_id` (S), sort `created_at` (S",
                 "GSI `by-status`: partition `status` (S), sort `created_at` (S)"):
         assert gsi in text
+
+
+def test_the_contract_documents_the_cvc_length_per_brand():
+    cvc = openapi()["components"]["schemas"]["Card"]["properties"]["cvc"]
+    assert "4 digits" in cvc["description"] and "amex" in cvc["description"].lower()
+    assert "3 digits" in cvc["description"]
+
+
+def test_the_contract_answers_404_for_a_malformed_payment_id():
+    get = openapi()["paths"]["/payments/{payment_id}"]["get"]
+    assert "400" not in get["responses"] and "404" in get["responses"]
+    parameter = get["parameters"][0]
+    assert "pattern" not in parameter["schema"]  # API Gateway must not answer 400 before the function
+    assert "404" in parameter["description"]
