@@ -1,8 +1,9 @@
 """The transactions table: create once, read, and move a payment forward only.
 
 Design decisions:
-- A payment is created with `attribute_not_exists(payment_id)`: a retry finds the first item
-  instead of writing a second one.
+- A payment is created with `attribute_not_exists(payment_id)`, inside the transaction that
+  also writes its idempotency record and velocity events (payments.py, batch.py): nothing ever
+  writes over a payment.
 - Status changes are conditional updates: the condition names the statuses the payment may
   come from, so a payment never moves backwards and never settles twice, whatever the order
   in which retries and duplicate messages arrive.
@@ -48,16 +49,10 @@ def table_name() -> str:
     return aws.env("TRANSACTIONS_TABLE")
 
 
-def create(item: dict) -> bool:
-    """Write a new payment; False if a payment with this id already exists."""
-    try:
-        aws.client("dynamodb").put_item(
-            TableName=table_name(), Item=aws.to_dynamo(item),
-            ConditionExpression="attribute_not_exists(payment_id)",
-        )
-        return True
-    except aws.client("dynamodb").exceptions.ConditionalCheckFailedException:
-        return False
+def create_action(item: dict) -> dict:
+    """The transaction action that writes a new payment, never over an existing one."""
+    return {"Put": {"TableName": table_name(), "Item": aws.to_dynamo(item),
+                    "ConditionExpression": "attribute_not_exists(payment_id)"}}
 
 
 def get(payment_id: str) -> Optional[dict]:

@@ -12,7 +12,7 @@ import json
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
 from paylib import settlement
-from paylib.observability import logger, metrics, tracer
+from paylib.observability import lambda_handler, logger
 
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
@@ -44,8 +44,6 @@ def settle_message(record) -> None:
         raise RuntimeError(f"{failures} payment(s) of the message could not be settled")
 
 
-@logger.inject_lambda_context(log_event=False)
-@tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
+@lambda_handler
 def handler(event: dict, context: object) -> dict:
     return process_partial_response(event=event, record_handler=settle_message, processor=processor, context=context)

@@ -11,7 +11,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from paylib import payments, repository
 from paylib.errors import TransientError
-from paylib.observability import MetricUnit, logger, metrics, tracer
+from paylib.observability import MetricUnit, lambda_handler, logger, metrics
 
 
 class PaymentStateError(Exception):
@@ -39,9 +39,7 @@ def apply_decision(payment_id: str, decision: str) -> dict:
     return {"payment_id": payment_id, "status": item["status"]}
 
 
-@logger.inject_lambda_context(log_event=False)
-@tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
+@lambda_handler
 def handler(event: dict, context: object) -> dict:
     payment_id = event.get("payment_id") if isinstance(event, dict) else None
     if not isinstance(payment_id, str):

@@ -188,14 +188,24 @@ def test_same_key_different_body_is_422(payment_api, context):
     assert (status, error_of(answer)) == (422, ("idempotency_key_reused", "Idempotency-Key"))
 
 
-def test_same_key_in_flight_is_409(payment_api, context):
-    from paylib import idempotency, keys, repository
+def test_a_request_still_in_flight_under_the_earlier_code_is_409(payment_api, context, aws):
+    """Records written before this version may be "in_progress" (the earlier lock); a retry of
+    the same body waits for them (409), another body is 422."""
+    import hashlib
+    import hmac
+    from paylib import identity, keys
     body, key = payment_body(), new_key()
-    record = idempotency.record_key("test-key", "create-payment", key)
-    now = repository.utc_now()
-    idempotency.begin(record, idempotency.request_fingerprint(body, keys.fingerprint_key()), now, repository.iso(now))
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
+    legacy_hash = hmac.new(keys.keyring().current.secret, b"request:" + canonical.encode(), hashlib.sha256).hexdigest()
+    now = int(__import__("time").time())
+    aws.dynamodb.put_item(TableName="payments-test-idempotency", Item={
+        "idempotency_key": {"S": identity.idempotency_record_key("test-key", "create-payment", key)},
+        "request_hash": {"S": legacy_hash}, "state": {"S": "in_progress"}, "locked_until": {"N": str(now + 60)},
+        "expires_at": {"N": str(now + 3600)}, "created_at": {"S": "2026-01-01T00:00:00.000000Z"}})
     status, answer = post_payment(payment_api, context, body, key=key)
     assert (status, answer["error"]["code"]) == (409, "request_in_progress")
+    status, answer = post_payment(payment_api, context, {**body, "amount": 1}, key=key)
+    assert (status, answer["error"]["code"]) == (422, "idempotency_key_reused")
 
 
 def test_keys_are_scoped_per_api_key(payment_api, context):
@@ -204,7 +214,7 @@ def test_keys_are_scoped_per_api_key(payment_api, context):
     assert post_payment(payment_api, context, payment_body(amount=99), key=key, api_key_id="client-b")[0] == 201
 
 
-def test_retry_after_a_crash_creates_one_payment_and_counts_velocity_once(payment_api, context, aws, monkeypatch):
+def test_retry_after_a_crash_creates_one_payment_counts_velocity_once_and_queues_it(payment_api, context, aws, monkeypatch):
     from paylib import payments
     body, key = payment_body(), new_key()
     calls = {"n": 0}
@@ -224,7 +234,9 @@ def test_retry_after_a_crash_creates_one_payment_and_counts_velocity_once(paymen
     assert table_counts(aws)["payments-test-transactions"] == before["payments-test-transactions"]
     velocity = aws.dynamodb.query(TableName="payments-test-velocity", KeyConditionExpression="counter_key = :k",
                                   ExpressionAttributeValues={":k": {"S": f"customer#{body['customer_id']}"}})["Items"]
-    assert sum(int(item["payment_count"]["N"]) for item in velocity) == 1
+    assert [event["S"].split(":", 1)[1] for item in velocity for event in item["events"]["L"]] == [payment["payment_id"]]
+    queued = [json.loads(body)["payment_ids"] for body in queued_bodies("payments-test-queue")]
+    assert [payment["payment_id"]] in queued  # the replay sent what the crash did not
 
 
 def test_unknown_route_is_404(payment_api, context):

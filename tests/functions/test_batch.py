@@ -132,9 +132,9 @@ def test_a_rerun_after_a_crash_counts_its_own_rows_as_accepted(aws, ingestion, m
     real_commit = batch._commit_chunk
     calls = {"n": 0}
 
-    def crash_after_first_chunk(rows, report):
+    def crash_after_first_chunk(*args):
         calls["n"] += 1
-        real_commit(rows, report)
+        real_commit(*args)
         if calls["n"] == 1:
             raise RuntimeError("simulated crash")
     monkeypatch.setattr(batch, "_commit_chunk", crash_after_first_chunk)

@@ -66,7 +66,8 @@ def test_environment_variables_read_by_the_code_are_declared():
         "fraud_screening": {"TRANSACTIONS_TABLE", "VELOCITY_TABLE", "CARD_FINGERPRINT_SECRET_ARN"},
         "transaction_processing": {"TRANSACTIONS_TABLE", "PAYMENT_QUEUE_URL"},
         "queue_worker": {"TRANSACTIONS_TABLE", "AUDIT_BUCKET", "NOTIFICATIONS_TOPIC_ARN"},
-        "batch_ingestion": {"TRANSACTIONS_TABLE", "BATCH_STATUS_TABLE", "PAYMENT_QUEUE_URL", "CARD_FINGERPRINT_SECRET_ARN"},
+        "batch_ingestion": {"TRANSACTIONS_TABLE", "BATCH_STATUS_TABLE", "VELOCITY_TABLE", "PAYMENT_QUEUE_URL",
+                            "CARD_FINGERPRINT_SECRET_ARN"},
         "audit_logger": {"AUDIT_BUCKET"},
         "status": {"TRANSACTIONS_TABLE", "IDEMPOTENCY_TABLE", "VELOCITY_TABLE", "PAYMENT_QUEUE_URL"},
     }
