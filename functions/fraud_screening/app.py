@@ -5,7 +5,6 @@ from paylib import apigw, fraud, keys, repository, snapstart
 from paylib.errors import response
 from paylib.handlers import api_endpoint, is_api_event
 from paylib.observability import lambda_handler, logger
-from paylib.payments import candidate_for
 from paylib.validation import parse_payment_request
 
 # The API check scores a body that is not a payment yet: it gets a placeholder id that no
@@ -17,7 +16,7 @@ snapstart.register(("dynamodb", "secretsmanager"))
 @api_endpoint
 def check_request(event: dict, context: object) -> dict:
     request = parse_payment_request(apigw.json_body(event))
-    candidate = candidate_for(request, UNSAVED_PAYMENT_ID, keys.keyring())
+    candidate = fraud.candidate_for(request, UNSAVED_PAYMENT_ID, keys.keyring())
     risk = _screen(candidate, int(repository.utc_now().timestamp()))
     return response(200, {"decision": risk.decision, "risk": risk.as_dict()})
 

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Iterator, Optional
 
-from . import aws, dynamo, fraud, identity, keys, payments, repository
+from . import aws, dynamo, fraud, identity, keys, payments, repository, settlement_queue
 from .errors import ApiError
 from .observability import MetricUnit, logger, metrics
 from .validation import PaymentRequest, parse_payment_request
@@ -168,7 +168,7 @@ def build_row(number: int, values: dict[str, str], ring: keys.Keyring, now: date
     payment_id = identity.batch_payment_id(request.customer_id, request.merchant_reference)
     legacy = tuple(identity.legacy_batch_payment_id(request.customer_id, request.merchant_reference, version.secret)
                    for version in ring.versions)
-    return Row(number, request, payments.candidate_for(request, payment_id, ring), legacy)
+    return Row(number, request, fraud.candidate_for(request, payment_id, ring), legacy)
 
 
 # ---------------------------------------------------------------- reading the object
@@ -332,7 +332,7 @@ def _commit_chunk(rows: list[Row], report: Report, screening: FileScreening, now
     else:
         raise RuntimeError("rows kept losing write races; the invocation fails and is retried")
     if to_settle:
-        payments.enqueue_for_settlement(to_settle)
+        settlement_queue.enqueue_for_settlement(to_settle)
 
 
 def _first_group(rows: list[Row]) -> list[Row]:

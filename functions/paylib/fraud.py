@@ -28,6 +28,8 @@ from dataclasses import dataclass, field, replace
 from typing import Optional
 
 from . import aws, identity, money
+from .keys import Keyring
+from .validation import PaymentRequest
 
 COUNTER_TTL_SECONDS = 25 * 3600
 ROLLING_WINDOW_START = 0  # sort key of the rolling counter item (older per-minute buckets expire by TTL)
@@ -63,6 +65,15 @@ class Candidate:
     amount: int
     currency: str
     billing_country: Optional[str] = None
+
+
+def candidate_for(request: PaymentRequest, payment_id: str, ring: Keyring) -> Candidate:
+    """The candidate of a validated request: the card only as fingerprints under every live key."""
+    return Candidate(
+        payment_id=payment_id, customer_id=request.customer_id,
+        card_fingerprints=tuple(request.fingerprint(version.fingerprint_key) for version in ring.versions),
+        amount=request.amount, currency=request.currency, billing_country=request.billing_country,
+    )
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ import time
 from datetime import datetime
 from typing import Optional
 
-from . import aws, dynamo, fraud, identity, idempotency, keys, repository
+from . import dynamo, fraud, identity, idempotency, keys, repository, settlement_queue
 from .errors import ApiError
 from .observability import MetricUnit, logger, metrics
 from .validation import PaymentRequest
@@ -32,14 +32,6 @@ DECISION_STATUS = {"approve": "approved", "review": "review", "decline": "declin
 # Each attempt that loses a race lets the winner's payment be counted, so under contention on
 # one card or customer an attempt is lost at most once per concurrent request.
 MAX_ATTEMPTS = 12
-
-
-def candidate_for(request: PaymentRequest, payment_id: str, ring: keys.Keyring) -> fraud.Candidate:
-    return fraud.Candidate(
-        payment_id=payment_id, customer_id=request.customer_id,
-        card_fingerprints=tuple(request.fingerprint(version.fingerprint_key) for version in ring.versions),
-        amount=request.amount, currency=request.currency, billing_country=request.billing_country,
-    )
 
 
 def build_item(request: PaymentRequest, payment_id: str, risk: fraud.Risk, fingerprints: tuple[str, ...],
@@ -73,21 +65,13 @@ def build_item(request: PaymentRequest, payment_id: str, risk: fraud.Risk, finge
     }
 
 
-def enqueue_for_settlement(payment_ids: list[str]) -> None:
-    """One message may carry many payment ids (batch ingestion sends up to 100)."""
-    aws.client("sqs").send_message(
-        QueueUrl=aws.env("PAYMENT_QUEUE_URL"),
-        MessageBody=json.dumps({"payment_ids": payment_ids}, separators=(",", ":")),
-    )
-
-
 def create_payment(request: PaymentRequest, body: dict, scope: str, idempotency_key: str,
                    now: Optional[datetime] = None) -> tuple[int, dict]:
     started = time.monotonic()
     now = now or repository.utc_now()
     ring = keys.keyring()
     record_key = identity.idempotency_record_key(scope, OPERATION, idempotency_key)
-    candidate = candidate_for(request, identity.new_payment_id(), ring)
+    candidate = fraud.candidate_for(request, identity.new_payment_id(), ring)
     for _ in range(MAX_ATTEMPTS):
         record, counters = _read(record_key, candidate)
         replay = idempotency.replay_of(record, request, body, ring, int(now.timestamp()))
@@ -98,7 +82,7 @@ def create_payment(request: PaymentRequest, body: dict, scope: str, idempotency_
             _write(item, candidate, counters, record_key, request, ring, now)
         except dynamo.Cancelled as cancelled:
             if cancelled.failed(0):  # a payment with this id exists: draw another id
-                candidate = candidate_for(request, identity.new_payment_id(), ring)
+                candidate = fraud.candidate_for(request, identity.new_payment_id(), ring)
             continue
         return _created(item, started)
     raise ApiError(409, "request_in_progress", "too many concurrent requests for this customer or card; retry",
@@ -142,7 +126,7 @@ def _created(item: dict, started: float) -> tuple[int, dict]:
     logger.info("payment created", extra={"payment_id": payment["payment_id"], "status": payment["status"],
                                           "risk_score": payment["risk"]["score"], "reasons": payment["risk"]["reasons"]})
     if payment["status"] == "approved":
-        enqueue_for_settlement([payment["payment_id"]])
+        settlement_queue.enqueue_for_settlement([payment["payment_id"]])
     metrics.add_metric(name="ProcessingTime", unit=MetricUnit.Milliseconds, value=int((time.monotonic() - started) * 1000))
     return 201, repository.representation(payment)
 
@@ -151,7 +135,7 @@ def _replayed(replay: idempotency.Replay) -> tuple[int, dict]:
     payment_id = replay.body.get("payment_id")
     logger.info("idempotent replay", extra={"payment_id": payment_id})
     if replay.body.get("status") == "approved":
-        enqueue_for_settlement([payment_id])  # covers a crash between the write and the first send
+        settlement_queue.enqueue_for_settlement([payment_id])  # covers a crash between the write and the first send
     return replay.status, replay.body
 
 

@@ -215,17 +215,17 @@ def test_keys_are_scoped_per_api_key(payment_api, context):
 
 
 def test_retry_after_a_crash_creates_one_payment_counts_velocity_once_and_queues_it(payment_api, context, aws, monkeypatch):
-    from paylib import payments
+    from paylib import settlement_queue
     body, key = payment_body(), new_key()
     calls = {"n": 0}
-    real = payments.enqueue_for_settlement
+    real = settlement_queue.enqueue_for_settlement
 
     def crash_once(ids):
         calls["n"] += 1
         if calls["n"] == 1:
             raise RuntimeError("simulated crash after the payment was written")
         return real(ids)
-    monkeypatch.setattr(payments, "enqueue_for_settlement", crash_once)
+    monkeypatch.setattr(settlement_queue, "enqueue_for_settlement", crash_once)
     status, answer = post_payment(payment_api, context, body, key=key)
     assert status == 500 and answer == {"error": {"code": "internal_error", "message": "unexpected error; retry later", "field": None}}
     before = table_counts(aws)
