@@ -117,7 +117,7 @@ def naive_ingest(s3, key: str, limit: int) -> tuple[int, float]:
     12 ms + 0.03 ms per queued message, measured on this machine), which real SQS does not; a
     live worker keeps the queue short, so the queue is drained every 100 rows outside the timed
     part. Without this the naive design would look several times slower than it is."""
-    from paylib import aws, batch, fraud, keys, payments, repository
+    from paylib import aws, batch, fraud, keys, repository
     client, sqs = aws.client("dynamodb"), aws.client("sqs")
     queue_url = aws.env("PAYMENT_QUEUE_URL")
     timed = 0.0
@@ -131,7 +131,7 @@ def naive_ingest(s3, key: str, limit: int) -> tuple[int, float]:
     for number, values in enumerate(data, start=1):
         row = batch.build_row(number, dict(zip(header, values)), ring, now)
         risk = fraud.score(row.candidate, None, {})  # the naive design screens nothing: it only writes
-        item = payments.build_item(row.request, row.payment_id, risk, row.candidate.card_fingerprints, created_at, "batch")
+        item = repository.build_item(row.request, row.payment_id, risk, row.candidate.card_fingerprints, created_at, "batch")
         client.put_item(TableName=repository.table_name(), Item=aws.to_dynamo(item))
         sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps({"payment_ids": [row.payment_id]}))
         written += 1

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Iterator, Optional
 
-from . import aws, dynamo, fraud, identity, keys, payments, repository, settlement_queue
+from . import aws, dynamo, fraud, identity, keys, repository, settlement_queue
 from .errors import ApiError
 from .observability import MetricUnit, logger, metrics
 from .validation import PaymentRequest, parse_payment_request
@@ -371,7 +371,7 @@ def _write_group(group: list[Row], report: Report, screening: FileScreening, now
         current = {kind: [counters[name] for name in kind_names] for kind, kind_names in names.items()}
         velocity = fraud.velocity_counts(current, row.payment_id, epoch)
         risk = fraud.score(row.candidate, screening.history(row.request.customer_id), velocity)
-        item = payments.build_item(row.request, row.payment_id, risk, row.candidate.card_fingerprints, created_at, "batch")
+        item = repository.build_item(row.request, row.payment_id, risk, row.candidate.card_fingerprints, created_at, "batch")
         items.append({**item, "batch_ref": batch_ref(report.batch_id, row.number)})
         for name in (name for kind_names in names.values() for name in kind_names):
             counters[name] = counters[name].with_event(epoch, row.payment_id)

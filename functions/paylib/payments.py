@@ -17,7 +17,6 @@ second message is harmless), which also covers a crash between 3 and 4.
 """
 from __future__ import annotations
 
-import json
 import time
 from datetime import datetime
 from typing import Optional
@@ -28,41 +27,9 @@ from .observability import MetricUnit, logger, metrics
 from .validation import PaymentRequest
 
 OPERATION = "create-payment"
-DECISION_STATUS = {"approve": "approved", "review": "review", "decline": "declined"}
 # Each attempt that loses a race lets the winner's payment be counted, so under contention on
 # one card or customer an attempt is lost at most once per concurrent request.
 MAX_ATTEMPTS = 12
-
-
-def build_item(request: PaymentRequest, payment_id: str, risk: fraud.Risk, fingerprints: tuple[str, ...],
-               created_at: str, source: str) -> dict:
-    """The stored item. Attributes that are keys, conditions or money stay top-level; the
-    immutable rest (card summary, risk, merchant fields) is one JSON document `details`, which
-    keeps items small (see repository.expand for the read side). `card_fingerprints` are the
-    keyed fingerprints under every key version live at creation (current first): the counters
-    the payment was counted in."""
-    details = {
-        "card": request.card.as_dict(),
-        "card_fingerprint": fingerprints[0],
-        "card_fingerprints": list(fingerprints),
-        "risk": risk.as_dict(),
-        "merchant_reference": request.merchant_reference,
-        "description": request.description,
-        "metadata": request.metadata or None,
-        "ip_address": request.ip_address,
-        "billing_country": request.billing_country,
-    }
-    return {
-        "payment_id": payment_id,
-        "status": DECISION_STATUS[risk.decision],
-        "amount": request.amount,
-        "currency": request.currency,
-        "customer_id": request.customer_id,
-        "created_at": created_at,
-        "source": source if source != "batch" else None,  # batch items carry batch_ref instead
-        "details": json.dumps({key: value for key, value in details.items() if value is not None},
-                              sort_keys=True, separators=(",", ":")),
-    }
 
 
 def create_payment(request: PaymentRequest, body: dict, scope: str, idempotency_key: str,
@@ -103,7 +70,7 @@ def _decide(request: PaymentRequest, candidate: fraud.Candidate, counters: dict,
     history = repository.customer_history(request.customer_id)
     velocity = fraud.velocity_counts(counters, candidate.payment_id, int(now.timestamp()))
     risk = fraud.score(candidate, history, velocity)
-    return build_item(request, candidate.payment_id, risk, candidate.card_fingerprints, repository.iso(now), "api")
+    return repository.build_item(request, candidate.payment_id, risk, candidate.card_fingerprints, repository.iso(now), "api")
 
 
 def _write(item: dict, candidate: fraud.Candidate, counters: dict, record_key: str, request: PaymentRequest,

@@ -13,10 +13,16 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from . import aws
 
+if TYPE_CHECKING:  # types only: the read-only functions do not import the validation rules
+    from .fraud import Risk
+    from .validation import PaymentRequest
+
+# decision of the fraud rules -> status of a new payment
+DECISION_STATUS = {"approve": "approved", "review": "review", "decline": "declined"}
 # status -> statuses it may move to; anything not listed is final
 TRANSITIONS: dict[str, set[str]] = {
     "review": {"approved", "declined"},
@@ -47,6 +53,37 @@ def iso(moment: datetime) -> str:
 
 def table_name() -> str:
     return aws.env("TRANSACTIONS_TABLE")
+
+
+def build_item(request: PaymentRequest, payment_id: str, risk: Risk, fingerprints: tuple[str, ...],
+               created_at: str, source: str) -> dict:
+    """The stored item. Attributes that are keys, conditions or money stay top-level; the
+    immutable rest (card summary, risk, merchant fields) is one JSON document `details`, which
+    keeps items small (see repository.expand for the read side). `card_fingerprints` are the
+    keyed fingerprints under every key version live at creation (current first): the counters
+    the payment was counted in."""
+    details = {
+        "card": request.card.as_dict(),
+        "card_fingerprint": fingerprints[0],
+        "card_fingerprints": list(fingerprints),
+        "risk": risk.as_dict(),
+        "merchant_reference": request.merchant_reference,
+        "description": request.description,
+        "metadata": request.metadata or None,
+        "ip_address": request.ip_address,
+        "billing_country": request.billing_country,
+    }
+    return {
+        "payment_id": payment_id,
+        "status": DECISION_STATUS[risk.decision],
+        "amount": request.amount,
+        "currency": request.currency,
+        "customer_id": request.customer_id,
+        "created_at": created_at,
+        "source": source if source != "batch" else None,  # batch items carry batch_ref instead
+        "details": json.dumps({key: value for key, value in details.items() if value is not None},
+                              sort_keys=True, separators=(",", ":")),
+    }
 
 
 def create_action(item: dict) -> dict:
