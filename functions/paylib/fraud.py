@@ -157,8 +157,10 @@ def counter_key(name: str) -> dict:
 
 
 def counter_names(candidate: Candidate) -> dict[str, list[str]]:
-    return {"customer": [identity.customer_counter(candidate.customer_id)],
-            "card": [identity.card_counter(fingerprint) for fingerprint in candidate.card_fingerprints]}
+    """Each counter once, even if two key versions held the same secret (a transaction may
+    not touch one item twice)."""
+    cards = dict.fromkeys(identity.card_counter(fingerprint) for fingerprint in candidate.card_fingerprints)
+    return {"customer": [identity.customer_counter(candidate.customer_id)], "card": list(cards)}
 
 
 def counter_from_item(name: str, item: Optional[dict]) -> Counter:

@@ -137,3 +137,8 @@ def test_declined_payment_is_not_queued(aws, context):
     assert payment["status"] == "declined"
     queued = [json.loads(body) for body in queued_bodies("payments-test-queue")]
     assert all(payment["payment_id"] not in message["payment_ids"] for message in queued)
+
+
+def test_a_card_fingerprint_repeated_across_key_versions_names_one_counter():
+    probe = candidate(card_fingerprints=("same", "same"))
+    assert fraud.counter_names(probe)["card"] == ["card#same"]
