@@ -40,6 +40,7 @@ import json
 import re
 import time
 import uuid
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -54,6 +55,8 @@ COLUMNS = ("merchant_reference", "customer_id", "amount", "currency", "card_numb
 CHUNK_ROWS = 100
 MAX_CHUNK_ATTEMPTS = 6
 HISTORY_READERS = 8
+HISTORY_CUSTOMERS = 2000  # customers whose recent payments a file keeps in memory
+HISTORY_LENGTH = 50  # as many as repository.customer_history reads
 LEASE_KEY = "lease#batch-ingestion"
 LEASE_SECONDS = 120
 LEASE_WAIT_SECONDS = 1.0
@@ -261,30 +264,47 @@ class Lease:
 # ---------------------------------------------------------------- writing a chunk
 
 class FileScreening:
-    """What scoring the rows of one file needs, read once and kept current as rows are written:
-    the velocity counters (as last read or written) and each customer's recent payments. The
-    histories of a chunk's new customers are read in parallel (one Query each; boto3 clients
-    are thread-safe), so a file of distinct customers is not HISTORY_READERS times slower."""
+    """What scoring the rows of a file needs, kept current as rows are written, in bounded
+    memory: the velocity counters of the chunk being written (as last read or written; the
+    next chunk reads its own) and the recent payments of the last HISTORY_CUSTOMERS customers
+    seen (only the fields the rules read, at most HISTORY_LENGTH each). A chunk's new customers
+    are read in parallel (one Query each; boto3 clients are thread-safe)."""
 
     def __init__(self):
         self.counters: dict[str, fraud.Counter] = {}
-        self.histories: dict[str, list[dict]] = {}
+        self.histories: OrderedDict[str, list[dict]] = OrderedDict()
+
+    def start_chunk(self, rows: list[Row]) -> None:
+        names = {name for row in rows for kind in fraud.counter_names(row.candidate).values() for name in kind}
+        self.counters = {name: counter for name, counter in self.counters.items() if name in names}
+        self.read_histories({row.request.customer_id for row in rows})
 
     def read_histories(self, customer_ids: set[str]) -> None:
         missing = sorted(customer_ids - set(self.histories))
-        if len(missing) > 1:
-            with ThreadPoolExecutor(max_workers=HISTORY_READERS) as pool:
-                self.histories.update(zip(missing, pool.map(repository.customer_history, missing)))
-        elif missing:
-            self.histories[missing[0]] = repository.customer_history(missing[0])
+        with ThreadPoolExecutor(max_workers=HISTORY_READERS) as pool:
+            for customer_id, history in zip(missing, pool.map(repository.customer_history, missing)):
+                self.histories[customer_id] = [_history_entry(payment) for payment in history]
+        for customer_id in customer_ids:
+            self.histories.move_to_end(customer_id)
+        while len(self.histories) > max(HISTORY_CUSTOMERS, len(customer_ids)):
+            self.histories.popitem(last=False)
 
     def history(self, customer_id: str) -> list[dict]:
         self.read_histories({customer_id})
         return self.histories[customer_id]
 
+    def remember(self, payment: dict) -> None:
+        history = self.history(payment["customer_id"])
+        history.insert(0, _history_entry(payment))
+        del history[HISTORY_LENGTH:]
+
     def forget(self, names) -> None:
         for name in names:
             self.counters.pop(name, None)
+
+
+def _history_entry(payment: dict) -> dict:
+    return {name: payment.get(name) for name in ("payment_id", "status", "amount", "currency", "billing_country")}
 
 
 class ChunkContention(Exception):
@@ -330,7 +350,7 @@ def _commit_chunk(rows: list[Row], report: Report, screening: FileScreening, now
         else:
             unique[row.payment_id] = row
     pending, to_settle = list(unique.values()), []
-    screening.read_histories({row.request.customer_id for row in pending})
+    screening.start_chunk(pending)
     for _ in range(MAX_CHUNK_ATTEMPTS):
         pending = _settled_rows(pending, _read(pending, screening), report, to_settle)
         try:
@@ -364,7 +384,8 @@ def _write_group(group: list[Row], report: Report, screening: FileScreening, now
     """Score the rows in file order against the counters as they stand, then write the rows
     and the counters in one transaction; on a cancelled transaction nothing was written."""
     epoch, created_at = int(now.timestamp()), repository.iso(now)
-    counters = dict(screening.counters)
+    counters = {name: screening.counters[name] for row in group
+                for names in fraud.counter_names(row.candidate).values() for name in names}
     items = []
     for row in group:
         names = fraud.counter_names(row.candidate)
@@ -388,7 +409,7 @@ def _write_group(group: list[Row], report: Report, screening: FileScreening, now
     for row, item in zip(group, items):
         payment = repository.expand(dict(item))
         report.accept(row.number, payment)
-        screening.history(row.request.customer_id).insert(0, payment)
+        screening.remember(payment)
         if payment["status"] == "approved":
             to_settle.append(row.payment_id)
 

@@ -160,3 +160,15 @@ def test_the_contract_answers_404_for_a_malformed_payment_id():
     parameter = get["parameters"][0]
     assert "pattern" not in parameter["schema"]  # API Gateway must not answer 400 before the function
     assert "404" in parameter["description"]
+
+
+def test_function_packages_hold_no_compiled_code():
+    """What keeps arm64 (Graviton) open: the zips carry Python sources only, boto3 comes with the
+    runtime and Powertools from the layer published for each architecture (docs/payments.md)."""
+    from templates_src.packaging import package_bytes
+    import io
+    import zipfile
+    for declaration in load_functions():
+        with zipfile.ZipFile(io.BytesIO(package_bytes(declaration))) as archive:
+            names = archive.namelist()
+        assert names and all(name.endswith((".py", ".json")) for name in names), (declaration.name, names)
