@@ -15,6 +15,7 @@ from paylib.validation import parse_payment_request
 
 PAYMENT_ID = re.compile(r"pay_[0-9a-f]{24}")
 SERVICES = ("dynamodb", "sqs", "secretsmanager")
+# SnapStart hooks (docs/payments.md): harmless where SnapStart is off, ready where it is on.
 snapstart.register(SERVICES)
 
 

@@ -14,6 +14,7 @@ from paylib.errors import response
 from paylib.handlers import api_endpoint
 from paylib.observability import lambda_handler, logger
 
+# SnapStart hooks (docs/payments.md): harmless where SnapStart is off, ready where it is on.
 snapstart.register(("dynamodb", "sqs"))
 
 TABLE_VARIABLES = ("TRANSACTIONS_TABLE", "IDEMPOTENCY_TABLE", "VELOCITY_TABLE")

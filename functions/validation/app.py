@@ -1,12 +1,13 @@
 """POST /payments/validate, and the workflow's "Validate" step on a stored payment."""
 from __future__ import annotations
 
-from paylib import snapstart, apigw, cards, money, repository
+from paylib import apigw, cards, money, repository, snapstart
 from paylib.errors import response
 from paylib.handlers import api_endpoint, is_api_event
 from paylib.observability import lambda_handler
 from paylib.validation import parse_payment_request
 
+# SnapStart hooks (docs/payments.md): harmless where SnapStart is off, ready where it is on.
 snapstart.register(("dynamodb",))
 
 
