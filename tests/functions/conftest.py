@@ -59,8 +59,16 @@ CVC_FIELD = re.compile(r'"cvc"\s*:')  # a stored or logged cvc value, not the wo
 
 
 def register_number(number: str) -> str:
-    if isinstance(number, str) and number.isascii() and number.isdigit() and len(number) >= 13:
-        KNOWN_NUMBERS.add(number)
+    """Scan for `number` at the end of the session if the API would take it as a card number
+    (13-19 digits passing Luhn, any brand). Other digit runs a property test sends as a card
+    number are refused by the API and may legitimately appear elsewhere (an order number in an
+    Idempotency-Key, a customer id), so scanning for them would only report false findings."""
+    from paylib.cards import CardError, check_number
+    try:
+        check_number(number)
+    except CardError:
+        return number
+    KNOWN_NUMBERS.add(number)
     return number
 
 
