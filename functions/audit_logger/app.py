@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 from paylib import aws
-from paylib.observability import logger, metrics, tracer
+from paylib.observability import lambda_handler, logger
 
 
 class InvalidEvent(ValueError):
@@ -33,9 +33,7 @@ def audit_entry(record: dict) -> tuple[str, dict]:
     return f"notifications/{day}/{message_id}.json", entry
 
 
-@logger.inject_lambda_context(log_event=False)
-@tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
+@lambda_handler
 def handler(event: dict, context: object) -> dict:
     records = event.get("Records") if isinstance(event, dict) else None
     if not isinstance(records, list):

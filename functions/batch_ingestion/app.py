@@ -11,7 +11,7 @@ import time
 from urllib.parse import unquote_plus
 
 from paylib import batch
-from paylib.observability import logger, metrics, tracer
+from paylib.observability import lambda_handler, logger
 
 PREFIX, SUFFIX = "incoming/", ".csv"
 SAFETY_MARGIN_MS = 30_000
@@ -39,9 +39,7 @@ def _deadline(context: object) -> float:
     return time.monotonic() + max(0, remaining_ms - SAFETY_MARGIN_MS) / 1000
 
 
-@logger.inject_lambda_context(log_event=False)
-@tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
+@lambda_handler
 def handler(event: dict, context: object) -> dict:
     bucket, key, version, version_id = object_of(event)
     if not (key.startswith(PREFIX) and key.lower().endswith(SUFFIX)):

@@ -8,21 +8,28 @@ Rows are numbered from 1 after the header (quoted newlines do not shift the numb
 Design decisions:
 - Streaming: the object is read through a text wrapper over the S3 stream, one CSV record at a
   time, in chunks of CHUNK_ROWS; memory does not depend on the file size (the report keeps one
-  small entry per rejected row, never a value).
-- Identity: a row's payment id is an HMAC of (customer_id, merchant_reference). The same row in
-  another upload, or twice in one file, maps to the same payment and is counted as duplicate.
-- Exactly once without a write per row: per chunk, one BatchGetItem (consistent) finds the ids
-  that exist, and one BatchWriteItem per 25 new items creates the rest, under an ingestion lease
-  (a conditional item in the batch status table, renewed per chunk) so no other ingestion can
-  create the same ids between the read and the write. API payments use a different id
-  namespace and are never created here. A conditional put per row would be exact too but costs
-  a request per row, which is the naive design the benchmark measures against.
+  small entry per rejected or risk-scored row, never a card value).
+- Identity: a row's payment id is a SHA-256 of (customer_id, merchant_reference), no key
+  involved (identity.py): the same row in another upload, or twice in one file, maps to the
+  same payment and is counted as duplicate, before and after a key rotation. Ids the earlier
+  code derived with the fingerprint secret are looked up too while that secret is live.
+- Exactly once by the data, not by the lease: every row is written by a TransactWriteItems Put
+  conditional on its payment id not existing, together with the velocity events it adds, each
+  counter conditional on the version read. A second worker, a retry or a redelivered event can
+  never write a row twice or count it twice, whatever the lease does; a cancelled transaction
+  (another writer got there first) is re-read and decided again. The lease (a conditional item
+  in the batch status table) is only there so two ingestions do not make each other retry.
+- Fraud: rows are scored with the API's rules and counters: velocity per customer and card
+  across the file and across API traffic (both count in the same counters), amount rules, and
+  the history rules against the customer's recent payments (read once per customer per file,
+  kept current with the rows written). Approved rows go to settlement; review and declined
+  rows do not. The report counts statuses and lists every row with a non-zero risk.
 - Resumable: an item created by this batch for this row number is recognised on a re-run
   (duplicate event delivery, crash) and counted as accepted, not duplicate, and re-sent to
   settlement if still approved (settlement is idempotent).
 - Approved payments of a chunk go to the settlement queue in one message.
 - Card data: the uploaded object holds card numbers, so it is deleted (the exact version) once
-  the report is written; the report holds row numbers, fields and codes only.
+  the report is written; the report holds row numbers, fields, codes and risks only.
 """
 from __future__ import annotations
 
@@ -33,18 +40,23 @@ import json
 import re
 import time
 import uuid
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Iterator, Optional
 
-from . import aws, fraud, keys, payments, repository
+from . import aws, dynamo, fraud, identity, keys, repository, settlement_queue
 from .errors import ApiError
 from .observability import MetricUnit, logger, metrics
-from .validation import parse_payment_request
+from .validation import PaymentRequest, parse_payment_request
 
 COLUMNS = ("merchant_reference", "customer_id", "amount", "currency", "card_number", "exp_month", "exp_year")
 CHUNK_ROWS = 100
-WRITE_BATCH = 25
+MAX_CHUNK_ATTEMPTS = 6
+HISTORY_READERS = 8
+HISTORY_CUSTOMERS = 2000  # customers whose recent payments a file keeps in memory
+HISTORY_LENGTH = 50  # as many as repository.customer_history reads
 LEASE_KEY = "lease#batch-ingestion"
 LEASE_SECONDS = 120
 LEASE_WAIT_SECONDS = 1.0
@@ -65,18 +77,31 @@ class Report:
     rejected: int = 0
     duplicate: int = 0
     rejected_rows: list = field(default_factory=list)
+    statuses: dict = field(default_factory=lambda: {"approved": 0, "review": 0, "declined": 0})
+    scored_rows: list = field(default_factory=list)
     file_error: Optional[str] = None
 
     def reject(self, row: int, column: Optional[str], code: str) -> None:
         self.rejected += 1
         self.rejected_rows.append({"row": row, "field": column, "code": code})
 
+    def accept(self, row: int, payment: dict) -> None:
+        """A payment of this batch (just written, or by an earlier run of it): its risk."""
+        self.accepted += 1
+        self.statuses[payment["status"]] = self.statuses.get(payment["status"], 0) + 1
+        risk = payment["risk"]
+        if risk["score"] or payment["status"] != "approved":
+            self.scored_rows.append({"row": row, "payment_id": payment["payment_id"], "status": payment["status"],
+                                     "risk": {"score": risk["score"], "level": risk["level"], "reasons": risk["reasons"]}})
+
     def as_dict(self) -> dict:
         body = {
             "batch_id": self.batch_id, "source": {"bucket": self.bucket, "key": self.key},
             "counts": {"total": self.total, "accepted": self.accepted, "rejected": self.rejected,
                        "duplicate": self.duplicate},
+            "statuses": self.statuses,
             "rejected_rows": self.rejected_rows,
+            "scored_rows": sorted(self.scored_rows, key=lambda entry: entry["row"]),
         }
         if self.file_error:
             body["file_error"] = self.file_error
@@ -86,8 +111,13 @@ class Report:
 @dataclass(frozen=True)
 class Row:
     number: int
-    payment_id: str
-    item: dict
+    request: PaymentRequest
+    candidate: fraud.Candidate
+    legacy_ids: tuple[str, ...] = ()
+
+    @property
+    def payment_id(self) -> str:
+        return self.candidate.payment_id
 
 
 class ObjectGone(Exception):
@@ -138,16 +168,12 @@ def parse_row(values: dict[str, str], now: datetime):
     return parse_payment_request(body, now)
 
 
-def build_row(number: int, values: dict[str, str], key: bytes, batch_id: str, now: datetime, created_at: str) -> Row:
+def build_row(number: int, values: dict[str, str], ring: keys.Keyring, now: datetime) -> Row:
     request = parse_row(values, now)
-    payment_id = payments.derive_payment_id("batch", f"{request.customer_id}\x1f{request.merchant_reference}", key)
-    fingerprint = request.fingerprint(key)
-    candidate = fraud.Candidate(payment_id, request.customer_id, fingerprint, request.amount, request.currency)
-    # Batch rows are merchant-initiated: amount rules apply, history/velocity are not read per row.
-    risk = fraud.score(candidate, None, {})
-    item = payments.build_item(request, payment_id, risk, fingerprint, created_at, "batch")
-    item["batch_ref"] = batch_ref(batch_id, number)
-    return Row(number, payment_id, item)
+    payment_id = identity.batch_payment_id(request.customer_id, request.merchant_reference)
+    legacy = tuple(identity.legacy_batch_payment_id(request.customer_id, request.merchant_reference, version.secret)
+                   for version in ring.versions)
+    return Row(number, request, fraud.candidate_for(request, payment_id, ring), legacy)
 
 
 # ---------------------------------------------------------------- reading the object
@@ -237,69 +263,155 @@ class Lease:
 
 # ---------------------------------------------------------------- writing a chunk
 
-def _existing(payment_ids: list[str]) -> dict[str, dict]:
-    client = aws.client("dynamodb")
-    table = repository.table_name()
-    request = {table: {"Keys": [{"payment_id": {"S": pid}} for pid in payment_ids], "ConsistentRead": True,
-                       "ProjectionExpression": "payment_id, batch_ref, #status",
-                       "ExpressionAttributeNames": {"#status": "status"}}}
-    found: dict[str, dict] = {}
-    attempt = 0
-    while request:
-        answer = client.batch_get_item(RequestItems=request)
-        for item in answer.get("Responses", {}).get(table, []):
-            plain = aws.from_dynamo(item)
-            found[plain["payment_id"]] = plain
-        request = answer.get("UnprocessedKeys") or {}
-        attempt = _backoff(attempt) if request else attempt
-    return found
+class FileScreening:
+    """What scoring the rows of a file needs, kept current as rows are written, in bounded
+    memory: the velocity counters of the chunk being written (as last read or written; the
+    next chunk reads its own) and the recent payments of the last HISTORY_CUSTOMERS customers
+    seen (only the fields the rules read, at most HISTORY_LENGTH each). A chunk's new customers
+    are read in parallel (one Query each; boto3 clients are thread-safe)."""
+
+    def __init__(self):
+        self.counters: dict[str, fraud.Counter] = {}
+        self.histories: OrderedDict[str, list[dict]] = OrderedDict()
+
+    def start_chunk(self, rows: list[Row]) -> None:
+        names = {name for row in rows for kind in fraud.counter_names(row.candidate).values() for name in kind}
+        self.counters = {name: counter for name, counter in self.counters.items() if name in names}
+        self.read_histories({row.request.customer_id for row in rows})
+
+    def read_histories(self, customer_ids: set[str]) -> None:
+        missing = sorted(customer_ids - set(self.histories))
+        with ThreadPoolExecutor(max_workers=HISTORY_READERS) as pool:
+            for customer_id, history in zip(missing, pool.map(repository.customer_history, missing)):
+                self.histories[customer_id] = [_history_entry(payment) for payment in history]
+        for customer_id in customer_ids:
+            self.histories.move_to_end(customer_id)
+        while len(self.histories) > max(HISTORY_CUSTOMERS, len(customer_ids)):
+            self.histories.popitem(last=False)
+
+    def history(self, customer_id: str) -> list[dict]:
+        self.read_histories({customer_id})
+        return self.histories[customer_id]
+
+    def remember(self, payment: dict) -> None:
+        history = self.history(payment["customer_id"])
+        history.insert(0, _history_entry(payment))
+        del history[HISTORY_LENGTH:]
+
+    def forget(self, names) -> None:
+        for name in names:
+            self.counters.pop(name, None)
 
 
-def _write(items: list[dict]) -> None:
-    client = aws.client("dynamodb")
-    table = repository.table_name()
-    for start in range(0, len(items), WRITE_BATCH):
-        pending = {table: [{"PutRequest": {"Item": aws.to_dynamo(item)}} for item in items[start:start + WRITE_BATCH]]}
-        attempt = 0
-        while pending:
-            answer = client.batch_write_item(RequestItems=pending)
-            pending = answer.get("UnprocessedItems") or {}
-            attempt = _backoff(attempt) if pending else attempt
+def _history_entry(payment: dict) -> dict:
+    return {name: payment.get(name) for name in ("payment_id", "status", "amount", "currency", "billing_country")}
 
 
-def _backoff(attempt: int) -> int:
-    if attempt >= 8:
-        raise RuntimeError("DynamoDB kept returning unprocessed items")
-    time.sleep(min(2.0, 0.05 * 2**attempt))
-    return attempt + 1
+class ChunkContention(Exception):
+    """A transaction of the chunk was cancelled: its rows must be read and decided again."""
 
 
-def _commit_chunk(rows: list[Row], report: Report) -> None:
+def _read(rows: list[Row], screening: FileScreening) -> dict[str, dict]:
+    """Existing payments of the rows (by new and legacy id) and the counters not known yet."""
+    table, velocity = repository.table_name(), fraud.velocity_table()
+    ids = {payment_id for row in rows for payment_id in (row.payment_id, *row.legacy_ids)}
+    names = {name for row in rows for kind in fraud.counter_names(row.candidate).values() for name in kind}
+    missing = sorted(names - set(screening.counters))
+    found = dynamo.batch_get({table: [{"payment_id": {"S": payment_id}} for payment_id in sorted(ids)],
+                              velocity: [fraud.counter_key(name) for name in missing]})
+    counters = {item["counter_key"]: item for item in found[velocity]}
+    for name in missing:
+        screening.counters[name] = fraud.counter_from_item(name, counters.get(name))
+    return {item["payment_id"]: item for item in found[table]}
+
+
+def _settled_rows(rows: list[Row], existing: dict[str, dict], report: Report, to_settle: list[str]) -> list[Row]:
+    """Account for rows whose payment exists; return the rows still to write."""
+    remaining = []
+    for row in rows:
+        stored = next((existing[pid] for pid in (row.payment_id, *row.legacy_ids) if pid in existing), None)
+        if stored is None:
+            remaining.append(row)
+        elif stored.get("batch_ref") == batch_ref(report.batch_id, row.number):
+            payment = repository.expand(dict(stored))  # written by an earlier run of this very batch
+            report.accept(row.number, payment)
+            if payment["status"] == "approved":
+                to_settle.append(payment["payment_id"])
+        else:
+            report.duplicate += 1
+    return remaining
+
+
+def _commit_chunk(rows: list[Row], report: Report, screening: FileScreening, now: datetime) -> None:
     unique: dict[str, Row] = {}
     for row in rows:
         if row.payment_id in unique:
             report.duplicate += 1
         else:
             unique[row.payment_id] = row
-    existing = _existing(list(unique))
-    new_items, to_settle = [], []
-    for payment_id, row in unique.items():
-        stored = existing.get(payment_id)
-        if stored is None:
-            new_items.append(row.item)
-            report.accepted += 1
-            if row.item["status"] == "approved":
-                to_settle.append(payment_id)
-        elif stored.get("batch_ref") == batch_ref(report.batch_id, row.number):
-            report.accepted += 1  # written by an earlier run of this very batch
-            if stored.get("status") == "approved":
-                to_settle.append(payment_id)
-        else:
-            report.duplicate += 1
-    if new_items:
-        _write(new_items)
+    pending, to_settle = list(unique.values()), []
+    screening.start_chunk(pending)
+    for _ in range(MAX_CHUNK_ATTEMPTS):
+        pending = _settled_rows(pending, _read(pending, screening), report, to_settle)
+        try:
+            while pending:
+                group = _first_group(pending)
+                _write_group(group, report, screening, now, to_settle)
+                pending = pending[len(group):]
+            break
+        except ChunkContention:
+            continue  # read the rows still pending again: some may exist now, counters moved on
+    else:
+        raise RuntimeError("rows kept losing write races; the invocation fails and is retried")
     if to_settle:
-        payments.enqueue_for_settlement(to_settle)
+        settlement_queue.enqueue_for_settlement(to_settle)
+
+
+def _first_group(rows: list[Row]) -> list[Row]:
+    """The leading rows whose puts and counters fit one transaction (each counter once)."""
+    group, names = [], set()
+    for row in rows:
+        row_names = {name for kind in fraud.counter_names(row.candidate).values() for name in kind}
+        if group and len(group) + 1 + len(names | row_names) > dynamo.MAX_TRANSACTION_ACTIONS:
+            break
+        group.append(row)
+        names |= row_names
+    return group
+
+
+def _write_group(group: list[Row], report: Report, screening: FileScreening, now: datetime,
+                 to_settle: list[str]) -> None:
+    """Score the rows in file order against the counters as they stand, then write the rows
+    and the counters in one transaction; on a cancelled transaction nothing was written."""
+    epoch, created_at = int(now.timestamp()), repository.iso(now)
+    counters = {name: screening.counters[name] for row in group
+                for names in fraud.counter_names(row.candidate).values() for name in names}
+    items = []
+    for row in group:
+        names = fraud.counter_names(row.candidate)
+        current = {kind: [counters[name] for name in kind_names] for kind, kind_names in names.items()}
+        velocity = fraud.velocity_counts(current, row.payment_id, epoch)
+        risk = fraud.score(row.candidate, screening.history(row.request.customer_id), velocity)
+        item = repository.build_item(row.request, row.payment_id, risk, row.candidate.card_fingerprints, created_at, "batch")
+        items.append({**item, "batch_ref": batch_ref(report.batch_id, row.number)})
+        for name in (name for kind_names in names.values() for name in kind_names):
+            counters[name] = counters[name].with_event(epoch, row.payment_id)
+    touched = sorted(name for name in counters if counters[name] is not screening.counters.get(name))
+    actions = [repository.create_action(item) for item in items]
+    actions += [fraud.counter_put(counters[name], screening.counters[name].version) for name in touched]
+    try:
+        dynamo.transact_write(actions)
+    except dynamo.Cancelled:
+        screening.forget(touched)
+        raise ChunkContention() from None
+    for name in touched:
+        screening.counters[name] = fraud.Counter(name, screening.counters[name].version + 1, counters[name].events)
+    for row, item in zip(group, items):
+        payment = repository.expand(dict(item))
+        report.accept(row.number, payment)
+        screening.remember(payment)
+        if payment["status"] == "approved":
+            to_settle.append(row.payment_id)
 
 
 # ---------------------------------------------------------------- the whole file
@@ -343,8 +455,8 @@ def _ingest_locked(bucket: str, key: str, version_id: Optional[str], batch_id: s
         if aws.error_code(error) in ("NoSuchKey", "NoSuchVersion"):
             raise ObjectGone(key) from None
         raise
-    fingerprint_key = keys.fingerprint_key()
-    created_at = repository.iso(now)
+    ring = keys.keyring()
+    screening = FileScreening()
     try:
         reader = records(body)
         columns = _read_header(reader, report)
@@ -352,15 +464,15 @@ def _ingest_locked(bucket: str, key: str, version_id: Optional[str], batch_id: s
             chunk: list[Row] = []
             for number, values in enumerate(reader, start=1):
                 report.total += 1
-                row = _row_or_reject(number, values, columns, fingerprint_key, batch_id, now, created_at, report)
+                row = _row_or_reject(number, values, columns, ring, now, report)
                 if row is not None:
                     chunk.append(row)
                 if len(chunk) >= CHUNK_ROWS:
-                    _commit_chunk(chunk, report)
+                    _commit_chunk(chunk, report, screening, now)
                     lease.renew()
                     chunk = []
             if chunk:
-                _commit_chunk(chunk, report)
+                _commit_chunk(chunk, report, screening, now)
     finally:
         body.close()
     result = report.as_dict()
@@ -377,7 +489,7 @@ def _ingest_locked(bucket: str, key: str, version_id: Optional[str], batch_id: s
     return result
 
 
-def _row_or_reject(number, values, columns, fingerprint_key, batch_id, now, created_at, report) -> Optional[Row]:
+def _row_or_reject(number, values, columns, ring, now, report) -> Optional[Row]:
     if values is None:
         report.reject(number, None, "malformed_row")
         return None
@@ -386,7 +498,7 @@ def _row_or_reject(number, values, columns, fingerprint_key, batch_id, now, crea
         return None
     named = {name: values[index].strip() for name, index in columns.items()}
     try:
-        return build_row(number, named, fingerprint_key, batch_id, now, created_at)
+        return build_row(number, named, ring, now)
     except ApiError as error:
         column = FIELD_TO_COLUMN.get(error.field or "", error.field)
         report.reject(number, column, error.code)

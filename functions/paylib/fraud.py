@@ -1,12 +1,21 @@
 """Fraud screening: velocity, amount anomaly, country mismatch; score, level, decision.
 
 Design decisions:
-- Velocity counters live in one-minute buckets per counter (`customer#<id>`, `card#<keyed
-  fingerprint>`); a window is the sum of the buckets that start inside it, so windows slide
-  minute by minute. Each bucket keeps the set of payment ids it counted and the update is
-  conditional on the id not being in the set: a retried request (same payment id, same
-  created_at, hence same bucket) is counted exactly once. Counts exclude the payment being
-  screened, so a retry is scored exactly like the first attempt.
+- Velocity: one rolling counter item per counter (`customer#<id>`, `card#<keyed fingerprint>`,
+  sort key `window_start` = 0) holding the payments of the last 24 h as (epoch second, payment
+  id) events, at most MAX_EVENTS of them (the most recent). That is exact for every rule: a
+  window holds more than its limit exactly when the kept events in it do, because MAX_EVENTS is
+  one more than the largest limit. Windows slide by the second.
+- Check and count are one atomic step: the counters are read (with the rest of what a decision
+  needs, in one BatchGetItem), the payment is scored, and the new events are written in the same
+  TransactWriteItems as the payment itself, each counter conditional on the version that was
+  read. If another payment was counted in between, the transaction is cancelled and the request
+  is scored again on the new state, so concurrent payments on one card or customer are counted
+  one after the other and exactly `limit` of them pass a limit. A payment never counts itself,
+  and adding an event is idempotent on the payment id.
+- Key rotation: a card has one counter per live fingerprint key version. Reads merge them
+  (events are de-duplicated by payment id); writes add the event to all of them, so a function
+  that has not refreshed its keys yet still sees every payment.
 - Amount anomaly compares with the median of the customer's recent payments in the same
   currency (integers only). Country mismatch compares the billing country with the countries
   of the customer's earlier payments (we hold no IP geolocation data; the rule is documented).
@@ -15,14 +24,15 @@ Design decisions:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Iterable, Optional
+from dataclasses import dataclass, field, replace
+from typing import Optional
 
-from . import aws, money
+from . import aws, identity, money
+from .keys import Keyring
+from .validation import PaymentRequest
 
-BUCKET_SECONDS = 60
 COUNTER_TTL_SECONDS = 25 * 3600
+ROLLING_WINDOW_START = 0  # sort key of the rolling counter item (older per-minute buckets expire by TTL)
 
 # (counter kind, window seconds, more than this many earlier payments triggers the rule)
 VELOCITY_LIMITS = {
@@ -37,6 +47,8 @@ WEIGHTS = {
     "HIGH_AMOUNT": 20,
     "NEW_CUSTOMER_HIGH_AMOUNT": 25,
 }
+MAX_EVENTS = max(limit for limits in VELOCITY_LIMITS.values() for _, limit, _ in limits) + 1
+LONGEST_WINDOW = max(window for limits in VELOCITY_LIMITS.values() for window, _, _ in limits)
 ANOMALY_FACTOR = 5
 ANOMALY_MIN_HISTORY = 3
 REVIEW_FROM, DECLINE_FROM = 30, 70
@@ -49,10 +61,19 @@ class Candidate:
 
     payment_id: str
     customer_id: str
-    card_fingerprint: str
+    card_fingerprints: tuple[str, ...]  # one per live key version, current first
     amount: int
     currency: str
     billing_country: Optional[str] = None
+
+
+def candidate_for(request: PaymentRequest, payment_id: str, ring: Keyring) -> Candidate:
+    """The candidate of a validated request: the card only as fingerprints under every live key."""
+    return Candidate(
+        payment_id=payment_id, customer_id=request.customer_id,
+        card_fingerprints=tuple(request.fingerprint(version.fingerprint_key) for version in ring.versions),
+        amount=request.amount, currency=request.currency, billing_country=request.billing_country,
+    )
 
 
 @dataclass(frozen=True)
@@ -67,15 +88,6 @@ class Risk:
 
     def as_dict(self) -> dict:
         return {"score": self.score, "level": self.level, "reasons": list(self.reasons)}
-
-
-def bucket_start(moment: datetime) -> int:
-    epoch = int(moment.timestamp())
-    return epoch - epoch % BUCKET_SECONDS
-
-
-def counter_keys(candidate: Candidate) -> dict[str, str]:
-    return {"customer": f"customer#{candidate.customer_id}", "card": f"card#{candidate.card_fingerprint}"}
 
 
 def median(values: list[int]) -> int:
@@ -113,63 +125,88 @@ def score(candidate: Candidate, history: Optional[list[dict]], velocity: dict[st
     return Risk(total, level, reasons)
 
 
-def _table() -> str:
+
+
+# ---------------------------------------------------------------- velocity counters
+
+@dataclass(frozen=True)
+class Counter:
+    """A rolling counter as read (version 0: the item does not exist yet)."""
+
+    key: str
+    version: int = 0
+    events: tuple[tuple[int, str], ...] = ()  # (epoch second, payment id), oldest first
+
+    def with_event(self, epoch: int, payment_id: str) -> "Counter":
+        """This counter with the payment counted (once) and events older than the longest
+        window, or beyond the most recent MAX_EVENTS, dropped."""
+        events = self.events
+        if all(event_id != payment_id for _, event_id in events):
+            events = tuple(sorted(events + ((epoch, payment_id),)))
+        newest = max(event_epoch for event_epoch, _ in events)
+        events = tuple(event for event in events if event[0] > newest - LONGEST_WINDOW)[-MAX_EVENTS:]
+        return replace(self, events=events)
+
+
+def velocity_table() -> str:
     return aws.env("VELOCITY_TABLE")
 
 
-def velocity_counts(candidate: Candidate, now: datetime) -> dict[str, dict[int, int]]:
-    """Earlier payments per counter and window (the candidate itself is never counted)."""
-    client = aws.client("dynamodb")
-    longest = max(window for limits in VELOCITY_LIMITS.values() for window, _, _ in limits)
-    current = bucket_start(now)
+def counter_key(name: str) -> dict:
+    return {"counter_key": {"S": name}, "window_start": {"N": str(ROLLING_WINDOW_START)}}
+
+
+def counter_names(candidate: Candidate) -> dict[str, list[str]]:
+    """Each counter once, even if two key versions held the same secret (a transaction may
+    not touch one item twice)."""
+    cards = dict.fromkeys(identity.card_counter(fingerprint) for fingerprint in candidate.card_fingerprints)
+    return {"customer": [identity.customer_counter(candidate.customer_id)], "card": list(cards)}
+
+
+def counter_from_item(name: str, item: Optional[dict]) -> Counter:
+    if item is None:
+        return Counter(name)
+    events = tuple(sorted((int(epoch), payment_id) for epoch, payment_id in
+                          (event.split(":", 1) for event in item.get("events", []))))
+    return Counter(name, int(item["version"]), events)
+
+
+def velocity_counts(counters: dict[str, list[Counter]], payment_id: str, now_epoch: int) -> dict[str, dict[int, int]]:
+    """Earlier payments per kind and window; the payment itself is never counted. A card's
+    counters (one per key version) are merged by payment id."""
     counts: dict[str, dict[int, int]] = {}
-    for kind, key in counter_keys(candidate).items():
-        buckets: list[tuple[int, int]] = []
-        query = {
-            "TableName": _table(),
-            "KeyConditionExpression": "counter_key = :key AND window_start > :since",
-            "ExpressionAttributeValues": {":key": {"S": key}, ":since": {"N": str(current - longest)}},
-            "ProjectionExpression": "window_start, payment_ids",
-        }
-        while True:
-            answer = client.query(**query)
-            for item in answer.get("Items", []):
-                ids = set(item.get("payment_ids", {}).get("SS", [])) - {candidate.payment_id}
-                buckets.append((int(item["window_start"]["N"]), len(ids)))
-            if "LastEvaluatedKey" not in answer:
-                break
-            query["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
-        counts[kind] = {
-            window: sum(count for start, count in buckets if start > current - window)
-            for window, _, _ in VELOCITY_LIMITS[kind]
-        }
+    for kind, limits in VELOCITY_LIMITS.items():
+        events = {event_id: epoch for counter in counters.get(kind, []) for epoch, event_id in counter.events}
+        events.pop(payment_id, None)
+        counts[kind] = {window: sum(1 for epoch in events.values() if epoch > now_epoch - window)
+                        for window, _, _ in limits}
     return counts
 
 
-def record(candidate: Candidate, created_at: datetime) -> int:
-    """Count the payment once in each of its counters; return how many counters were updated
-    (0 on a retry that was already counted)."""
-    client = aws.client("dynamodb")
-    start = bucket_start(created_at)
-    updated = 0
-    for key in counter_keys(candidate).values():
-        try:
-            client.update_item(
-                TableName=_table(),
-                Key={"counter_key": {"S": key}, "window_start": {"N": str(start)}},
-                UpdateExpression="ADD payment_count :one, payment_ids :ids SET expires_at = :expires",
-                ConditionExpression="attribute_not_exists(payment_ids) OR NOT contains(payment_ids, :id)",
-                ExpressionAttributeValues={
-                    ":one": {"N": "1"},
-                    ":ids": {"SS": [candidate.payment_id]}, ":id": {"S": candidate.payment_id},
-                    ":expires": {"N": str(start + COUNTER_TTL_SECONDS)},
-                },
-            )
-            updated += 1
-        except client.exceptions.ConditionalCheckFailedException:
-            pass
-    return updated
+def counter_put(counter: Counter, read_version: int) -> dict:
+    """The transaction action that stores `counter` (its events already added) if the item is
+    still at `read_version` (0: still absent)."""
+    item = {"counter_key": counter.key, "window_start": ROLLING_WINDOW_START, "version": read_version + 1,
+            "events": [f"{epoch}:{event_id}" for epoch, event_id in counter.events],
+            "expires_at": max(epoch for epoch, _ in counter.events) + COUNTER_TTL_SECONDS}
+    action = {"TableName": velocity_table(), "Item": aws.to_dynamo(item)}
+    if read_version:
+        action["ConditionExpression"] = "version = :read"
+        action["ExpressionAttributeValues"] = {":read": {"N": str(read_version)}}
+    else:
+        action["ConditionExpression"] = "attribute_not_exists(counter_key)"
+    return {"Put": action}
 
 
-def screen(candidate: Candidate, now: datetime, history: Optional[Iterable[dict]]) -> Risk:
-    return score(candidate, list(history) if history is not None else None, velocity_counts(candidate, now))
+def read_counters(candidate: Candidate) -> dict[str, list[Counter]]:
+    """The candidate's counters in one consistent BatchGetItem (used where nothing else is read
+    with them: the fraud-check endpoint and the workflow step)."""
+    from . import dynamo
+    names = counter_names(candidate)
+    table = velocity_table()
+    found = dynamo.batch_get({table: [counter_key(name) for kind in names.values() for name in kind]})[table]
+    return counters_of(names, {item["counter_key"]: item for item in found})
+
+
+def counters_of(names: dict[str, list[str]], items: dict[str, dict]) -> dict[str, list[Counter]]:
+    return {kind: [counter_from_item(name, items.get(name)) for name in kind_names] for kind, kind_names in names.items()}

@@ -1,17 +1,22 @@
 """Idempotency-Key handling after the IETF httpapi Idempotency-Key draft.
 
 Design decisions:
-- The record key is `<scope>#<operation>#<header value>` (scope = API key id), so two clients
-  never share keys. The request fingerprint is an HMAC of the canonical JSON body under the
-  card fingerprint key: the body contains a card number, and an unkeyed hash of it would be a
-  derivative of the number that can be brute-forced.
-- begin() takes a lock with a conditional put. Outcomes: NEW (go ahead), REPLAY (same key and
-  body, first answer stored), MISMATCH (same key, other body: 422), IN_FLIGHT (the first request
-  still holds the lock: 409). A lock older than LOCK_SECONDS (longer than the function timeout)
-  belonged to a crashed attempt and is taken over, keeping the first attempt's created_at so the
-  retry derives the same payment and counts velocity for it once.
-- Only successful answers are stored. Validation failures never reach this module (nothing is
-  written for a rejected request) and an unexpected failure expires the lock (the record stays).
+- The record key is built by identity.idempotency_record_key (scope = API key id), so two
+  clients never share keys. A record is written in the same transaction as the payment it
+  answers for, already complete (status, body, payment id): there is no "in progress" state to
+  get stuck in, and a payment id is only ever answered for the request that created it.
+- Retention: 24 h. A record past its `expires_at` counts as absent even before TTL deletes it,
+  so a key reused after 24 h creates a new payment with a new id (the Stripe / IETF draft
+  behaviour). Clients must not retry a request after 24 h; the contract says so.
+- The request hash holds nothing that can be searched for card data: it is an HMAC, under the
+  request-hash key (keys.py), of the validated request with the card number replaced by its
+  keyed fingerprint and without the CVC. A retry that differs only in the CVC is the same
+  request. The record names the key version it was hashed with; a retry is compared with that
+  version if it is still live, else with every live version, so a key rotation between a
+  request and its retry never turns the retry into a 422.
+- Records written by the earlier version of this code (no `key_version`) are compared the way
+  that code hashed them, so a retry across the deploy replays instead of answering 422; such a
+  record still "in progress" answers 409 until it expires.
 """
 from __future__ import annotations
 
@@ -20,24 +25,21 @@ import hmac
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Optional
 
-from . import aws
+from . import aws, keys
 from .errors import ApiError
-from .validation import contains_card_number
+from .validation import PaymentRequest, contains_card_number
 
 RETENTION_SECONDS = 24 * 3600
-LOCK_SECONDS = 60
 KEY_PATTERN = re.compile(r"[\x20-\x7e]{1,255}")
+EXPIRED_OR_ABSENT = "attribute_not_exists(idempotency_key) OR expires_at < :now"
 
 
 @dataclass(frozen=True)
-class Outcome:
-    kind: str  # NEW | REPLAY
-    created_at: str = ""
-    status: int = 0
-    body: Optional[dict] = None
+class Replay:
+    status: int
+    body: dict
 
 
 def validate_key(value: Optional[str]) -> str:
@@ -50,93 +52,52 @@ def validate_key(value: Optional[str]) -> str:
     return value
 
 
-def request_fingerprint(body: dict, key: bytes) -> str:
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
-    return hmac.new(key, b"request:" + canonical.encode("ascii"), hashlib.sha256).hexdigest()
-
-
-def record_key(scope: str, operation: str, key: str) -> str:
-    return f"{scope}#{operation}#{key}"
-
-
-def _table() -> str:
+def table_name() -> str:
     return aws.env("IDEMPOTENCY_TABLE")
 
 
-def begin(record: str, request_hash: str, now: datetime, created_at: str) -> Outcome:
-    client = aws.client("dynamodb")
-    epoch = int(now.timestamp())
-    for _ in range(3):
-        try:
-            client.put_item(
-                TableName=_table(),
-                Item=aws.to_dynamo({
-                    "idempotency_key": record, "request_hash": request_hash, "state": "in_progress",
-                    "locked_until": epoch + LOCK_SECONDS, "expires_at": epoch + RETENTION_SECONDS,
-                    "created_at": created_at,
-                }),
-                ConditionExpression="attribute_not_exists(idempotency_key) OR expires_at < :now",
-                ExpressionAttributeValues={":now": {"N": str(epoch)}},
-            )
-            return Outcome("NEW", created_at=created_at)
-        except client.exceptions.ConditionalCheckFailedException:
-            pass
-        existing = client.get_item(TableName=_table(), Key={"idempotency_key": {"S": record}}, ConsistentRead=True).get("Item")
-        if existing is None:
-            continue  # expired and deleted between the two calls: try again
-        existing = aws.from_dynamo(existing)
-        if not hmac.compare_digest(existing["request_hash"], request_hash):
-            raise ApiError(422, "idempotency_key_reused", "this Idempotency-Key was used with a different request body", "Idempotency-Key")
-        if existing["state"] == "completed":
-            return Outcome("REPLAY", status=int(existing["response_status"]), body=json.loads(existing["response_body"]))
-        if existing["locked_until"] > epoch:
-            raise ApiError(409, "request_in_progress", "a request with this Idempotency-Key is still being processed", "Idempotency-Key")
-        if _take_over(record, request_hash, epoch, existing["locked_until"]):
-            return Outcome("NEW", created_at=existing["created_at"])
-    raise ApiError(409, "request_in_progress", "a request with this Idempotency-Key is still being processed", "Idempotency-Key")
+def request_hash(request: PaymentRequest, version: keys.KeyVersion) -> str:
+    canonical = request.canonical()
+    canonical["card"] = {**canonical["card"], "fingerprint": request.fingerprint(version.fingerprint_key)}
+    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hmac.new(version.request_hash_key, b"request:" + text.encode("ascii"), hashlib.sha256).hexdigest()
 
 
-def _take_over(record: str, request_hash: str, epoch: int, stale_lock: int) -> bool:
-    client = aws.client("dynamodb")
-    try:
-        client.update_item(
-            TableName=_table(), Key={"idempotency_key": {"S": record}},
-            UpdateExpression="SET locked_until = :lock",
-            ConditionExpression="#state = :in_progress AND locked_until = :stale AND request_hash = :hash",
-            ExpressionAttributeNames={"#state": "state"},
-            ExpressionAttributeValues=aws.to_dynamo({
-                ":lock": epoch + LOCK_SECONDS, ":in_progress": "in_progress", ":stale": stale_lock, ":hash": request_hash,
-            }),
-        )
-        return True
-    except client.exceptions.ConditionalCheckFailedException:
-        return False
+def _legacy_request_hash(body: dict, secret: bytes) -> str:
+    """How the earlier code hashed (raw body under the raw secret); only ever compared, never stored."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
+    return hmac.new(secret, b"request:" + canonical.encode("ascii"), hashlib.sha256).hexdigest()
 
 
-def complete(record: str, request_hash: str, status: int, body: dict) -> None:
-    aws.client("dynamodb").update_item(
-        TableName=_table(), Key={"idempotency_key": {"S": record}},
-        UpdateExpression="SET #state = :completed, response_status = :status, response_body = :body REMOVE locked_until",
-        ConditionExpression="request_hash = :hash",
-        ExpressionAttributeNames={"#state": "state"},
-        ExpressionAttributeValues=aws.to_dynamo({
-            ":completed": "completed", ":status": status, ":hash": request_hash,
-            ":body": json.dumps(body, sort_keys=True, separators=(",", ":")),
-        }),
-    )
+def _same_request(record: dict, request: PaymentRequest, body: dict, ring: keys.Keyring) -> bool:
+    stored = record["request_hash"]
+    if "key_version" not in record:
+        return any(hmac.compare_digest(stored, _legacy_request_hash(body, version.secret)) for version in ring.versions)
+    named = ring.version(record["key_version"])
+    versions = (named,) if named else ring.versions
+    return any(hmac.compare_digest(stored, request_hash(request, version)) for version in versions)
 
 
-def release(record: str, request_hash: str) -> None:
-    """Expire the lock after an unexpected failure so the client may retry at once. The record
-    is kept (not deleted) so the retry takes it over with the first attempt's created_at."""
-    client = aws.client("dynamodb")
-    try:
-        client.update_item(
-            TableName=_table(), Key={"idempotency_key": {"S": record}},
-            UpdateExpression="SET locked_until = :expired",
-            ConditionExpression="#state = :in_progress AND request_hash = :hash",
-            ExpressionAttributeNames={"#state": "state"},
-            ExpressionAttributeValues=aws.to_dynamo({":expired": 0, ":in_progress": "in_progress", ":hash": request_hash}),
-        )
-    except client.exceptions.ConditionalCheckFailedException:
-        pass
+def replay_of(record: Optional[dict], request: PaymentRequest, body: dict, ring: keys.Keyring,
+              now_epoch: int) -> Optional[Replay]:
+    """The first answer when `record` is a live record of this request; None when there is no
+    live record; 422 when the key was used for another request."""
+    if record is None or int(record["expires_at"]) < now_epoch:
+        return None
+    if not _same_request(record, request, body, ring):
+        raise ApiError(422, "idempotency_key_reused", "this Idempotency-Key was used with a different request body", "Idempotency-Key")
+    if record.get("state") == "in_progress":
+        raise ApiError(409, "request_in_progress", "a request with this Idempotency-Key is still being processed", "Idempotency-Key")
+    return Replay(int(record["response_status"]), json.loads(record["response_body"]))
+
+
+def record_write(record_key: str, hashed: str, version_id: str, status: int, body: dict, now_epoch: int) -> dict:
+    """The transaction action that stores the answer, unless a live record holds the key."""
+    item = {
+        "idempotency_key": record_key, "request_hash": hashed, "key_version": version_id, "state": "completed",
+        "payment_id": body["payment_id"], "response_status": status,
+        "response_body": json.dumps(body, sort_keys=True, separators=(",", ":")),
+        "created_at": now_epoch, "expires_at": now_epoch + RETENTION_SECONDS,
+    }
+    return {"Put": {"TableName": table_name(), "Item": aws.to_dynamo(item), "ConditionExpression": EXPIRED_OR_ABSENT,
+                    "ExpressionAttributeValues": {":now": {"N": str(now_epoch)}}}}

@@ -1,126 +1,109 @@
 """Creating a payment: the one code path behind POST /payments.
 
-Order of writes, chosen so that a crash at any point is repaired by the client's retry with
-the same Idempotency-Key and nothing is done twice:
-1. validation (no writes; a rejected request writes nothing),
-2. idempotency lock (conditional put; 409/422/replay answered here),
-3. the payment id is derived from the idempotency record (HMAC), so a retry finds the same id,
-4. velocity counters (idempotent per payment id and created_at bucket),
-5. the payment item (conditional create; a retry reuses the stored one),
-6. approved payments are sent to the settlement queue (at least once; settlement is a
-   conditional state change, so a second message is harmless),
-7. the answer is stored in the idempotency record.
+Round trips on the create path (each one is a request to AWS, in this order):
+1. BatchGetItem (consistent): the idempotency record and the velocity counters of the customer
+   and the card. A live record of the same request is answered from here (a replay); of
+   another request, 422.
+2. Query: the customer's recent payments (history rules).
+3. TransactWriteItems: the payment, its idempotency record (already holding the answer) and the
+   counted velocity events, all or nothing, each conditional: the payment id is new, no live
+   record holds the key, every counter is still at the version read in 1. A failed condition
+   writes nothing; the request reads again and is decided again (a concurrent request counted
+   first, or finished first and is replayed).
+4. SendMessage: an approved payment goes to the settlement queue.
+A crash anywhere before 3 leaves nothing behind; after 3, the client's retry is a replay, and a
+replay of an approved payment is queued again (settlement is a conditional state change, so a
+second message is harmless), which also covers a crash between 3 and 4.
 """
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import time
 from datetime import datetime
 from typing import Optional
 
-from . import aws, fraud, idempotency, keys, repository
+from . import dynamo, fraud, identity, idempotency, keys, repository, settlement_queue
+from .errors import ApiError
 from .observability import MetricUnit, logger, metrics
 from .validation import PaymentRequest
 
 OPERATION = "create-payment"
-DECISION_STATUS = {"approve": "approved", "review": "review", "decline": "declined"}
-
-
-def derive_payment_id(namespace: str, identity: str, key: bytes) -> str:
-    digest = hmac.new(key, f"payment-id:{namespace}:{identity}".encode("utf-8"), hashlib.sha256).hexdigest()
-    return "pay_" + digest[:24]
-
-
-def candidate_for(request: PaymentRequest, payment_id: str, key: bytes) -> fraud.Candidate:
-    return fraud.Candidate(
-        payment_id=payment_id, customer_id=request.customer_id,
-        card_fingerprint=request.fingerprint(key), amount=request.amount,
-        currency=request.currency, billing_country=request.billing_country,
-    )
-
-
-def build_item(request: PaymentRequest, payment_id: str, risk: fraud.Risk, fingerprint: str,
-               created_at: str, source: str) -> dict:
-    """The stored item. Attributes that are keys, conditions or money stay top-level; the
-    immutable rest (card summary, risk, merchant fields) is one JSON document `details`, which
-    keeps items small and a batch write cheap (see repository.expand for the read side)."""
-    details = {
-        "card": request.card.as_dict(),
-        "card_fingerprint": fingerprint,
-        "risk": risk.as_dict(),
-        "merchant_reference": request.merchant_reference,
-        "description": request.description,
-        "metadata": request.metadata or None,
-        "ip_address": request.ip_address,
-        "billing_country": request.billing_country,
-    }
-    return {
-        "payment_id": payment_id,
-        "status": DECISION_STATUS[risk.decision],
-        "amount": request.amount,
-        "currency": request.currency,
-        "customer_id": request.customer_id,
-        "created_at": created_at,
-        "source": source if source != "batch" else None,  # batch items carry batch_ref instead
-        "details": json.dumps({key: value for key, value in details.items() if value is not None},
-                              sort_keys=True, separators=(",", ":")),
-    }
-
-
-def enqueue_for_settlement(payment_ids: list[str]) -> None:
-    """One message may carry many payment ids (batch ingestion sends up to 100)."""
-    aws.client("sqs").send_message(
-        QueueUrl=aws.env("PAYMENT_QUEUE_URL"),
-        MessageBody=json.dumps({"payment_ids": payment_ids}, separators=(",", ":")),
-    )
+# Each attempt that loses a race lets the winner's payment be counted, so under contention on
+# one card or customer an attempt is lost at most once per concurrent request.
+MAX_ATTEMPTS = 12
 
 
 def create_payment(request: PaymentRequest, body: dict, scope: str, idempotency_key: str,
                    now: Optional[datetime] = None) -> tuple[int, dict]:
     started = time.monotonic()
     now = now or repository.utc_now()
-    key = keys.fingerprint_key()
-    record = idempotency.record_key(scope, OPERATION, idempotency_key)
-    request_hash = idempotency.request_fingerprint(body, key)
-    outcome = idempotency.begin(record, request_hash, now, repository.iso(now))
-    if outcome.kind == "REPLAY":
-        logger.info("idempotent replay", extra={"payment_id": outcome.body.get("payment_id")})
-        return outcome.status, outcome.body
-    try:
-        status, view = _create(request, record, key, outcome.created_at, now)
-        idempotency.complete(record, request_hash, status, view)
-    except Exception:
-        idempotency.release(record, request_hash)
-        raise
-    elapsed_ms = int((time.monotonic() - started) * 1000)
-    metrics.add_metric(name="ProcessingTime", unit=MetricUnit.Milliseconds, value=elapsed_ms)
-    return status, view
+    ring = keys.keyring()
+    record_key = identity.idempotency_record_key(scope, OPERATION, idempotency_key)
+    candidate = fraud.candidate_for(request, identity.new_payment_id(), ring)
+    for _ in range(MAX_ATTEMPTS):
+        record, counters = _read(record_key, candidate)
+        replay = idempotency.replay_of(record, request, body, ring, int(now.timestamp()))
+        if replay is not None:
+            return _replayed(replay)
+        item = _decide(request, candidate, counters, now)
+        try:
+            _write(item, candidate, counters, record_key, request, ring, now)
+        except dynamo.Cancelled as cancelled:
+            if cancelled.failed(0):  # a payment with this id exists: draw another id
+                candidate = fraud.candidate_for(request, identity.new_payment_id(), ring)
+            continue
+        return _created(item, started)
+    raise ApiError(409, "request_in_progress", "too many concurrent requests for this customer or card; retry",
+                   "Idempotency-Key")
 
 
-def _create(request: PaymentRequest, record: str, key: bytes, created_at: str, now: datetime) -> tuple[int, dict]:
-    payment_id = derive_payment_id("api", record, key)
-    existing = repository.get(payment_id)
-    if existing is None:
-        created_moment = datetime.fromisoformat(created_at.replace("Z", "+00:00"))
-        candidate = candidate_for(request, payment_id, key)
-        history = repository.customer_history(request.customer_id)
-        risk = fraud.screen(candidate, now, history)
-        fraud.record(candidate, created_moment)
-        item = build_item(request, payment_id, risk, candidate.card_fingerprint, created_at, "api")
-        if not repository.create(item):
-            item = repository.get(payment_id)
-        else:
-            item = repository.expand(dict(item))
-            _count_decision(item["status"])
-            logger.info("payment created", extra={"payment_id": payment_id, "status": item["status"],
-                                                  "risk_score": risk.score, "reasons": risk.reasons})
-    else:
-        item = existing
-    if item["status"] == "approved":
-        enqueue_for_settlement([payment_id])
-    return 201, repository.representation(item)
+def _read(record_key: str, candidate: fraud.Candidate) -> tuple[Optional[dict], dict[str, list[fraud.Counter]]]:
+    names = fraud.counter_names(candidate)
+    counter_keys = [fraud.counter_key(name) for kind in names.values() for name in kind]
+    found = dynamo.batch_get({idempotency.table_name(): [{"idempotency_key": {"S": record_key}}],
+                              fraud.velocity_table(): counter_keys})
+    records = found[idempotency.table_name()]
+    counters = fraud.counters_of(names, {item["counter_key"]: item for item in found[fraud.velocity_table()]})
+    return (records[0] if records else None), counters
+
+
+def _decide(request: PaymentRequest, candidate: fraud.Candidate, counters: dict, now: datetime) -> dict:
+    history = repository.customer_history(request.customer_id)
+    velocity = fraud.velocity_counts(counters, candidate.payment_id, int(now.timestamp()))
+    risk = fraud.score(candidate, history, velocity)
+    return repository.build_item(request, candidate.payment_id, risk, candidate.card_fingerprints, repository.iso(now), "api")
+
+
+def _write(item: dict, candidate: fraud.Candidate, counters: dict, record_key: str, request: PaymentRequest,
+           ring: keys.Keyring, now: datetime) -> None:
+    epoch = int(now.timestamp())
+    view = repository.representation(repository.expand(dict(item)))
+    hashed = idempotency.request_hash(request, ring.current)
+    actions = [
+        repository.create_action(item),
+        idempotency.record_write(record_key, hashed, ring.current.version_id, 201, view, epoch),
+    ]
+    actions += [fraud.counter_put(counter.with_event(epoch, candidate.payment_id), counter.version)
+                for kind in counters.values() for counter in kind]
+    dynamo.transact_write(actions)
+
+
+def _created(item: dict, started: float) -> tuple[int, dict]:
+    payment = repository.expand(dict(item))
+    _count_decision(payment["status"])
+    logger.info("payment created", extra={"payment_id": payment["payment_id"], "status": payment["status"],
+                                          "risk_score": payment["risk"]["score"], "reasons": payment["risk"]["reasons"]})
+    if payment["status"] == "approved":
+        settlement_queue.enqueue_for_settlement([payment["payment_id"]])
+    metrics.add_metric(name="ProcessingTime", unit=MetricUnit.Milliseconds, value=int((time.monotonic() - started) * 1000))
+    return 201, repository.representation(payment)
+
+
+def _replayed(replay: idempotency.Replay) -> tuple[int, dict]:
+    payment_id = replay.body.get("payment_id")
+    logger.info("idempotent replay", extra={"payment_id": payment_id})
+    if replay.body.get("status") == "approved":
+        settlement_queue.enqueue_for_settlement([payment_id])  # covers a crash between the write and the first send
+    return replay.status, replay.body
 
 
 def _count_decision(status: str) -> None:

@@ -1,8 +1,9 @@
 """The transactions table: create once, read, and move a payment forward only.
 
 Design decisions:
-- A payment is created with `attribute_not_exists(payment_id)`: a retry finds the first item
-  instead of writing a second one.
+- A payment is created with `attribute_not_exists(payment_id)`, inside the transaction that
+  also writes its idempotency record and velocity events (payments.py, batch.py): nothing ever
+  writes over a payment.
 - Status changes are conditional updates: the condition names the statuses the payment may
   come from, so a payment never moves backwards and never settles twice, whatever the order
   in which retries and duplicate messages arrive.
@@ -12,10 +13,16 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from . import aws
 
+if TYPE_CHECKING:  # types only: the read-only functions do not import the validation rules
+    from .fraud import Risk
+    from .validation import PaymentRequest
+
+# decision of the fraud rules -> status of a new payment
+DECISION_STATUS = {"approve": "approved", "review": "review", "decline": "declined"}
 # status -> statuses it may move to; anything not listed is final
 TRANSITIONS: dict[str, set[str]] = {
     "review": {"approved", "declined"},
@@ -48,16 +55,41 @@ def table_name() -> str:
     return aws.env("TRANSACTIONS_TABLE")
 
 
-def create(item: dict) -> bool:
-    """Write a new payment; False if a payment with this id already exists."""
-    try:
-        aws.client("dynamodb").put_item(
-            TableName=table_name(), Item=aws.to_dynamo(item),
-            ConditionExpression="attribute_not_exists(payment_id)",
-        )
-        return True
-    except aws.client("dynamodb").exceptions.ConditionalCheckFailedException:
-        return False
+def build_item(request: PaymentRequest, payment_id: str, risk: Risk, fingerprints: tuple[str, ...],
+               created_at: str, source: str) -> dict:
+    """The stored item. Attributes that are keys, conditions or money stay top-level; the
+    immutable rest (card summary, risk, merchant fields) is one JSON document `details`, which
+    keeps items small (see repository.expand for the read side). `card_fingerprints` are the
+    keyed fingerprints under every key version live at creation (current first): the counters
+    the payment was counted in."""
+    details = {
+        "card": request.card.as_dict(),
+        "card_fingerprint": fingerprints[0],
+        "card_fingerprints": list(fingerprints),
+        "risk": risk.as_dict(),
+        "merchant_reference": request.merchant_reference,
+        "description": request.description,
+        "metadata": request.metadata or None,
+        "ip_address": request.ip_address,
+        "billing_country": request.billing_country,
+    }
+    return {
+        "payment_id": payment_id,
+        "status": DECISION_STATUS[risk.decision],
+        "amount": request.amount,
+        "currency": request.currency,
+        "customer_id": request.customer_id,
+        "created_at": created_at,
+        "source": source if source != "batch" else None,  # batch items carry batch_ref instead
+        "details": json.dumps({key: value for key, value in details.items() if value is not None},
+                              sort_keys=True, separators=(",", ":")),
+    }
+
+
+def create_action(item: dict) -> dict:
+    """The transaction action that writes a new payment, never over an existing one."""
+    return {"Put": {"TableName": table_name(), "Item": aws.to_dynamo(item),
+                    "ConditionExpression": "attribute_not_exists(payment_id)"}}
 
 
 def get(payment_id: str) -> Optional[dict]:

@@ -9,10 +9,13 @@ import os
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from paylib import aws
+from paylib import aws, snapstart
 from paylib.errors import response
 from paylib.handlers import api_endpoint
-from paylib.observability import logger, metrics, tracer
+from paylib.observability import lambda_handler, logger
+
+# SnapStart hooks (docs/payments.md): harmless where SnapStart is off, ready where it is on.
+snapstart.register(("dynamodb", "sqs"))
 
 TABLE_VARIABLES = ("TRANSACTIONS_TABLE", "IDEMPOTENCY_TABLE", "VELOCITY_TABLE")
 VERSION = os.environ.get("SERVICE_VERSION", "1.0.0")
@@ -54,8 +57,6 @@ def report(event: dict, context: object) -> dict:
                                               "checks": results})
 
 
-@logger.inject_lambda_context(log_event=False)
-@tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
+@lambda_handler
 def handler(event: dict, context: object) -> dict:
     return report(event, context)

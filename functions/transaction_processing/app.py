@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from paylib import payments, repository
+from paylib import repository, settlement_queue
 from paylib.errors import TransientError
-from paylib.observability import MetricUnit, logger, metrics, tracer
+from paylib.observability import MetricUnit, lambda_handler, logger, metrics
 
 
 class PaymentStateError(Exception):
@@ -34,14 +34,12 @@ def apply_decision(payment_id: str, decision: str) -> dict:
         metrics.add_metric(name="PaymentsAccepted" if wanted == "approved" else "PaymentsDeclined",
                            unit=MetricUnit.Count, value=1)
     if item["status"] == "approved":
-        payments.enqueue_for_settlement([payment_id])
+        settlement_queue.enqueue_for_settlement([payment_id])
     logger.info("decision applied", extra={"payment_id": payment_id, "status": item["status"]})
     return {"payment_id": payment_id, "status": item["status"]}
 
 
-@logger.inject_lambda_context(log_event=False)
-@tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
+@lambda_handler
 def handler(event: dict, context: object) -> dict:
     payment_id = event.get("payment_id") if isinstance(event, dict) else None
     if not isinstance(payment_id, str):

@@ -1,11 +1,14 @@
 """POST /payments/validate, and the workflow's "Validate" step on a stored payment."""
 from __future__ import annotations
 
-from paylib import apigw, cards, money, repository
+from paylib import apigw, cards, money, repository, snapstart
 from paylib.errors import response
 from paylib.handlers import api_endpoint, is_api_event
-from paylib.observability import logger, metrics, tracer
+from paylib.observability import lambda_handler
 from paylib.validation import parse_payment_request
+
+# SnapStart hooks (docs/payments.md): harmless where SnapStart is off, ready where it is on.
+snapstart.register(("dynamodb",))
 
 
 class PaymentInvalid(Exception):
@@ -40,9 +43,7 @@ def validate_stored(event: dict) -> dict:
     return {"payment_id": payment_id, "status": item["status"]}
 
 
-@logger.inject_lambda_context(log_event=False)
-@tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
+@lambda_handler
 def handler(event: dict, context: object) -> dict:
     if is_api_event(event):
         return validate_request(event, context)

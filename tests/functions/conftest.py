@@ -59,8 +59,16 @@ CVC_FIELD = re.compile(r'"cvc"\s*:')  # a stored or logged cvc value, not the wo
 
 
 def register_number(number: str) -> str:
-    if isinstance(number, str) and number.isascii() and number.isdigit() and len(number) >= 13:
-        KNOWN_NUMBERS.add(number)
+    """Scan for `number` at the end of the session if the API would take it as a card number
+    (13-19 digits passing Luhn, any brand). Other digit runs a property test sends as a card
+    number are refused by the API and may legitimately appear elsewhere (an order number in an
+    Idempotency-Key, a customer id), so scanning for them would only report false findings."""
+    from paylib.cards import CardError, check_number
+    try:
+        check_number(number)
+    except CardError:
+        return number
+    KNOWN_NUMBERS.add(number)
     return number
 
 
@@ -220,14 +228,25 @@ def every_stored_text(aws) -> list[tuple[str, str]]:
     return texts
 
 
+def unkeyed_digests(number: str) -> list[str]:
+    """Derived values that can be searched back to the number without any key (a 16-digit number
+    with a known BIN and last four has about 10^9 candidates): none may be stored."""
+    import hashlib
+    data = number.encode("ascii")
+    return [hashlib.new(name, prefix + data).hexdigest() for name in ("sha256", "sha1", "md5", "sha512")
+            for prefix in (b"", b"card:")]
+
+
 def find_card_numbers(aws) -> list[str]:
-    needles = set(KNOWN_NUMBERS)
+    needles = {number: unkeyed_digests(number) for number in KNOWN_NUMBERS}
     findings = []
     haystacks = every_stored_text(aws) + [("log", line) for line in LOG_LINES]
     for where, text in haystacks:
-        for number in needles:
+        for number, digests in needles.items():
             if number in text:
                 findings.append(f"{where}: card number ending {number[-4:]}")
+            if any(digest in text for digest in digests):
+                findings.append(f"{where}: an unkeyed digest of the card number ending {number[-4:]}")
         if CVC_FIELD.search(text):
             findings.append(f"{where}: a cvc field")
     return findings
@@ -326,3 +345,103 @@ def drain(aws, url: str) -> list[dict]:
         for message in batch:
             aws.sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
         messages.extend(batch)
+
+
+# ---------------------------------------------------------------- rotation, concurrency, round trips
+
+@pytest.fixture()
+def own_secret(aws, monkeypatch):
+    """A fingerprint secret of this test only (so a rotation here cannot disturb other tests)."""
+    import boto3
+    from paylib import keys
+    arn = boto3.client("secretsmanager", region_name=REGION).create_secret(
+        Name=f"payments-test-fp-{uuid.uuid4().hex[:8]}", SecretString=uuid.uuid4().hex * 2)["ARN"]
+    monkeypatch.setenv("CARD_FINGERPRINT_SECRET_ARN", arn)
+    keys.clear_cache()
+    yield arn
+    keys.clear_cache()
+
+
+def rotate_secret(arn: str) -> None:
+    """What a Secrets Manager rotation does (new AWSCURRENT, old one AWSPREVIOUS), then the end of
+    the functions' key cache (which a function reaches after its cache lifetime)."""
+    import boto3
+    from paylib import keys
+    boto3.client("secretsmanager", region_name=REGION).put_secret_value(SecretId=arn, SecretString=uuid.uuid4().hex * 2)
+    keys.clear_cache()
+
+
+@pytest.fixture()
+def atomic_aws_calls(monkeypatch):
+    """Each emulated AWS call runs alone, as every DynamoDB request is atomic on its items; threads
+    interleave only between calls, which is where read-then-write races live. (moto alone checks
+    a condition and writes in two steps that another thread can split.)"""
+    import threading
+    from moto.core.botocore_stubber import BotocoreStubber
+    lock = threading.RLock()
+    original = BotocoreStubber.__call__
+
+    def serialized(self, *args, **kwargs):
+        with lock:
+            return original(self, *args, **kwargs)
+    monkeypatch.setattr(BotocoreStubber, "__call__", serialized)
+
+
+DYNAMODB_WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"}
+
+
+def tables_written(operation: str, params: dict) -> set[str]:
+    if operation == "TransactWriteItems":
+        return {action[kind]["TableName"] for action in params.get("TransactItems", []) for kind in action}
+    if operation == "BatchWriteItem":
+        return set(params.get("RequestItems", {}))
+    return {params["TableName"]} if operation in DYNAMODB_WRITES else set()
+
+
+class ReadsBeforeWrites:
+    """The worst interleaving, forced rather than hoped for: every thread's first DynamoDB write
+    to `table` waits until all `parties` threads have got there, so all of them have read that
+    table before any of them changes it. Later writes (retries) pass freely. No timing is
+    involved: a barrier that cannot fill raises BrokenBarrierError after `timeout` (a safety
+    net against a hung run, never reached when the code under test is right or plainly wrong)."""
+
+    def __init__(self, parties: int, table: str, timeout: float = 30):
+        import threading
+        self.barrier = threading.Barrier(parties, timeout=timeout)
+        self.table = table
+        self.local = threading.local()
+
+    def __call__(self, model, params, **kwargs):
+        if self.table in tables_written(model.name, params) and not getattr(self.local, "passed", False):
+            self.local.passed = True
+            self.barrier.wait()
+
+    def __enter__(self):
+        from paylib import aws as paylib_aws
+        paylib_aws.client("dynamodb").meta.events.register("before-parameter-build.dynamodb", self)
+        return self
+
+    def __exit__(self, *exc):
+        from paylib import aws as paylib_aws
+        paylib_aws.client("dynamodb").meta.events.unregister("before-parameter-build.dynamodb", self)
+
+
+def run_together(functions: list) -> list:
+    """Run each callable in its own thread, all released by one barrier; results in order
+    (an exception is returned in place of its result)."""
+    import threading
+    start = threading.Barrier(len(functions))
+    results: list = [None] * len(functions)
+
+    def runner(index, function):
+        start.wait()
+        try:
+            results[index] = function()
+        except BaseException as error:  # noqa: BLE001 - reported to the test as a value
+            results[index] = error
+    threads = [threading.Thread(target=runner, args=(index, function)) for index, function in enumerate(functions)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results

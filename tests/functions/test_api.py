@@ -60,9 +60,18 @@ def test_get_unknown_payment_is_404(payment_api, context):
     assert error_of(json.loads(answer["body"])) == ("payment_not_found", "payment_id")
 
 
-def test_get_malformed_payment_id_is_400(payment_api, context):
-    answer = payment_api.handler(api_event("GET", "/payments/{payment_id}", path_parameters={"payment_id": "../etc"}), context)
-    assert answer["statusCode"] == 400
+@pytest.mark.parametrize("payment_id", ["../etc", "pay_XYZ", "pay_" + "0" * 23, "PAY_" + "0" * 24, "x" * 3000, "",
+                                        "pay_" + "0" * 24 + "\n"])
+def test_get_malformed_payment_id_is_404_like_any_unknown_id(payment_api, context, payment_id):
+    """A malformed id cannot exist: the contract's answer for an unknown payment is 404."""
+    answer = payment_api.handler(api_event("GET", "/payments/{payment_id}", path_parameters={"payment_id": payment_id}), context)
+    assert answer["statusCode"] == 404
+    assert error_of(json.loads(answer["body"])) == ("payment_not_found", "payment_id")
+
+
+def test_get_without_a_payment_id_is_404(payment_api, context):
+    answer = payment_api.handler(api_event("GET", "/payments/{payment_id}", path_parameters=None), context)
+    assert answer["statusCode"] == 404
 
 
 @pytest.mark.parametrize("mutate, code, field", [
@@ -179,14 +188,24 @@ def test_same_key_different_body_is_422(payment_api, context):
     assert (status, error_of(answer)) == (422, ("idempotency_key_reused", "Idempotency-Key"))
 
 
-def test_same_key_in_flight_is_409(payment_api, context):
-    from paylib import idempotency, keys, repository
+def test_a_request_still_in_flight_under_the_earlier_code_is_409(payment_api, context, aws):
+    """Records written before this version may be "in_progress" (the earlier lock); a retry of
+    the same body waits for them (409), another body is 422."""
+    import hashlib
+    import hmac
+    from paylib import identity, keys
     body, key = payment_body(), new_key()
-    record = idempotency.record_key("test-key", "create-payment", key)
-    now = repository.utc_now()
-    idempotency.begin(record, idempotency.request_fingerprint(body, keys.fingerprint_key()), now, repository.iso(now))
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
+    legacy_hash = hmac.new(keys.keyring().current.secret, b"request:" + canonical.encode(), hashlib.sha256).hexdigest()
+    now = int(__import__("time").time())
+    aws.dynamodb.put_item(TableName="payments-test-idempotency", Item={
+        "idempotency_key": {"S": identity.idempotency_record_key("test-key", "create-payment", key)},
+        "request_hash": {"S": legacy_hash}, "state": {"S": "in_progress"}, "locked_until": {"N": str(now + 60)},
+        "expires_at": {"N": str(now + 3600)}, "created_at": {"S": "2026-01-01T00:00:00.000000Z"}})
     status, answer = post_payment(payment_api, context, body, key=key)
     assert (status, answer["error"]["code"]) == (409, "request_in_progress")
+    status, answer = post_payment(payment_api, context, {**body, "amount": 1}, key=key)
+    assert (status, answer["error"]["code"]) == (422, "idempotency_key_reused")
 
 
 def test_keys_are_scoped_per_api_key(payment_api, context):
@@ -195,18 +214,18 @@ def test_keys_are_scoped_per_api_key(payment_api, context):
     assert post_payment(payment_api, context, payment_body(amount=99), key=key, api_key_id="client-b")[0] == 201
 
 
-def test_retry_after_a_crash_creates_one_payment_and_counts_velocity_once(payment_api, context, aws, monkeypatch):
-    from paylib import payments
+def test_retry_after_a_crash_creates_one_payment_counts_velocity_once_and_queues_it(payment_api, context, aws, monkeypatch):
+    from paylib import settlement_queue
     body, key = payment_body(), new_key()
     calls = {"n": 0}
-    real = payments.enqueue_for_settlement
+    real = settlement_queue.enqueue_for_settlement
 
     def crash_once(ids):
         calls["n"] += 1
         if calls["n"] == 1:
             raise RuntimeError("simulated crash after the payment was written")
         return real(ids)
-    monkeypatch.setattr(payments, "enqueue_for_settlement", crash_once)
+    monkeypatch.setattr(settlement_queue, "enqueue_for_settlement", crash_once)
     status, answer = post_payment(payment_api, context, body, key=key)
     assert status == 500 and answer == {"error": {"code": "internal_error", "message": "unexpected error; retry later", "field": None}}
     before = table_counts(aws)
@@ -215,7 +234,9 @@ def test_retry_after_a_crash_creates_one_payment_and_counts_velocity_once(paymen
     assert table_counts(aws)["payments-test-transactions"] == before["payments-test-transactions"]
     velocity = aws.dynamodb.query(TableName="payments-test-velocity", KeyConditionExpression="counter_key = :k",
                                   ExpressionAttributeValues={":k": {"S": f"customer#{body['customer_id']}"}})["Items"]
-    assert sum(int(item["payment_count"]["N"]) for item in velocity) == 1
+    assert [event["S"].split(":", 1)[1] for item in velocity for event in item["events"]["L"]] == [payment["payment_id"]]
+    queued = [json.loads(body)["payment_ids"] for body in queued_bodies("payments-test-queue")]
+    assert [payment["payment_id"]] in queued  # the replay sent what the crash did not
 
 
 def test_unknown_route_is_404(payment_api, context):

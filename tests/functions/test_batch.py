@@ -132,9 +132,9 @@ def test_a_rerun_after_a_crash_counts_its_own_rows_as_accepted(aws, ingestion, m
     real_commit = batch._commit_chunk
     calls = {"n": 0}
 
-    def crash_after_first_chunk(rows, report):
+    def crash_after_first_chunk(*args):
         calls["n"] += 1
-        real_commit(rows, report)
+        real_commit(*args)
         if calls["n"] == 1:
             raise RuntimeError("simulated crash")
     monkeypatch.setattr(batch, "_commit_chunk", crash_after_first_chunk)
@@ -236,3 +236,54 @@ def test_records_are_streamed_not_read_whole():
     first = [next(reader) for _ in range(1000)]
     assert first[0][0] == "ref-0" and len(first) == 1000
     assert stream.read_bytes < 256 * 1024
+
+
+# ---------------------------------------------------------------- fraud screening of batch rows
+
+def same_card_rows(card: str, count: int) -> list[str]:
+    return [row(customer=f"cus_{uuid.uuid4().hex[:8]}", number=card, amount="1000") for _ in range(count)]
+
+
+def test_batch_rows_are_screened_for_velocity_across_the_file(aws, ingestion):
+    card = fresh_card()
+    _, event = upload(aws, "\n".join([HEADER] + same_card_rows(card, 6)) + "\n")
+    result = ingestion.handler(event, LambdaContext())
+    report = report_of(aws, result)
+    assert report["counts"] == {"total": 6, "accepted": 6, "rejected": 0, "duplicate": 0}
+    assert report["statuses"] == {"approved": 4, "review": 2, "declined": 0}
+    flagged = {entry["row"]: entry for entry in report["scored_rows"]}
+    assert sorted(flagged) == [5, 6]
+    assert flagged[5]["status"] == "review"
+    assert flagged[5]["risk"] == {"score": 45, "level": "medium", "reasons": ["CARD_VELOCITY"]}
+    assert repository.get(flagged[6]["payment_id"])["status"] == "review"
+    queued = {pid for body in queued_bodies("payments-test-queue") for pid in json.loads(body)["payment_ids"]}
+    assert flagged[5]["payment_id"] not in queued and flagged[6]["payment_id"] not in queued
+
+
+def test_batch_rows_count_towards_api_velocity_and_the_other_way_round(aws, ingestion, context):
+    from tests.functions.conftest import api_event, new_key, payment_body
+    app = load_app("payment_api")
+
+    def api_payment(card):
+        body = payment_body(customer_id=f"cus_{uuid.uuid4().hex[:10]}", billing_country=None,
+                            card={"number": card, "exp_month": 1, "exp_year": 2031})
+        return json.loads(app.handler(api_event("POST", "/payments", body=body, headers={"Idempotency-Key": new_key()}),
+                                      context)["body"])
+    api_first = fresh_card()
+    assert [api_payment(api_first)["status"] for _ in range(4)] == ["approved"] * 4
+    _, event = upload(aws, "\n".join([HEADER] + same_card_rows(api_first, 1)) + "\n")
+    report = report_of(aws, ingestion.handler(event, LambdaContext()))
+    assert [entry["risk"]["reasons"] for entry in report["scored_rows"]] == [["CARD_VELOCITY"]]
+    file_first = fresh_card()
+    _, event = upload(aws, "\n".join([HEADER] + same_card_rows(file_first, 4)) + "\n")
+    assert report_of(aws, ingestion.handler(event, LambdaContext()))["statuses"]["approved"] == 4
+    after_file = api_payment(file_first)
+    assert (after_file["status"], after_file["risk"]["reasons"]) == ("review", ["CARD_VELOCITY"])
+
+
+def test_one_file_cannot_push_unlimited_approved_payments_on_one_card(aws, ingestion):
+    card = fresh_card()
+    _, event = upload(aws, "\n".join([HEADER] + same_card_rows(card, 40)) + "\n")
+    report = report_of(aws, ingestion.handler(event, LambdaContext()))
+    assert report["counts"]["accepted"] == 40
+    assert report["statuses"]["approved"] == 4

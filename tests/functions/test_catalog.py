@@ -55,8 +55,9 @@ def test_environment_variables_read_by_the_code_are_declared():
     paylib_reads = {
         "aws.py": set(), "repository.py": {"TRANSACTIONS_TABLE"}, "idempotency.py": {"IDEMPOTENCY_TABLE"},
         "fraud.py": {"VELOCITY_TABLE"}, "keys.py": {"CARD_FINGERPRINT_SECRET_ARN"},
-        "payments.py": {"PAYMENT_QUEUE_URL"}, "settlement.py": {"AUDIT_BUCKET", "NOTIFICATIONS_TOPIC_ARN"},
-        "batch.py": {"BATCH_STATUS_TABLE"},
+        "payments.py": set(), "settlement_queue.py": {"PAYMENT_QUEUE_URL"},
+        "settlement.py": {"AUDIT_BUCKET", "NOTIFICATIONS_TOPIC_ARN"}, "batch.py": {"BATCH_STATUS_TABLE"},
+        "dynamo.py": set(), "identity.py": set(), "snapstart.py": set(),
     }
     for module, expected in paylib_reads.items():
         assert _env_reads(FUNCTIONS / "paylib" / module) == expected, module
@@ -66,7 +67,8 @@ def test_environment_variables_read_by_the_code_are_declared():
         "fraud_screening": {"TRANSACTIONS_TABLE", "VELOCITY_TABLE", "CARD_FINGERPRINT_SECRET_ARN"},
         "transaction_processing": {"TRANSACTIONS_TABLE", "PAYMENT_QUEUE_URL"},
         "queue_worker": {"TRANSACTIONS_TABLE", "AUDIT_BUCKET", "NOTIFICATIONS_TOPIC_ARN"},
-        "batch_ingestion": {"TRANSACTIONS_TABLE", "BATCH_STATUS_TABLE", "PAYMENT_QUEUE_URL", "CARD_FINGERPRINT_SECRET_ARN"},
+        "batch_ingestion": {"TRANSACTIONS_TABLE", "BATCH_STATUS_TABLE", "VELOCITY_TABLE", "PAYMENT_QUEUE_URL",
+                            "CARD_FINGERPRINT_SECRET_ARN"},
         "audit_logger": {"AUDIT_BUCKET"},
         "status": {"TRANSACTIONS_TABLE", "IDEMPOTENCY_TABLE", "VELOCITY_TABLE", "PAYMENT_QUEUE_URL"},
     }
@@ -144,3 +146,29 @@ def test_tables_md_documents_the_keys_the_code_uses():
     for gsi in ("GSI `by-customer`: partition `customer_id` (S), sort `created_at` (S",
                 "GSI `by-status`: partition `status` (S), sort `created_at` (S)"):
         assert gsi in text
+
+
+def test_the_contract_documents_the_cvc_length_per_brand():
+    cvc = openapi()["components"]["schemas"]["Card"]["properties"]["cvc"]
+    assert "4 digits" in cvc["description"] and "amex" in cvc["description"].lower()
+    assert "3 digits" in cvc["description"]
+
+
+def test_the_contract_answers_404_for_a_malformed_payment_id():
+    get = openapi()["paths"]["/payments/{payment_id}"]["get"]
+    assert "400" not in get["responses"] and "404" in get["responses"]
+    parameter = get["parameters"][0]
+    assert "pattern" not in parameter["schema"]  # API Gateway must not answer 400 before the function
+    assert "404" in parameter["description"]
+
+
+def test_function_packages_hold_no_compiled_code():
+    """What keeps arm64 (Graviton) open: the zips carry Python sources only, boto3 comes with the
+    runtime and Powertools from the layer published for each architecture (docs/payments.md)."""
+    from templates_src.packaging import package_bytes
+    import io
+    import zipfile
+    for declaration in load_functions():
+        with zipfile.ZipFile(io.BytesIO(package_bytes(declaration))) as archive:
+            names = archive.namelist()
+        assert names and all(name.endswith((".py", ".json")) for name in names), (declaration.name, names)

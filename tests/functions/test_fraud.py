@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
+
+import pytest
 
 
 from paylib import fraud
@@ -13,7 +15,7 @@ from tests.functions.conftest import api_event, fresh_card, new_key, payment_bod
 
 def candidate(**overrides):
     values = dict(payment_id=f"pay_{uuid.uuid4().hex[:24]}", customer_id=f"cus_{uuid.uuid4().hex[:8]}",
-                  card_fingerprint=uuid.uuid4().hex, amount=1000, currency="EUR", billing_country="FR")
+                  card_fingerprints=(uuid.uuid4().hex,), amount=1000, currency="EUR", billing_country="FR")
     values.update(overrides)
     return fraud.Candidate(**values)
 
@@ -54,22 +56,51 @@ def test_score_is_capped_at_100():
     assert risk.score == 100
 
 
-def test_counters_slide_and_count_each_payment_once(aws):
-    now = datetime(2026, 11, 23, 12, 0, 30, tzinfo=timezone.utc)
-    customer, card = f"cus_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
-    old = candidate(customer_id=customer, card_fingerprint=card)
-    fraud.record(old, now - timedelta(minutes=30))
-    recent = [candidate(customer_id=customer, card_fingerprint=card) for _ in range(3)]
-    for item in recent:
-        assert fraud.record(item, now - timedelta(minutes=2)) == 2
-        assert fraud.record(item, now - timedelta(minutes=2)) == 0  # a retry is not counted again
-    probe = candidate(customer_id=customer, card_fingerprint=card)
-    counts = fraud.velocity_counts(probe, now)
-    assert counts["customer"] == {600: 3, 86400: 4}
-    assert counts["card"] == {600: 3, 86400: 4}
-    later = fraud.velocity_counts(probe, now + timedelta(minutes=9))
-    assert later["customer"][600] == 0  # the 10-minute window slid past the three payments
-    assert fraud.velocity_counts(recent[0], now)["customer"][600] == 2  # a payment never counts itself
+def test_counters_slide_and_count_each_payment_once():
+    now = int(datetime(2026, 11, 23, 12, 0, 30, tzinfo=timezone.utc).timestamp())
+    counter = fraud.Counter("card#x").with_event(now - 30 * 60, "pay_old")
+    recent = [f"pay_recent{index}" for index in range(3)]
+    for payment_id in recent:
+        counter = counter.with_event(now - 120, payment_id)
+        assert counter.with_event(now - 120, payment_id) == counter  # a retry is not counted again
+    assert fraud.velocity_counts({"card": [counter]}, "pay_probe", now)["card"] == {600: 3, 86400: 4}
+    later = fraud.velocity_counts({"card": [counter]}, "pay_probe", now + 9 * 60)
+    assert later["card"][600] == 0  # the 10-minute window slid past the three payments
+    assert fraud.velocity_counts({"card": [counter]}, recent[0], now)["card"][600] == 2  # never counts itself
+
+
+def test_counters_keep_what_the_rules_need_and_no_more():
+    now = 1_800_000_000
+    counter = fraud.Counter("customer#c").with_event(now - 86400 - 5, "pay_day_old")
+    assert counter.with_event(now, "pay_new").events == ((now, "pay_new"),)  # older than every window: dropped
+    for index in range(fraud.MAX_EVENTS + 10):
+        counter = counter.with_event(now + index, f"pay_{index:04d}")
+    assert len(counter.events) == fraud.MAX_EVENTS
+    counts = fraud.velocity_counts({"customer": [counter]}, "pay_probe", now + 100)
+    assert all(count > limit for (window, limit, _), count in
+               zip(fraud.VELOCITY_LIMITS["customer"], counts["customer"].values()))  # still over every limit
+
+
+def test_a_card_counted_under_two_key_versions_is_counted_once():
+    old, new = fraud.Counter("card#old"), fraud.Counter("card#new")
+    old = old.with_event(100, "pay_a").with_event(200, "pay_b")
+    new = new.with_event(200, "pay_b").with_event(300, "pay_c")
+    assert fraud.velocity_counts({"card": [new, old]}, "pay_probe", 400)["card"][600] == 3
+
+
+def test_a_counter_write_fails_when_the_counter_moved_on(aws):
+    from paylib import dynamo
+    name = f"card#{uuid.uuid4().hex}"
+    probe = candidate(card_fingerprints=(name.split("#", 1)[1],))
+    first = fraud.read_counters(probe)["card"][0]
+    assert first.version == 0
+    dynamo.transact_write([fraud.counter_put(first.with_event(1_800_000_000, "pay_a"), first.version)])
+    stored = fraud.read_counters(probe)["card"][0]
+    assert (stored.version, stored.events) == (1, ((1_800_000_000, "pay_a"),))
+    with pytest.raises(dynamo.Cancelled) as stale:
+        dynamo.transact_write([fraud.counter_put(first.with_event(1_800_000_001, "pay_b"), first.version)])
+    assert stale.value.failed(0)
+    assert fraud.read_counters(probe)["card"][0] == stored
 
 
 def test_card_velocity_moves_payments_to_review_then_decline(aws, context):
@@ -106,3 +137,8 @@ def test_declined_payment_is_not_queued(aws, context):
     assert payment["status"] == "declined"
     queued = [json.loads(body) for body in queued_bodies("payments-test-queue")]
     assert all(payment["payment_id"] not in message["payment_ids"] for message in queued)
+
+
+def test_a_card_fingerprint_repeated_across_key_versions_names_one_counter():
+    probe = candidate(card_fingerprints=("same", "same"))
+    assert fraud.counter_names(probe)["card"] == ["card#same"]
