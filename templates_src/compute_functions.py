@@ -296,6 +296,7 @@ def _add_function(
             TracingConfig=awslambda.TracingConfig(Mode="Active"),
             LoggingConfig=awslambda.LoggingConfig(LogGroup=Ref(log_group)),
             ReservedConcurrentExecutions=config.compute.lambda_reserved_concurrency,
+            **_snapstart(declaration),
             Tags=tags(config, name),
         )
     )
@@ -328,6 +329,11 @@ def _environment(config: EnvironmentConfig, declaration: FunctionDeclaration) ->
     for key, value in sorted(declaration.environment.items()):
         variables[key] = imported(config, value) if isinstance(value, ExportRef) else value.value
     return variables
+
+
+def _snapstart(declaration: FunctionDeclaration) -> dict:
+    """SnapStart applies to published versions; the function's `live` alias always points at one."""
+    return {"SnapStart": awslambda.SnapStart(ApplyOn="PublishedVersions")} if declaration.snapstart else {}
 
 
 def _function_role(

@@ -134,6 +134,9 @@ class FunctionDeclaration(Strict):
     triggers: list[Trigger] = Field(min_length=1)
     environment: dict[str, Union[ExportRef, LiteralValue]] = Field(default_factory=dict)
     permissions: list[Permission] = Field(default_factory=list)
+    # Lambda SnapStart on published versions (the `live` alias points at one): restores from a
+    # snapshot taken after the handler's imports instead of initialising on a cold start.
+    snapstart: bool = False
 
     @field_validator("environment")
     @classmethod
@@ -233,14 +236,16 @@ DESIGN_NOTES = """
   `CARD_FINGERPRINT_SECRET_ARN` (plain string, or JSON `{"key": ...}`, at least 16 bytes; cached
   5 minutes). The CVC is checked and dropped. Free-text fields, customer ids and Idempotency-Keys
   that contain a card number are refused. Logs carry ids and codes, never a body.
-- **Idempotency.** IETF Idempotency-Key draft, scoped per API key; the request fingerprint is an
-  HMAC (the body holds a card number). The payment id is derived from the key, so a retry after
-  a crash finds the same payment and counts velocity once.
-- **Fraud.** Velocity per customer and per card fingerprint (10 min and 24 h, one-minute
-  buckets, each payment counted once by id), amount anomaly (over 5x the median of the
-  customer's recent payments in the currency), country mismatch (billing_country not among the
-  customer's earlier billing countries; no IP geolocation data is held), high amounts. Score
-  0-100: below 30 approve, below 70 review, else decline.
+- **Idempotency.** IETF Idempotency-Key draft, scoped per client. The record holding the answer
+  is written in the same transaction as the payment (payment ids are random); a record past its
+  24 h expiry counts as absent. The request hash is an HMAC under its own key of the validated
+  request with the card fingerprint in place of the number and without the CVC.
+- **Keys.** One secret; a key per purpose derived with HKDF-SHA256; AWSCURRENT and AWSPREVIOUS
+  both honoured, so the secret may rotate (at most once per 26 h). See `docs/payments.md`.
+- **Fraud.** Velocity per customer and per card fingerprint over exact sliding windows (10 min,
+  24 h), read consistently and written in the payment's transaction on an unchanged version;
+  amount anomaly (over 5x the median of the customer's recent payments in the currency),
+  country mismatch, high amounts. Score 0-100: below 30 approve, below 70 review, else decline.
 - **Settlement.** Approved payments are queued; the worker moves approved -> settled (or failed
   when the card expired) with a conditional write, writes `settlements/...` to the audit bucket
   and publishes on the notifications topic (`event_id` for de-duplication); failures are partial
@@ -248,19 +253,19 @@ DESIGN_NOTES = """
   at least 6 x the worker timeout (60 s -> 360 s).
 - **Batch.** CSV under `incoming/` (UTF-8, optional BOM, RFC 4180 quoting, header required):
   `merchant_reference,customer_id,amount,currency,card_number,exp_month,exp_year`; rows are
-  numbered from 1 after the header. One payment per valid row (id derived from customer_id and
-  merchant_reference, so re-uploads and repeated rows are duplicates), a report
-  `reports/<name>-<batch_id>.json` with counts and `{row, field, code}` per rejected row, and the
-  uploaded object version deleted after the report. The storage layer should also expire
-  `incoming/` objects and their noncurrent versions after 1 day as a backstop. Ingestions are
-  serialised by a lease item in the batch status table; writes are BatchGetItem +
-  BatchWriteItem per 100 rows. Benchmark: `benchmarks/batch_ingestion.py`.
+  numbered from 1 after the header. Every row is screened with the API's rules and counters and
+  written by a conditional Put in a transaction with its velocity events, so re-uploads and
+  repeated rows are duplicates, never second payments; a report `reports/<name>-<batch_id>.json`
+  holds counts, statuses and `{row, field, code}` per rejected row. Decisions and figures:
+  `docs/payments.md`.
 - **Workflow.** `workflow.asl.json` runs on a stored payment (`{"payment_id"}` in, so no card
   data enters the execution history): Validate, FraudCheck, Decision (approve/review/decline),
   Process with retry and backoff, SNS notification of success, review or failure.
 - **Toolkit.** Powertools for AWS Lambda (Logger, Metrics in namespace `Payments`: PaymentsAccepted,
-  PaymentsDeclined, PaymentsSettled, ProcessingTime in ms, BatchRowsAccepted/Rejected; Tracer),
-  from the public layer, pinned to the same version as in tests (3.37.0).
+  PaymentsDeclined, PaymentsSettled, ProcessingTime in ms, BatchRowsAccepted/Rejected), from
+  the public layer (arm64), pinned to the same version as in tests (3.37.0). Active X-Ray tracing;
+  the SDK's per-call subsegments only where `PAYMENTS_XRAY_SUBSEGMENTS=true`. SnapStart where a
+  declaration says `snapstart: true` (payment_api), with restore hooks in every API function.
 """
 
 
@@ -296,6 +301,8 @@ def render_functions_readme(declarations: list[FunctionDeclaration],
         for trigger in declaration.triggers:
             lines.append(f"- trigger: {_describe_trigger(trigger)}")
         lines.append(f"- returns: {declaration.returns}")
+        if declaration.snapstart:
+            lines.append("- SnapStart: on published versions (the `live` alias)")
         lines.append("- environment:")
         for name, value in sorted(declaration.environment.items()):
             lines.append(f"  - `{name}`: {_describe_value(value)}")

@@ -74,10 +74,12 @@ REQUIREMENTS: tuple[Requirement, ...] = (
                  P + "test_every_taggable_resource_carries_the_standard_tags")),
     Requirement("3.3.1.2, 3.5", "Sensitive authentication data is not retained; stored account data is protected",
                 "the card number is never stored (brand, last four and a keyed fingerprint only) and the CVC never "
-                "leaves the request; every store is encrypted with a customer-managed key",
+                "leaves the request, not even hashed: the idempotency request hash covers the fingerprint, not the "
+                "number, and no CVC; every store is encrypted with a customer-managed key",
                 (Evidence("data", ("AWS::DynamoDB::Table", "AWS::RDS::DBCluster")),
                  Evidence("storage", ("AWS::S3::Bucket",))),
                 ("tests/functions/test_card_scan.py::test_nothing_stored_or_logged_so_far_holds_a_card_number",
+                 "tests/functions/test_idempotency.py::test_the_request_hash_does_not_depend_on_the_cvc",
                  P + "test_every_bucket_is_encrypted_versioned_private_and_tls_only",
                  P + "test_queues_topics_tables_use_kms", DAT + "test_tables_are_on_demand_recoverable_and_kms_encrypted")),
     Requirement("3.6, 3.7", "Cryptographic keys are protected and managed",

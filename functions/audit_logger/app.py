@@ -41,8 +41,7 @@ def handler(event: dict, context: object) -> dict:
     written = []
     for record in records:
         key, entry = audit_entry(record)
-        aws.client("s3").put_object(Bucket=aws.env("AUDIT_BUCKET"), Key=key, ContentType="application/json",
-                                    Body=json.dumps(entry, sort_keys=True, separators=(",", ":")).encode("utf-8"))
+        aws.put_audit_record(key, entry)
         written.append(key)
     logger.info("audit records written", extra={"count": len(written)})
     return {"written": written}

@@ -33,11 +33,7 @@ def audit_record(item: dict) -> dict:
 
 def write_audit(item: dict) -> str:
     key = audit_key(item["payment_id"], item["status"], item["created_at"])
-    aws.client("s3").put_object(
-        Bucket=aws.env("AUDIT_BUCKET"), Key=key,
-        Body=json.dumps(audit_record(item), sort_keys=True, separators=(",", ":")).encode("utf-8"),
-        ContentType="application/json",
-    )
+    aws.put_audit_record(key, audit_record(item))
     return key
 
 

@@ -1,6 +1,8 @@
 """The CloudFormation behaviour the emulator adds to moto, one behaviour per test."""
 from __future__ import annotations
 
+from templates_src.compute_functions import POWERTOOLS_LAYER_SSM_PATH
+
 import json
 
 import pytest
@@ -277,7 +279,7 @@ def test_stack_policy_is_kept_and_enforced(cfn):
 
 # ---- parameters, dynamic references, transforms ----------------------------------------------------
 def test_ssm_typed_parameter_shows_path_and_resolved_value(emu, cfn):
-    path = "/aws/service/powertools/python/x86_64/python3.12/3.37.0"
+    path = POWERTOOLS_LAYER_SSM_PATH
     body = template({"Param": {"Type": "AWS::SSM::Parameter", "Properties": {"Type": "String", "Value": {"Ref": "Layer"}}}},
                     Parameters={"Layer": {"Type": "AWS::SSM::Parameter::Value<String>"}})
     stack = create_stack(cfn, "ssm-typed", body, parameters={"Layer": path})

@@ -1,6 +1,8 @@
 """Starting and stopping the emulator: Python API and `python -m emulator`."""
 from __future__ import annotations
 
+from templates_src.compute_functions import POWERTOOLS_LAYER_SSM_PATH
+
 import re
 import signal
 import subprocess
@@ -53,8 +55,8 @@ def test_certificate_arn_is_the_same_at_every_start(emulator_server):
 
 
 def test_powertools_parameter_and_layer_are_provisioned(emu):
-    value = emu.client("ssm").get_parameter(Name="/aws/service/powertools/python/x86_64/python3.12/3.37.0")["Parameter"]["Value"]
-    assert re.fullmatch(r"arn:aws:lambda:eu-west-1:017000801446:layer:AWSLambdaPowertoolsPythonV3-python312-x86_64:\d+", value)
+    value = emu.client("ssm").get_parameter(Name=POWERTOOLS_LAYER_SSM_PATH)["Parameter"]["Value"]
+    assert re.fullmatch(r"arn:aws:lambda:eu-west-1:017000801446:layer:AWSLambdaPowertoolsPythonV3-python312-arm64:\d+", value)
     assert emu.client("lambda").get_layer_version_by_arn(Arn=value)["LayerVersionArn"] == value
 
 

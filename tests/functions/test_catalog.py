@@ -53,10 +53,10 @@ def test_exports_are_the_published_keys():
 
 def test_environment_variables_read_by_the_code_are_declared():
     paylib_reads = {
-        "aws.py": set(), "repository.py": {"TRANSACTIONS_TABLE"}, "idempotency.py": {"IDEMPOTENCY_TABLE"},
+        "aws.py": {"AUDIT_BUCKET"}, "repository.py": {"TRANSACTIONS_TABLE"}, "idempotency.py": {"IDEMPOTENCY_TABLE"},
         "fraud.py": {"VELOCITY_TABLE"}, "keys.py": {"CARD_FINGERPRINT_SECRET_ARN"},
         "payments.py": set(), "settlement_queue.py": {"PAYMENT_QUEUE_URL"},
-        "settlement.py": {"AUDIT_BUCKET", "NOTIFICATIONS_TOPIC_ARN"}, "batch.py": {"BATCH_STATUS_TABLE"},
+        "settlement.py": {"NOTIFICATIONS_TOPIC_ARN"}, "batch.py": {"BATCH_STATUS_TABLE"},
         "dynamo.py": set(), "identity.py": set(), "snapstart.py": set(),
     }
     for module, expected in paylib_reads.items():

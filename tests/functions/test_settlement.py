@@ -124,3 +124,22 @@ def test_audit_logger_writes_notifications(aws, context):
     assert len(versions) == 2 and all(v["Key"] == result["written"][0] for v in versions)
     with pytest.raises(Exception):
         app.handler({"Records": [{"nope": 1}]}, context)
+
+
+def _checksum_of(aws, key: str) -> str | None:
+    return aws.s3.head_object(Bucket="payments-test-audit", Key=key, ChecksumMode="ENABLED").get("ChecksumSHA256")
+
+
+def test_every_audit_record_is_written_with_a_checksum(aws, worker, context):
+    # S3 refuses a PutObject without Content-MD5 or a checksum on a bucket under Object Lock
+    # (the audit bucket is, PCI DSS 10.3): both writers must send one.
+    payment = create_payment(context)
+    worker.handler(sqs_event([json.dumps({"payment_ids": [payment["payment_id"]]})]), context)
+    stored = repository.get(payment["payment_id"])
+    assert _checksum_of(aws, settlement.audit_key(payment["payment_id"], "settled", stored["created_at"]))
+    event = {"Records": [{"EventSource": "aws:sns", "Sns": {
+        "MessageId": "msg-2", "Timestamp": "2026-11-23T10:00:00.000Z", "TopicArn": aws.topic_arn,
+        "Message": json.dumps({"event": "payment.settled", "payment_id": payment["payment_id"]}),
+        "MessageAttributes": {}}}]}
+    written = load_app("audit_logger").handler(event, context)["written"]
+    assert _checksum_of(aws, written[0])

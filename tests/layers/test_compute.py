@@ -144,7 +144,7 @@ def test_every_function_runs_hardened_in_the_private_subnets(built, env):
 def test_powertools_layer_comes_from_the_public_ssm_parameter(built):
     parameter = built["dev"]["Parameters"]["PowertoolsLayerArn"]
     assert parameter["Type"] == "AWS::SSM::Parameter::Value<String>"
-    assert parameter["Default"] == "/aws/service/powertools/python/x86_64/python3.12/3.37.0"
+    assert parameter["Default"] == "/aws/service/powertools/python/arm64/python3.12/3.37.0"
 
 
 def test_code_comes_from_the_content_addressed_artifact(built, catalog):
@@ -599,3 +599,18 @@ def test_imports_only_exports_the_contract_lists(env):
     imported_keys = {name.removeprefix(f"payments-{env}-") for name in imports_of(template["Resources"])}
     assert imported_keys and imported_keys <= contract_keys(), imported_keys - contract_keys()
     assert not any(key.startswith("compute-") for key in imported_keys)
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_functions_run_on_graviton_with_the_matching_powertools_layer_and_snapstart_where_declared(built_environments, env):
+    template = built_environments[env]["templates"]["compute"]
+    declared = {f"{f.logical_name}Function": f.snapstart for f in load_functions()}
+    for logical_id, function in resources_of(template, "AWS::Lambda::Function").items():
+        if logical_id not in declared:
+            continue  # the platform's own helper functions
+        props = function["Properties"]
+        assert props["Architectures"] == ["arm64"]
+        snapstart = props.get("SnapStart")
+        assert snapstart == ({"ApplyOn": "PublishedVersions"} if declared[logical_id] else None), logical_id
+    assert declared["PaymentApiFunction"] is True
+    assert "/arm64/" in template["Parameters"]["PowertoolsLayerArn"]["Default"]
