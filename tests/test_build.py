@@ -139,43 +139,6 @@ def test_function_zips_are_reproducible_and_complete(built_environments):
             assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
 
 
-def test_lint_cache_skips_unchanged_templates_and_forgets_failures(tmp_path, monkeypatch):
-    good = json.dumps({"Resources": {"Topic": {"Type": "AWS::SNS::Topic"}}}).encode()
-    bad = json.dumps({"Resources": {"Q": {"Type": "AWS::SQS::Queue", "Properties": {"VisibilityTimeout": "x"}}}}).encode()
-    stacks = [stack("good", body=good), stack("bad", body=bad)]
-    findings = build.lint_stacks(tmp_path, stacks)
-    assert findings and all("bad.json" in f for f in findings)
-    cache = json.loads((tmp_path / ".lint-cache.json").read_text())
-    assert set(cache) == {"good"} and cache["good"].endswith(hashlib.sha256(good).hexdigest())
-
-    linted = []
-    monkeypatch.setattr(build, "ProcessPoolExecutor", _RecordingPool.factory(linted))
-    build.lint_stacks(tmp_path, stacks)
-    assert linted == ["bad"], "an unchanged template that passed was linted again"
-
-
-class _RecordingPool:
-    """Runs lint jobs in-process and records which templates were linted."""
-
-    def __init__(self, linted):
-        self.linted = linted
-
-    @classmethod
-    def factory(cls, linted):
-        return lambda max_workers: cls(linted)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def map(self, function, jobs):
-        jobs = list(jobs)
-        self.linted += [job[0] for job in jobs]
-        return [function(job) for job in jobs]
-
-
 def test_a_rebuild_removes_only_what_the_build_writes(tmp_path):
     """deploy.py's records (the last plan, review, deployed resources, outputs) survive `make
     build`: plan and deploy build first, and used to lose the previous deploy's record."""
