@@ -36,6 +36,8 @@ A declaration looks like this (every key is checked; unknown keys are refused):
 """
 from __future__ import annotations
 
+import functools
+
 import re
 from pathlib import Path
 from typing import Annotated, Literal, Optional, Union
@@ -165,7 +167,26 @@ class DeclarationError(ValueError):
 
 def load_functions(functions_dir: Path = FUNCTIONS_DIR) -> list[FunctionDeclaration]:
     """Every declared function, sorted by name. A directory with app.py but no declaration
-    (or the reverse) is an error, so code and templates cannot drift apart."""
+    (or the reverse) is an error, so code and templates cannot drift apart. Parsed once per
+    state of the directory (every layer of every environment asks; a changed file is re-read)."""
+    return list(_load_functions(functions_dir.resolve(), _catalog_state(functions_dir)))
+
+
+def _catalog_state(functions_dir: Path) -> tuple:
+    """What the parse depends on: the directory's entries and each declaration's size and mtime."""
+    if not functions_dir.is_dir():
+        return ()
+    state = []
+    for directory in sorted(p for p in functions_dir.iterdir() if p.is_dir()):
+        for name in ("function.yaml", "app.py"):
+            path = directory / name
+            stat = path.stat() if path.exists() else None
+            state.append((directory.name, name, stat and (stat.st_size, stat.st_mtime_ns)))
+    return tuple(state)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_functions(functions_dir: Path, _state: tuple) -> tuple[FunctionDeclaration, ...]:
     declarations = []
     for directory in sorted(p for p in functions_dir.iterdir() if p.is_dir()):
         if directory.name == SHARED_LIBRARY or directory.name.startswith((".", "_")):
@@ -185,7 +206,7 @@ def load_functions(functions_dir: Path = FUNCTIONS_DIR) -> list[FunctionDeclarat
             declarations.append(FunctionDeclaration(name=directory.name, **raw))
         except Exception as error:  # pydantic.ValidationError, reported with the file name
             raise DeclarationError(f"{declaration_file}: {error}") from None
-    return declarations
+    return tuple(declarations)
 
 
 def _describe_value(value: Union[ExportRef, LiteralValue]) -> str:
