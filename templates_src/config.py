@@ -254,6 +254,9 @@ class ApiConfig(Section):
     waf_rate_limit_per_5min: int = Field(ge=100, le=2_000_000_000)
     # The stage is the URL's version segment (/v1/payments); API Gateway allows [A-Za-z0-9_].
     stage_name: str = Field(default="v1", pattern=r"^[A-Za-z0-9_]{1,64}$")
+    # How long API Gateway reuses the authorizer's answer for one Authorization header: a revoked
+    # key or a suspended merchant keeps working for at most this long (API Gateway's maximum 3600).
+    authorizer_cache_ttl_s: int = Field(default=300, ge=0, le=3600)
 
 
 class AlarmThresholds(Section):

@@ -102,6 +102,8 @@ TABLES = (
         "Velocity", "velocity", Key("counter_key", "S"), sort=Key("window_start", "N"), ttl_attribute="expires_at"
     ),
     TableSpec("BatchStatus", "batch-status", Key("batch_id", "S"), ttl_attribute="expires_at"),
+    # Merchants and their secret keys (peppered hashes only): `MERCHANT#<id>` and `KEY#<hash>`.
+    TableSpec("Merchants", "merchants", Key("pk", "S")),
 )
 
 

@@ -39,12 +39,14 @@ DB_USERNAME = "payments_admin"
 DB_PASSWORD_LENGTH = 32
 API_SIGNING_KEY_LENGTH = 64
 CARD_FINGERPRINT_KEY_LENGTH = 64
+MERCHANT_KEY_PEPPER_LENGTH = 64
 
 # Export-key stem -> secret purpose (its name is payments-<env>-<purpose>).
 SECRET_PURPOSES = {
     "DbCredentials": "db-credentials",
     "ApiSigning": "api-signing-key",
     "CardFingerprint": "card-fingerprint-key",
+    "MerchantKeyPepper": "merchant-key-pepper",
 }
 
 # Services that call KMS as themselves (service principal) with the data key, and why. Each is
@@ -154,7 +156,15 @@ def _secrets(template: Template, config: EnvironmentConfig, key) -> dict[str, se
         secretsmanager.GenerateSecretString(PasswordLength=CARD_FINGERPRINT_KEY_LENGTH, ExcludePunctuation=True),
         "rotated by an operator at most once per 26 h (the functions count under AWSPREVIOUS too); no rotation function",
     )
-    return {"DbCredentials": database, "ApiSigning": api_signing, "CardFingerprint": card_fingerprint}
+    merchant_key_pepper = _secret(
+        template, config, "MerchantKeyPepperSecret", SECRET_PURPOSES["MerchantKeyPepper"],
+        "HMAC key (pepper) under which merchants' secret API keys are stored, never the keys themselves",
+        key,
+        secretsmanager.GenerateSecretString(PasswordLength=MERCHANT_KEY_PEPPER_LENGTH, ExcludePunctuation=True),
+        "rotating the pepper invalidates every stored key hash: all merchants' keys would be reissued",
+    )
+    return {"DbCredentials": database, "ApiSigning": api_signing, "CardFingerprint": card_fingerprint,
+            "MerchantKeyPepper": merchant_key_pepper}
 
 
 def parameter_path(config: EnvironmentConfig, *parts: str) -> str:

@@ -33,6 +33,7 @@ def functions_dir(tmp_path: Path, contract: dict) -> Path:
     shutil.copy(REAL_CONTRACT, directory / api.CONTRACT_FILE)
     for name in api.routes_by_function(contract):
         write_function(directory, name, ["api"])
+    write_function(directory, "authorizer", ["authorizer"])
     write_function(directory, "queue_only", ["stepfunctions"])
     return directory
 
@@ -63,7 +64,6 @@ def test_every_operation_is_integrated_with_its_function(contract):
         template_string, variables = integration["uri"].to_dict()["Fn::Sub"]
         assert variables == {"AliasArn": marker(source["x-function"])}
         assert template_string.startswith("arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/")
-        assert operation["security"] == [{api.API_KEY_SCHEME: []}]
         expected_validator = api.BODY_AND_PARAMS if "requestBody" in source else api.PARAMS_ONLY
         assert operation["x-amazon-apigateway-request-validator"] == expected_validator
         assert api.FUNCTION_EXTENSION not in operation
@@ -86,16 +86,59 @@ def test_post_validates_body_and_get_validates_parameters(contract):
     assert operations[("get", "/status")]["x-amazon-apigateway-request-validator"] == api.PARAMS_ONLY
 
 
-def test_api_key_scheme_and_shared_references_inlined(contract):
+def test_shared_references_inlined(contract):
     body = api.integrate_contract(contract, marker)
-    assert body["components"]["securitySchemes"] == {api.API_KEY_SCHEME: {"type": "apiKey", "name": "x-api-key", "in": "header"}}
-    assert body["x-amazon-apigateway-api-key-source"] == "HEADER"
     assert "servers" not in body
     text = json.dumps(api.integrate_contract(contract, marker), default=str)
     assert "#/components/parameters/" not in text and "#/components/responses/" not in text
     create = body["paths"]["/payments"]["post"]
     assert any(p["name"] == "Idempotency-Key" and p["in"] == "header" for p in create["parameters"])
     assert set(body["components"]["schemas"]) == set(contract["components"]["schemas"])
+
+
+def test_bearer_scheme_becomes_the_request_authorizer_api_gateway_imports(contract):
+    # API Gateway imports authorizers only from apiKey schemes with x-amazon-apigateway-authorizer
+    # (an http/bearer scheme is silently ignored): the contract's scheme is rewritten to that form.
+    body = api.integrate_contract(contract, marker, authorizer_ttl_s=120)
+    scheme = body["components"]["securitySchemes"]["merchant_key"]
+    assert scheme["type"] == "apiKey" and scheme["in"] == "header" and scheme["name"] == "Authorization"
+    assert scheme["x-amazon-apigateway-authtype"] == "custom"
+    authorizer = scheme["x-amazon-apigateway-authorizer"]
+    assert authorizer["type"] == "request"
+    assert authorizer["identitySource"] == "method.request.header.Authorization"
+    assert authorizer["authorizerResultTtlInSeconds"] == 120
+    assert "alias-of:authorizer" in json.dumps(authorizer["authorizerUri"], default=str)
+    assert body["components"]["securitySchemes"][api.API_KEY_SCHEME] == {"type": "apiKey", "name": "x-api-key", "in": "header"}
+    assert body["x-amazon-apigateway-api-key-source"] == "AUTHORIZER"
+    assert "security" not in body  # stated per operation, as API Gateway reads it
+
+
+def test_every_operation_but_status_needs_the_authorizer_and_the_usage_plan_key(contract):
+    body = api.integrate_contract(contract, marker)
+    for path, method, operation in api.operations(body):
+        if (method, path) == ("get", "/status"):
+            assert "security" not in operation
+        else:
+            assert operation["security"] == [{"merchant_key": [], api.API_KEY_SCHEME: []}], (method, path)
+            assert {"401", "403"} <= set(operation["responses"]), (method, path)
+
+
+def test_a_scheme_without_its_authorizer_function_is_refused(contract):
+    del contract["components"]["securitySchemes"]["merchant_key"][api.FUNCTION_EXTENSION]
+    with pytest.raises(api.ContractError, match="merchant_key.*x-function"):
+        api.integrate_contract(contract, marker)
+
+
+def test_an_operation_naming_an_unknown_scheme_is_refused(contract):
+    contract["paths"]["/payments"]["post"]["security"] = [{"mystery": []}]
+    with pytest.raises(api.ContractError, match="POST /payments.*mystery"):
+        api.integrate_contract(contract, marker)
+
+
+def test_missing_key_answers_401_with_the_bearer_challenge(contract):
+    responses = api.integrate_contract(contract, marker)["x-amazon-apigateway-gateway-responses"]
+    assert responses["UNAUTHORIZED"]["statusCode"] == "401"
+    assert responses["UNAUTHORIZED"]["responseParameters"] == {"gatewayresponse.header.WWW-Authenticate": "'Bearer'"}
 
 
 def test_transformation_leaves_the_input_alone(contract):
@@ -266,16 +309,31 @@ def test_api_key_usage_plan_quota_and_throttle(env, functions_dir):
     assert plan["Properties"]["Quota"] == {"Limit": config.api.quota_per_day, "Period": "DAY"}
     assert plan["Properties"]["Throttle"] == {"BurstLimit": config.api.throttle_burst, "RateLimit": config.api.throttle_rate_per_s}
     assert plan["Properties"]["ApiStages"] == [{"ApiId": {"Ref": "RestApi"}, "Stage": {"Ref": "ApiStage"}}]
-    (key,) = resources_of(template, "AWS::ApiGateway::ApiKey").values()
-    assert "Value" not in key["Properties"]
-    (link,) = resources_of(template, "AWS::ApiGateway::UsagePlanKey").values()
-    assert link["Properties"] == {"KeyId": {"Ref": "ApiKey"}, "KeyType": "API_KEY", "UsagePlanId": {"Ref": "UsagePlan"}}
+    # merchants' keys are created by tools/merchants.py under this plan, never in the template
+    assert not resources_of(template, "AWS::ApiGateway::ApiKey")
+    assert not resources_of(template, "AWS::ApiGateway::UsagePlanKey")
+    assert template["Outputs"]["UsagePlanId"]["Export"]["Name"] == f"payments-{env}-api-UsagePlanId"
+    assert template["Resources"]["RestApi"]["Properties"]["ApiKeySourceType"] == "AUTHORIZER"
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_only_this_api_may_invoke_the_authorizer_with_the_configured_cache(env, functions_dir):
+    config = load_environment(env)
+    template = build_dict(env, functions_dir)
+    properties = template["Resources"]["AuthorizerInvokePermission"]["Properties"]
+    assert properties["FunctionName"] == {"Fn::ImportValue": f"payments-{env}-compute-AuthorizerAliasArn"}
+    assert properties["Principal"] == "apigateway.amazonaws.com"
+    assert properties["SourceArn"]["Fn::Sub"][0].endswith(":${Api}/authorizers/*")
+    body = template["Resources"]["RestApi"]["Properties"]["Body"]
+    authorizer = body["components"]["securitySchemes"]["merchant_key"]["x-amazon-apigateway-authorizer"]
+    assert authorizer["authorizerResultTtlInSeconds"] == config.api.authorizer_cache_ttl_s == 300
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_one_invoke_permission_per_routed_function_scoped_to_the_stage(env, functions_dir, contract):
     config = load_environment(env)
     permissions = resources_of(build_dict(env, functions_dir), "AWS::Lambda::Permission")
+    permissions.pop("AuthorizerInvokePermission")
     routed = sorted(api.routes_by_function(contract))
     assert sorted(permissions) == sorted(f"{logical(name)}InvokePermission" for name in routed)
     for name in routed:
