@@ -15,13 +15,15 @@ ENV_FLAG := $(if $(ENV),--env $(ENV),)
 TEMPLATES = $(filter-out %/manifest.json %/plan.json %/review.json,$(wildcard build/*/*.json))
 
 .PHONY: help venv tools build lint test test-fast e2e emulator benchmark golden functions-readme clean \
-        preflight bootstrap plan deploy execute destroy recover adopt status outputs require-env require-stack
+        preflight bootstrap plan deploy execute destroy recover adopt status outputs require-env require-stack \
+        merchants merchant-create merchant-key-issue merchant-key-revoke merchant-suspend merchant-reactivate require-merchant
 
 help: ## show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 	@echo "  ENV=dev|staging|prod|local   YES=1 (no prompt)   FORCE=1 (destroy prod)   DRIFT=1 (status)"
 	@echo "  FIX=1 (preflight creates missing service-linked roles)   STACK=<name or layer> (recover, adopt)"
 	@echo "  NO_ROLLBACK_TRIGGERS=1 (deploy/execute: a hotfix during an incident)"
+	@echo "  merchants: NAME=, MERCHANT=mer_..., KEY=key_..., DAYS= (key expiry, optional)"
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON_BOOTSTRAP) -m venv $(VENV)
@@ -102,6 +104,31 @@ status: require-env venv ## stack states (DRIFT=1 adds drift detection)
 
 outputs: require-env venv ## stack outputs
 	$(PY) deploy.py outputs --env $(ENV)
+
+require-merchant:
+	@test -n "$(MERCHANT)" || { echo "MERCHANT is required: make $(MAKECMDGOALS) ENV=... MERCHANT=mer_..." >&2; exit 2; }
+
+MERCHANTS_TOOL = $(PY) tools/merchants.py --env $(ENV)
+
+merchants: require-env venv ## list merchants, their status and key ids (never a secret)
+	$(MERCHANTS_TOOL) list
+
+merchant-create: require-env venv ## create a merchant and its usage-plan API key (NAME=)
+	@test -n "$(NAME)" || { echo "NAME is required: make merchant-create ENV=... NAME='Acme Books'" >&2; exit 2; }
+	$(MERCHANTS_TOOL) create --name "$(NAME)"
+
+merchant-key-issue: require-env require-merchant venv ## issue (or rotate in) a secret key, printed once (MERCHANT=, DAYS=)
+	$(MERCHANTS_TOOL) issue-key --merchant $(MERCHANT) $(if $(DAYS),--expires-in-days $(DAYS),)
+
+merchant-key-revoke: require-env require-merchant venv ## revoke a key (MERCHANT=, KEY=key_...)
+	@test -n "$(KEY)" || { echo "KEY is required: make merchant-key-revoke ENV=... MERCHANT=... KEY=key_..." >&2; exit 2; }
+	$(MERCHANTS_TOOL) revoke-key --merchant $(MERCHANT) --key $(KEY)
+
+merchant-suspend: require-env require-merchant venv ## suspend a merchant: every key is denied (MERCHANT=)
+	$(MERCHANTS_TOOL) suspend --merchant $(MERCHANT)
+
+merchant-reactivate: require-env require-merchant venv ## reactivate a suspended merchant (MERCHANT=)
+	$(MERCHANTS_TOOL) reactivate --merchant $(MERCHANT)
 
 clean: ## remove build output (keeps the virtual environments)
 	rm -rf build .pytest_cache .hypothesis .benchmarks

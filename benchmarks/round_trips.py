@@ -34,7 +34,12 @@ BUDGETS = {
     "POST /payments (replay)": 2,
     "GET /payments/{id}": 1,
     "GET /payments/{id} (malformed id)": 1,
+    # The authorizer reads one KEY item per uncached request, whatever the verdict.
+    "authorizer (valid key)": 1,
+    "authorizer (revoked key)": 1,
+    "authorizer (unknown key)": 1,
 }
+AUTHORIZER_ARN = "arn:aws:execute-api:eu-west-1:123456789012:abcdef1234/live/GET/payments/pay_1"
 
 
 class CallCounter:
@@ -110,7 +115,32 @@ def measure(functions: Path = ROOT / "functions") -> dict[str, collections.Count
         lambda: review.update(_post(api, payment_body(amount=2_000_000), f"rt-{uuid.uuid4()}")))
     assert review["status"] == "review", review
     results[f"batch file of {BATCH_ROWS} rows (whole ingestion)"] = counted(lambda: _ingest(functions, BATCH_ROWS))
+    results.update(_authorizer_calls(functions))
     return results
+
+
+def _authorizer_calls(functions: Path) -> dict[str, collections.Counter]:
+    """One request per verdict on a warm authorizer (pepper cached, client created)."""
+    import boto3
+    from paylib import merchants
+    from tests.functions.conftest import LambdaContext, issue_test_key, put_merchant
+    authorizer = load_app(functions, "authorizer")
+    dynamodb = boto3.client("dynamodb")
+    merchant = put_merchant(dynamodb, merchants.new_merchant_id())
+    valid, _ = issue_test_key(dynamodb, merchant)
+    revoked, _ = issue_test_key(dynamodb, merchant, revoked=True)
+    unknown = merchants.new_secret_key("test")
+
+    def authorize(secret_key: str) -> None:
+        event = {"type": "REQUEST", "methodArn": AUTHORIZER_ARN, "headers": {"Authorization": f"Bearer {secret_key}"}}
+        try:
+            authorizer.handler(event, LambdaContext())
+        except Exception as error:  # "Unauthorized" is the 401 answer, not a failure
+            assert str(error) == "Unauthorized", error
+    authorize(valid)  # warm
+    return {"authorizer (valid key)": counted(lambda: authorize(valid)),
+            "authorizer (revoked key)": counted(lambda: authorize(revoked)),
+            "authorizer (unknown key)": counted(lambda: authorize(unknown))}
 
 
 BATCH_ROWS = 100
@@ -119,10 +149,10 @@ BATCH_ROWS = 100
 def _ingest(functions: Path, rows: int) -> None:
     """One file of `rows` valid rows, distinct customers and cards (the most reads per row)."""
     import boto3
-    from tests.functions.conftest import LambdaContext, fresh_card
+    from tests.functions.conftest import LambdaContext, batch_key, fresh_card
     header = "merchant_reference,customer_id,amount,currency,card_number,exp_month,exp_year"
     lines = [header] + [f"rt-{index},cus_rt_{uuid.uuid4().hex[:10]},1000,EUR,{fresh_card()},12,2031" for index in range(rows)]
-    key = f"incoming/round-trips-{uuid.uuid4().hex}.csv"
+    key = batch_key(f"round-trips-{uuid.uuid4().hex}")
     bucket = "payments-test-batch"
     version = boto3.client("s3").put_object(Bucket=bucket, Key=key, Body="\n".join(lines).encode())["VersionId"]
     event = {"detail": {"bucket": {"name": bucket}, "object": {"key": key, "version-id": version, "sequencer": key}}}

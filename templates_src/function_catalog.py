@@ -22,6 +22,7 @@ A declaration looks like this (every key is checked; unknown keys are refused):
       - type: sns
         topic: messaging.PaymentNotificationsTopicArn
       - type: stepfunctions       # invoked by the workflow state machine
+      - type: authorizer          # the API's Lambda REQUEST authorizer (Authorization header)
     environment:
       TRANSACTIONS_TABLE: {export: data.TransactionsTableName}
       LOG_LEVEL: {value: INFO}
@@ -120,8 +121,15 @@ class StepFunctionsTrigger(Strict):
     type: Literal["stepfunctions"]
 
 
+class AuthorizerTrigger(Strict):
+    """API Gateway calls the function as the REQUEST authorizer of every operation that names
+    the merchant security scheme (identity source: the Authorization header)."""
+
+    type: Literal["authorizer"]
+
+
 Trigger = Annotated[
-    Union[ApiTrigger, SqsTrigger, S3Trigger, SnsTrigger, StepFunctionsTrigger],
+    Union[ApiTrigger, SqsTrigger, S3Trigger, SnsTrigger, StepFunctionsTrigger, AuthorizerTrigger],
     Field(discriminator="type"),
 ]
 
@@ -224,6 +232,8 @@ def _describe_trigger(trigger) -> str:
         return f"S3 Object Created via EventBridge on `{trigger.bucket}` `{trigger.prefix}*{trigger.suffix}`"
     if trigger.type == "sns":
         return f"SNS `{trigger.topic}`"
+    if trigger.type == "authorizer":
+        return "API Gateway Lambda REQUEST authorizer (identity source: Authorization header)"
     return "Step Functions task (workflow.asl.json)"
 
 
@@ -257,7 +267,12 @@ DESIGN_NOTES = """
   `CARD_FINGERPRINT_SECRET_ARN` (plain string, or JSON `{"key": ...}`, at least 16 bytes; cached
   5 minutes). The CVC is checked and dropped. Free-text fields, customer ids and Idempotency-Keys
   that contain a card number are refused. Logs carry ids and codes, never a body.
-- **Idempotency.** IETF Idempotency-Key draft, scoped per client. The record holding the answer
+- **Merchants.** Every API operation is behind the `authorizer` function (Lambda REQUEST
+  authorizer, `Authorization: Bearer sk_...`): 401 without a known key, 403 for a revoked or
+  expired key or a suspended merchant. Handlers read the merchant from the authorizer's context
+  and refuse (401) without one. Payments carry `merchant_id`; another merchant's payment is a
+  404. Keys are stored only as peppered HMACs (`paylib/merchants.py`, `tools/merchants.py`).
+- **Idempotency.** IETF Idempotency-Key draft, scoped per merchant. The record holding the answer
   is written in the same transaction as the payment (payment ids are random); a record past its
   24 h expiry counts as absent. The request hash is an HMAC under its own key of the validated
   request with the card fingerprint in place of the number and without the CVC.
@@ -272,7 +287,8 @@ DESIGN_NOTES = """
   and publishes on the notifications topic (`event_id` for de-duplication); failures are partial
   batch failures and reach the DLQ after maxReceiveCount. The queue's visibility timeout must be
   at least 6 x the worker timeout (60 s -> 360 s).
-- **Batch.** CSV under `incoming/` (UTF-8, optional BOM, RFC 4180 quoting, header required):
+- **Batch.** CSV under `incoming/<merchant_id>/` (a file outside a known, active merchant's
+  prefix is refused row by row in its report; UTF-8, optional BOM, RFC 4180 quoting, header required):
   `merchant_reference,customer_id,amount,currency,card_number,exp_month,exp_year`; rows are
   numbered from 1 after the header. Every row is screened with the API's rules and counters and
   written by a conditional Put in a transaction with its velocity events, so re-uploads and

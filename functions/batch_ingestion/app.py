@@ -1,8 +1,8 @@
 """Ingests CSV files uploaded under incoming/ in the batch bucket (EventBridge "Object Created").
 
 The event is an EventBridge event: detail.bucket.name, detail.object.key (and sequencer,
-version-id). Objects outside incoming/*.csv are ignored. See paylib.batch for the file format
-and the exactly-once design. When another ingestion holds the lease until this invocation's
+version-id). Objects outside incoming/*.csv are ignored. See paylib.batch for the file format,
+the merchant prefix (incoming/<merchant_id>/<name>.csv) and the exactly-once design. When another ingestion holds the lease until this invocation's
 time runs out, the invocation fails and Lambda's asynchronous retry runs it again later.
 """
 from __future__ import annotations

@@ -16,15 +16,16 @@ snapstart.register(("dynamodb", "secretsmanager"))
 
 @api_endpoint
 def check_request(event: dict, context: object) -> dict:
+    merchant_id = apigw.merchant_id(event)
     request = parse_payment_request(apigw.json_body(event))
-    candidate = fraud.candidate_for(request, UNSAVED_PAYMENT_ID, keys.keyring())
+    candidate = fraud.candidate_for(merchant_id, request, UNSAVED_PAYMENT_ID, keys.keyring())
     risk = _screen(candidate, int(repository.utc_now().timestamp()))
     return response(200, {"decision": risk.decision, "risk": risk.as_dict()})
 
 
 def _screen(candidate: fraud.Candidate, now_epoch: int) -> fraud.Risk:
     velocity = fraud.velocity_counts(fraud.read_counters(candidate), candidate.payment_id, now_epoch)
-    return fraud.score(candidate, repository.customer_history(candidate.customer_id), velocity)
+    return fraud.score(candidate, repository.customer_history(candidate.merchant_id, candidate.customer_id), velocity)
 
 
 class PaymentInvalid(Exception):
@@ -36,9 +37,11 @@ def screen_stored(event: dict) -> dict:
     item = repository.get(payment_id) if isinstance(payment_id, str) else None
     if item is None:
         raise PaymentInvalid("unknown payment")
+    if "merchant_id" not in item:  # created before merchants existed and not backfilled yet
+        raise PaymentInvalid("payment belongs to no merchant")
     fingerprints = tuple(item.get("card_fingerprints") or [item["card_fingerprint"]])
-    candidate = fraud.Candidate(payment_id, item["customer_id"], fingerprints, int(item["amount"]),
-                                item["currency"], item.get("billing_country"))
+    candidate = fraud.Candidate(item["merchant_id"], payment_id, item["customer_id"], fingerprints,
+                                int(item["amount"]), item["currency"], item.get("billing_country"))
     # Scored as of now; the payment was counted when it was created (never counted twice).
     risk = _screen(candidate, int(repository.utc_now().timestamp()))
     logger.info("payment screened", extra={"payment_id": payment_id, "decision": risk.decision, "score": risk.score})

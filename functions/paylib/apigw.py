@@ -13,12 +13,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from decimal import Decimal
 from typing import Any, Optional
 
 from .errors import ApiError, bad_request
 
 MAX_BODY_BYTES = 16 * 1024
+MERCHANT_ID = re.compile(r"mer_[0-9a-f]{24}")  # as paylib.merchants (not imported: cold start)
 
 
 def header(event: dict, name: str) -> Optional[str]:
@@ -85,8 +87,11 @@ def path_parameter(event: dict, name: str) -> Optional[str]:
     return value if isinstance(value, str) else None
 
 
-def api_key_scope(event: dict) -> str:
-    """Who the idempotency keys belong to: the API key id, so two clients never collide."""
-    identity = (event.get("requestContext") or {}).get("identity") or {}
-    api_key_id = identity.get("apiKeyId")
-    return api_key_id if isinstance(api_key_id, str) and api_key_id else "anonymous"
+def merchant_id(event: dict) -> str:
+    """The merchant the authorizer resolved the caller's secret key to. Without one the request
+    is refused (401): there is no anonymous caller to fall back to."""
+    authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
+    value = authorizer.get("merchant_id") if isinstance(authorizer, dict) else None
+    if not isinstance(value, str) or not MERCHANT_ID.fullmatch(value):
+        raise ApiError(401, "unauthorized", "a valid secret key is required (Authorization: Bearer sk_...)")
+    return value

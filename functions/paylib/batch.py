@@ -1,5 +1,11 @@
 """Batch CSV ingestion: one payment per valid row, a JSON report, exactly once.
 
+Files are uploaded under `incoming/<merchant_id>/<name>.csv`: every row becomes a payment of
+that merchant. A file outside a known, active merchant's prefix is not ingested: its report
+(`reports/<name>-<batch_id>.json`, or under `reports/<merchant_id>/` as the upload was) counts
+every row as rejected with the reason (`no_merchant_prefix`, `unknown_merchant`,
+`merchant_suspended`) and the upload is deleted like any other (it holds card numbers).
+
 File format (UTF-8, optional BOM, RFC 4180 quoting, header row required, any column order):
     merchant_reference, customer_id, amount, currency, card_number, exp_month, exp_year
 `amount` is an integer in minor units; unknown or missing columns reject the whole file.
@@ -9,10 +15,12 @@ Design decisions:
 - Streaming: the object is read through a text wrapper over the S3 stream, one CSV record at a
   time, in chunks of CHUNK_ROWS; memory does not depend on the file size (the report keeps one
   small entry per rejected or risk-scored row, never a card value).
-- Identity: a row's payment id is a SHA-256 of (customer_id, merchant_reference), no key
-  involved (identity.py): the same row in another upload, or twice in one file, maps to the
-  same payment and is counted as duplicate, before and after a key rotation. Ids the earlier
-  code derived with the fingerprint secret are looked up too while that secret is live.
+- Identity: a row's payment id is a SHA-256 of (merchant_id, customer_id, merchant_reference),
+  no key involved (identity.py): the same row in another upload of the merchant, or twice in
+  one file, maps to the same payment and is counted as duplicate, before and after a key
+  rotation; another merchant's row of the same names is another payment. (Ids of the versions
+  before merchants, which named no merchant, are no longer looked up: such payments belong to
+  no merchant.)
 - Exactly once by the data, not by the lease: every row is written by a TransactWriteItems Put
   conditional on its payment id not existing, together with the velocity events it adds, each
   counter conditional on the version read. A second worker, a retry or a redelivered event can
@@ -46,11 +54,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Iterator, Optional
 
-from . import aws, dynamo, fraud, identity, keys, repository, settlement_queue
+from . import aws, dynamo, fraud, identity, keys, merchants, repository, settlement_queue
 from .errors import ApiError
 from .observability import MetricUnit, logger, metrics
 from .validation import PaymentRequest, parse_payment_request
 
+INCOMING, REPORTS = "incoming/", "reports/"
 COLUMNS = ("merchant_reference", "customer_id", "amount", "currency", "card_number", "exp_month", "exp_year")
 CHUNK_ROWS = 100
 MAX_CHUNK_ATTEMPTS = 6
@@ -80,6 +89,7 @@ class Report:
     statuses: dict = field(default_factory=lambda: {"approved": 0, "review": 0, "declined": 0})
     scored_rows: list = field(default_factory=list)
     file_error: Optional[str] = None
+    merchant_id: Optional[str] = None
 
     def reject(self, row: int, column: Optional[str], code: str) -> None:
         self.rejected += 1
@@ -105,6 +115,8 @@ class Report:
         }
         if self.file_error:
             body["file_error"] = self.file_error
+        if self.merchant_id:
+            body["merchant_id"] = self.merchant_id
         return body
 
 
@@ -113,7 +125,6 @@ class Row:
     number: int
     request: PaymentRequest
     candidate: fraud.Candidate
-    legacy_ids: tuple[str, ...] = ()
 
     @property
     def payment_id(self) -> str:
@@ -138,9 +149,30 @@ def batch_ref(batch_id: str, row: int) -> str:
 
 
 def report_key_for(object_key: str, batch_id: str) -> str:
-    name = object_key.rsplit("/", 1)[-1]
-    stem = name[:-4] if name.lower().endswith(".csv") else name
-    return f"reports/{stem}-{batch_id}.json"
+    """reports/ + the upload's path under incoming/, `.csv` replaced by `-<batch_id>.json`."""
+    relative = object_key[len(INCOMING):] if object_key.startswith(INCOMING) else object_key.rsplit("/", 1)[-1]
+    stem = relative[:-4] if relative.lower().endswith(".csv") else relative
+    return f"{REPORTS}{stem}-{batch_id}.json"
+
+
+def merchant_prefix_of(object_key: str) -> Optional[str]:
+    """The merchant id of `incoming/<merchant_id>/<name>`; None for any other shape."""
+    parts = object_key.split("/")
+    return parts[1] if len(parts) == 3 and parts[0] + "/" == INCOMING and parts[1] and parts[2] else None
+
+
+def merchant_refusal(object_key: str) -> tuple[Optional[str], Optional[str]]:
+    """(merchant_id, None) for a known, active merchant's upload, else (merchant_id or None,
+    the reason the whole file is refused)."""
+    merchant_id = merchant_prefix_of(object_key)
+    if merchant_id is None:
+        return None, "no_merchant_prefix"
+    status = merchants.merchant_status(merchant_id)
+    if status is None:
+        return merchant_id, "unknown_merchant"
+    if status is not merchants.MerchantStatus.ACTIVE:
+        return merchant_id, "merchant_suspended"
+    return merchant_id, None
 
 
 # ---------------------------------------------------------------- row validation
@@ -168,12 +200,10 @@ def parse_row(values: dict[str, str], now: datetime):
     return parse_payment_request(body, now)
 
 
-def build_row(number: int, values: dict[str, str], ring: keys.Keyring, now: datetime) -> Row:
+def build_row(merchant_id: str, number: int, values: dict[str, str], ring: keys.Keyring, now: datetime) -> Row:
     request = parse_row(values, now)
-    payment_id = identity.batch_payment_id(request.customer_id, request.merchant_reference)
-    legacy = tuple(identity.legacy_batch_payment_id(request.customer_id, request.merchant_reference, version.secret)
-                   for version in ring.versions)
-    return Row(number, request, fraud.candidate_for(request, payment_id, ring), legacy)
+    payment_id = identity.batch_payment_id(merchant_id, request.customer_id, request.merchant_reference)
+    return Row(number, request, fraud.candidate_for(merchant_id, request, payment_id, ring))
 
 
 # ---------------------------------------------------------------- reading the object
@@ -204,13 +234,18 @@ def _read_header(reader: Iterator[list[str]], report: Report) -> Optional[dict[s
     missing = [name for name in COLUMNS if name not in names]
     duplicated = len(set(names)) != len(names)
     if unknown or missing or duplicated:
-        report.file_error = "invalid_header"
-        column = (unknown or missing or ["header"])[0]
-        for number, _ in enumerate(reader, start=1):
-            report.total += 1
-            report.reject(number, column, "invalid_header")
+        reject_file(reader, report, "invalid_header", (unknown or missing or ["header"])[0])
         return None
     return {name: names.index(name) for name in COLUMNS}
+
+
+def reject_file(reader: Iterator, report: Report, code: str, column: Optional[str]) -> None:
+    """Every remaining record counted and rejected with the file's reason: nothing is lost
+    without the report saying why."""
+    report.file_error = code
+    for number, _ in enumerate(reader, start=1):
+        report.total += 1
+        report.reject(number, column, code)
 
 
 # ---------------------------------------------------------------- the lease
@@ -270,7 +305,8 @@ class FileScreening:
     seen (only the fields the rules read, at most HISTORY_LENGTH each). A chunk's new customers
     are read in parallel (one Query each; boto3 clients are thread-safe)."""
 
-    def __init__(self):
+    def __init__(self, merchant_id: str):
+        self.merchant_id = merchant_id
         self.counters: dict[str, fraud.Counter] = {}
         self.histories: OrderedDict[str, list[dict]] = OrderedDict()
 
@@ -282,7 +318,8 @@ class FileScreening:
     def read_histories(self, customer_ids: set[str]) -> None:
         missing = sorted(customer_ids - set(self.histories))
         with ThreadPoolExecutor(max_workers=HISTORY_READERS) as pool:
-            for customer_id, history in zip(missing, pool.map(repository.customer_history, missing)):
+            histories = pool.map(lambda customer_id: repository.customer_history(self.merchant_id, customer_id), missing)
+            for customer_id, history in zip(missing, histories):
                 self.histories[customer_id] = [_history_entry(payment) for payment in history]
         for customer_id in customer_ids:
             self.histories.move_to_end(customer_id)
@@ -312,9 +349,9 @@ class ChunkContention(Exception):
 
 
 def _read(rows: list[Row], screening: FileScreening) -> dict[str, dict]:
-    """Existing payments of the rows (by new and legacy id) and the counters not known yet."""
+    """Existing payments of the rows and the counters not known yet."""
     table, velocity = repository.table_name(), fraud.velocity_table()
-    ids = {payment_id for row in rows for payment_id in (row.payment_id, *row.legacy_ids)}
+    ids = {row.payment_id for row in rows}
     names = {name for row in rows for kind in fraud.counter_names(row.candidate).values() for name in kind}
     missing = sorted(names - set(screening.counters))
     found = dynamo.batch_get({table: [{"payment_id": {"S": payment_id}} for payment_id in sorted(ids)],
@@ -329,7 +366,7 @@ def _settled_rows(rows: list[Row], existing: dict[str, dict], report: Report, to
     """Account for rows whose payment exists; return the rows still to write."""
     remaining = []
     for row in rows:
-        stored = next((existing[pid] for pid in (row.payment_id, *row.legacy_ids) if pid in existing), None)
+        stored = existing.get(row.payment_id)
         if stored is None:
             remaining.append(row)
         elif stored.get("batch_ref") == batch_ref(report.batch_id, row.number):
@@ -392,7 +429,8 @@ def _write_group(group: list[Row], report: Report, screening: FileScreening, now
         current = {kind: [counters[name] for name in kind_names] for kind, kind_names in names.items()}
         velocity = fraud.velocity_counts(current, row.payment_id, epoch)
         risk = fraud.score(row.candidate, screening.history(row.request.customer_id), velocity)
-        item = repository.build_item(row.request, row.payment_id, risk, row.candidate.card_fingerprints, created_at, "batch")
+        item = repository.build_item(row.candidate.merchant_id, row.request, row.payment_id, risk,
+                                     row.candidate.card_fingerprints, created_at, "batch")
         items.append({**item, "batch_ref": batch_ref(report.batch_id, row.number)})
         for name in (name for kind_names in names.values() for name in kind_names):
             counters[name] = counters[name].with_event(epoch, row.payment_id)
@@ -455,41 +493,52 @@ def _ingest_locked(bucket: str, key: str, version_id: Optional[str], batch_id: s
         if aws.error_code(error) in ("NoSuchKey", "NoSuchVersion"):
             raise ObjectGone(key) from None
         raise
-    ring = keys.keyring()
-    screening = FileScreening()
     try:
-        reader = records(body)
-        columns = _read_header(reader, report)
-        if columns is not None:
-            chunk: list[Row] = []
-            for number, values in enumerate(reader, start=1):
-                report.total += 1
-                row = _row_or_reject(number, values, columns, ring, now, report)
-                if row is not None:
-                    chunk.append(row)
-                if len(chunk) >= CHUNK_ROWS:
-                    _commit_chunk(chunk, report, screening, now)
-                    lease.renew()
-                    chunk = []
-            if chunk:
-                _commit_chunk(chunk, report, screening, now)
+        _ingest_records(records(body), key, report, lease, now)
     finally:
         body.close()
     result = report.as_dict()
     report_key = report_key_for(key, batch_id)
     s3.put_object(Bucket=bucket, Key=report_key, ContentType="application/json",
                   Body=json.dumps(result, sort_keys=True, separators=(",", ":")).encode("utf-8"))
-    delete_args = dict(get_args)
-    s3.delete_object(**delete_args)  # the upload holds card numbers: it must not outlive ingestion
+    s3.delete_object(**get_args)  # the upload holds card numbers: it must not outlive ingestion
     _set_status(batch_id, {"state": "completed", "bucket": bucket, "object_key": key, "report_key": report_key,
                            **{f"count_{name}": value for name, value in result["counts"].items()}})
     metrics.add_metric(name="BatchRowsAccepted", unit=MetricUnit.Count, value=report.accepted)
     metrics.add_metric(name="BatchRowsRejected", unit=MetricUnit.Count, value=report.rejected)
-    logger.info("batch ingested", extra={"batch_id": batch_id, "counts": result["counts"]})
+    logger.info("batch ingested", extra={"batch_id": batch_id, "merchant_id": report.merchant_id,
+                                         "file_error": report.file_error, "counts": result["counts"]})
     return result
 
 
-def _row_or_reject(number, values, columns, ring, now, report) -> Optional[Row]:
+def _ingest_records(reader: Iterator[Optional[list[str]]], key: str, report: Report, lease: Lease,
+                    now: datetime) -> None:
+    """Every record of the file into the report: refused as a whole when the upload is not a
+    known, active merchant's, else one payment of that merchant per valid row."""
+    merchant_id, refusal = merchant_refusal(key)
+    report.merchant_id = merchant_id
+    if refusal is not None:
+        next(reader, None)  # the header is not a row
+        reject_file(reader, report, refusal, None)
+        return
+    columns = _read_header(reader, report)
+    if columns is None:
+        return
+    ring, screening, chunk = keys.keyring(), FileScreening(merchant_id), []
+    for number, values in enumerate(reader, start=1):
+        report.total += 1
+        row = _row_or_reject(merchant_id, number, values, columns, ring, now, report)
+        if row is not None:
+            chunk.append(row)
+        if len(chunk) >= CHUNK_ROWS:
+            _commit_chunk(chunk, report, screening, now)
+            lease.renew()
+            chunk = []
+    if chunk:
+        _commit_chunk(chunk, report, screening, now)
+
+
+def _row_or_reject(merchant_id, number, values, columns, ring, now, report) -> Optional[Row]:
     if values is None:
         report.reject(number, None, "malformed_row")
         return None
@@ -498,7 +547,7 @@ def _row_or_reject(number, values, columns, ring, now, report) -> Optional[Row]:
         return None
     named = {name: values[index].strip() for name, index in columns.items()}
     try:
-        return build_row(number, named, ring, now)
+        return build_row(merchant_id, number, named, ring, now)
     except ApiError as error:
         column = FIELD_TO_COLUMN.get(error.field or "", error.field)
         report.reject(number, column, error.code)

@@ -59,6 +59,7 @@ COUNTED_STATUSES = {"approved", "settled", "review"}
 class Candidate:
     """What the rules look at; no card number, only its keyed fingerprint."""
 
+    merchant_id: str  # whose customer: customer counters and histories are the merchant's own
     payment_id: str
     customer_id: str
     card_fingerprints: tuple[str, ...]  # one per live key version, current first
@@ -67,10 +68,10 @@ class Candidate:
     billing_country: Optional[str] = None
 
 
-def candidate_for(request: PaymentRequest, payment_id: str, ring: Keyring) -> Candidate:
+def candidate_for(merchant_id: str, request: PaymentRequest, payment_id: str, ring: Keyring) -> Candidate:
     """The candidate of a validated request: the card only as fingerprints under every live key."""
     return Candidate(
-        payment_id=payment_id, customer_id=request.customer_id,
+        merchant_id=merchant_id, payment_id=payment_id, customer_id=request.customer_id,
         card_fingerprints=tuple(request.fingerprint(version.fingerprint_key) for version in ring.versions),
         amount=request.amount, currency=request.currency, billing_country=request.billing_country,
     )
@@ -160,7 +161,7 @@ def counter_names(candidate: Candidate) -> dict[str, list[str]]:
     """Each counter once, even if two key versions held the same secret (a transaction may
     not touch one item twice)."""
     cards = dict.fromkeys(identity.card_counter(fingerprint) for fingerprint in candidate.card_fingerprints)
-    return {"customer": [identity.customer_counter(candidate.customer_id)], "card": list(cards)}
+    return {"customer": [identity.customer_counter(candidate.merchant_id, candidate.customer_id)], "card": list(cards)}
 
 
 def counter_from_item(name: str, item: Optional[dict]) -> Counter:

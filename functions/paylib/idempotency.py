@@ -1,8 +1,9 @@
 """Idempotency-Key handling after the IETF httpapi Idempotency-Key draft.
 
 Design decisions:
-- The record key is built by identity.idempotency_record_key (scope = API key id), so two
-  clients never share keys. A record is written in the same transaction as the payment it
+- The record key is built by identity.idempotency_record_key from the merchant id the
+  authorizer resolved, so two merchants never share keys: another merchant's request with the
+  same Idempotency-Key is its own request and creates its own payment. A record is written in the same transaction as the payment it
   answers for, already complete (status, body, payment id): there is no "in progress" state to
   get stuck in, and a payment id is only ever answered for the request that created it.
 - Retention: 24 h. A record past its `expires_at` counts as absent even before TTL deletes it,

@@ -1,4 +1,6 @@
 """Keys derived from the card fingerprint secret: one key per purpose, for every live version.
+The merchant key pepper (merchants.py) is loaded and cached by the same code, from its own
+secret (`keyring(setting=...)`), so a SnapStart restore drops both.
 
 Design decisions:
 - One secret, one job: the Secrets Manager secret is only key material. Each purpose gets its
@@ -32,6 +34,8 @@ MIN_SECRET_BYTES = 16
 STAGES = ("AWSCURRENT", "AWSPREVIOUS")  # current first: the order values are checked in
 PURPOSE_FINGERPRINT = b"payments/card-fingerprint/v1"
 PURPOSE_REQUEST_HASH = b"payments/idempotency-request-hash/v1"
+
+CARD_FINGERPRINT_SETTING = "CARD_FINGERPRINT_SECRET_ARN"
 
 _cache: dict[str, tuple["Keyring", float]] = {}
 
@@ -72,7 +76,8 @@ class Keyring:
         return next((version for version in self.versions if version.version_id == version_id), None)
 
 
-def _secret_bytes(answer: dict) -> bytes:
+def secret_bytes(answer: dict) -> bytes:
+    """The key material of a GetSecretValue answer (binary, plain string or JSON {\"key\": ...})."""
     if answer.get("SecretBinary"):
         return bytes(answer["SecretBinary"])
     text = answer["SecretString"]
@@ -83,7 +88,7 @@ def _secret_bytes(answer: dict) -> bytes:
     return (parsed["key"] if isinstance(parsed, dict) and "key" in parsed else text).encode("utf-8")
 
 
-def _load(secret_arn: str) -> Keyring:
+def _load(secret_arn: str, setting: str) -> Keyring:
     client = aws.client("secretsmanager")
     versions = []
     for stage in STAGES:
@@ -91,22 +96,23 @@ def _load(secret_arn: str) -> Keyring:
             answer = client.get_secret_value(SecretId=secret_arn, VersionStage=stage)
         except client.exceptions.ResourceNotFoundException:
             continue  # no previous version before the first rotation
-        secret = _secret_bytes(answer)
+        secret = secret_bytes(answer)
         if len(secret) < MIN_SECRET_BYTES:
-            raise aws.MissingConfiguration("card fingerprint secret is shorter than 16 bytes")
+            raise aws.MissingConfiguration(f"the secret named by {setting} is shorter than {MIN_SECRET_BYTES} bytes")
         if all(version.version_id != answer["VersionId"] for version in versions):
             versions.append(KeyVersion(answer["VersionId"], secret))
     if not versions:
-        raise aws.MissingConfiguration("card fingerprint secret has no current version")
+        raise aws.MissingConfiguration(f"the secret named by {setting} has no current version")
     return Keyring(tuple(versions))
 
 
-def keyring(clock: Callable[[], float] = time.monotonic) -> Keyring:
-    secret_arn = aws.env("CARD_FINGERPRINT_SECRET_ARN")
+def keyring(clock: Callable[[], float] = time.monotonic, setting: str = CARD_FINGERPRINT_SETTING) -> Keyring:
+    """The live versions of the secret whose ARN the environment variable `setting` holds."""
+    secret_arn = aws.env(setting)
     cached = _cache.get(secret_arn)
     if cached and cached[1] > clock():
         return cached[0]
-    ring = _load(secret_arn)
+    ring = _load(secret_arn, setting)
     _cache[secret_arn] = (ring, clock() + CACHE_SECONDS)
     return ring
 

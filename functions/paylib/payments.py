@@ -32,13 +32,13 @@ OPERATION = "create-payment"
 MAX_ATTEMPTS = 12
 
 
-def create_payment(request: PaymentRequest, body: dict, scope: str, idempotency_key: str,
+def create_payment(request: PaymentRequest, body: dict, merchant_id: str, idempotency_key: str,
                    now: Optional[datetime] = None) -> tuple[int, dict]:
     started = time.monotonic()
     now = now or repository.utc_now()
     ring = keys.keyring()
-    record_key = identity.idempotency_record_key(scope, OPERATION, idempotency_key)
-    candidate = fraud.candidate_for(request, identity.new_payment_id(), ring)
+    record_key = identity.idempotency_record_key(merchant_id, OPERATION, idempotency_key)
+    candidate = fraud.candidate_for(merchant_id, request, identity.new_payment_id(), ring)
     for _ in range(MAX_ATTEMPTS):
         record, counters = _read(record_key, candidate)
         replay = idempotency.replay_of(record, request, body, ring, int(now.timestamp()))
@@ -49,7 +49,7 @@ def create_payment(request: PaymentRequest, body: dict, scope: str, idempotency_
             _write(item, candidate, counters, record_key, request, ring, now)
         except dynamo.Cancelled as cancelled:
             if cancelled.failed(0):  # a payment with this id exists: draw another id
-                candidate = fraud.candidate_for(request, identity.new_payment_id(), ring)
+                candidate = fraud.candidate_for(merchant_id, request, identity.new_payment_id(), ring)
             continue
         return _created(item, started)
     raise ApiError(409, "request_in_progress", "too many concurrent requests for this customer or card; retry",
@@ -67,10 +67,11 @@ def _read(record_key: str, candidate: fraud.Candidate) -> tuple[Optional[dict], 
 
 
 def _decide(request: PaymentRequest, candidate: fraud.Candidate, counters: dict, now: datetime) -> dict:
-    history = repository.customer_history(request.customer_id)
+    history = repository.customer_history(candidate.merchant_id, request.customer_id)
     velocity = fraud.velocity_counts(counters, candidate.payment_id, int(now.timestamp()))
     risk = fraud.score(candidate, history, velocity)
-    return repository.build_item(request, candidate.payment_id, risk, candidate.card_fingerprints, repository.iso(now), "api")
+    return repository.build_item(candidate.merchant_id, request, candidate.payment_id, risk, candidate.card_fingerprints,
+                                 repository.iso(now), "api")
 
 
 def _write(item: dict, candidate: fraud.Candidate, counters: dict, record_key: str, request: PaymentRequest,

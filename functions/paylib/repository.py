@@ -8,6 +8,10 @@ Design decisions:
   come from, so a payment never moves backwards and never settles twice, whatever the order
   in which retries and duplicate messages arrive.
 - The API representation is built here from the stored item: brand and last four only.
+- Every payment carries the merchant_id it was created for; `get_owned` answers None for
+  another merchant's payment, exactly as for a payment that does not exist, so an API caller
+  cannot even learn that an id exists. Customer histories are the merchant's own (filtered by
+  merchant_id: customer ids are per-merchant names).
 """
 from __future__ import annotations
 
@@ -55,8 +59,8 @@ def table_name() -> str:
     return aws.env("TRANSACTIONS_TABLE")
 
 
-def build_item(request: PaymentRequest, payment_id: str, risk: Risk, fingerprints: tuple[str, ...],
-               created_at: str, source: str) -> dict:
+def build_item(merchant_id: str, request: PaymentRequest, payment_id: str, risk: Risk,
+               fingerprints: tuple[str, ...], created_at: str, source: str) -> dict:
     """The stored item. Attributes that are keys, conditions or money stay top-level; the
     immutable rest (card summary, risk, merchant fields) is one JSON document `details`, which
     keeps items small (see repository.expand for the read side). `card_fingerprints` are the
@@ -75,6 +79,7 @@ def build_item(request: PaymentRequest, payment_id: str, risk: Risk, fingerprint
     }
     return {
         "payment_id": payment_id,
+        "merchant_id": merchant_id,
         "status": DECISION_STATUS[risk.decision],
         "amount": request.amount,
         "currency": request.currency,
@@ -97,6 +102,12 @@ def get(payment_id: str) -> Optional[dict]:
         TableName=table_name(), Key={"payment_id": {"S": payment_id}}, ConsistentRead=True,
     )
     return expand(aws.from_dynamo(answer["Item"])) if "Item" in answer else None
+
+
+def get_owned(payment_id: str, merchant_id: str) -> Optional[dict]:
+    """The payment if `merchant_id` created it; None otherwise (absent and foreign look alike)."""
+    item = get(payment_id)
+    return item if item is not None and item.get("merchant_id") == merchant_id else None
 
 
 def transition(payment_id: str, wanted: str, now: datetime, extra: Optional[dict] = None) -> dict:
@@ -133,12 +144,14 @@ def transition(payment_id: str, wanted: str, now: datetime, extra: Optional[dict
     return expand(aws.from_dynamo(answer["Attributes"]))
 
 
-def customer_history(customer_id: str, limit: int = 50) -> list[dict]:
-    """The customer's most recent payments, newest first (GSI by-customer)."""
+def customer_history(merchant_id: str, customer_id: str, limit: int = 50) -> list[dict]:
+    """The merchant's customer's most recent payments, newest first (GSI by-customer). The
+    filter drops another merchant's customer of the same name; Limit counts before the filter,
+    so such a collision can only shorten the history, never mix it."""
     answer = aws.client("dynamodb").query(
         TableName=table_name(), IndexName="by-customer",
-        KeyConditionExpression="customer_id = :customer",
-        ExpressionAttributeValues={":customer": {"S": customer_id}},
+        KeyConditionExpression="customer_id = :customer", FilterExpression="merchant_id = :merchant",
+        ExpressionAttributeValues={":customer": {"S": customer_id}, ":merchant": {"S": merchant_id}},
         ScanIndexForward=False, Limit=limit,
     )
     return [expand(aws.from_dynamo(item)) for item in answer.get("Items", [])]

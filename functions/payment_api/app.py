@@ -1,7 +1,9 @@
 """POST /payments and GET /payments/{payment_id}.
 
-GET answers 404 for any id that names no payment, a malformed one included (it cannot name
-one), without asking DynamoDB: 400 stays for requests that are invalid in another way.
+GET answers 404 for any id that names no payment of the caller's merchant: another merchant's
+payment (never 403: that would confirm the id exists) and a malformed id (it cannot name one,
+so DynamoDB is not asked). 400 stays for requests that are invalid in another way. Both routes
+refuse with 401 a request without the authorizer's merchant id.
 """
 from __future__ import annotations
 
@@ -23,13 +25,14 @@ def create(event: dict) -> dict:
     body = apigw.json_body(event)
     request = parse_payment_request(body)
     key = idempotency.validate_key(apigw.header(event, "Idempotency-Key"))
-    status, view = payments.create_payment(request, body, apigw.api_key_scope(event), key)
+    status, view = payments.create_payment(request, body, apigw.merchant_id(event), key)
     return response(status, view, {"Location": f"/payments/{view['payment_id']}"})
 
 
 def read(event: dict) -> dict:
+    merchant_id = apigw.merchant_id(event)
     payment_id = apigw.path_parameter(event, "payment_id")
-    item = repository.get(payment_id) if payment_id and PAYMENT_ID.fullmatch(payment_id) else None
+    item = repository.get_owned(payment_id, merchant_id) if payment_id and PAYMENT_ID.fullmatch(payment_id) else None
     if item is None:
         raise ApiError(404, "payment_not_found", "no payment with this id", "payment_id")
     return response(200, repository.representation(item))

@@ -6,7 +6,10 @@ Design decisions:
   isolate themselves with fresh customer ids and idempotency keys.
 - Every card number a test uses goes through `card_number()` (or `register_number()`), and the
   session ends by scanning every table item, S3 object version, queued message and log line for
-  those numbers; finding one fails the run.
+  those numbers; finding one fails the run. Merchant secret keys are registered and scanned
+  for the same way (`issue_test_key()` / `register_secret_key()`).
+- Every API event carries the authorizer's context of TEST_MERCHANT unless a test names another
+  merchant (or None: no authorizer context at all); batch uploads go under its prefix.
 """
 from __future__ import annotations
 
@@ -37,6 +40,7 @@ os.environ.update({
     "TRANSACTIONS_TABLE": "payments-test-transactions", "IDEMPOTENCY_TABLE": "payments-test-idempotency",
     "VELOCITY_TABLE": "payments-test-velocity", "BATCH_STATUS_TABLE": "payments-test-batch-status",
     "AUDIT_BUCKET": "payments-test-audit", "BATCH_BUCKET": "payments-test-batch",
+    "MERCHANTS_TABLE": "payments-test-merchants",
 })
 for variable in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
     os.environ.pop(variable, None)
@@ -49,7 +53,9 @@ from moto import mock_aws  # noqa: E402
 warnings.filterwarnings("ignore", message="No application metrics to publish")
 
 KNOWN_NUMBERS: set[str] = set()
+SECRET_KEYS: set[str] = set()
 LOG_LINES: list[str] = []
+TEST_MERCHANT = "mer_" + "7e57" * 6  # created with the resources; the default caller of every test
 
 VISA = "4242424242424242"
 MASTERCARD = "5555555555554444"
@@ -70,6 +76,12 @@ def register_number(number: str) -> str:
         return number
     KNOWN_NUMBERS.add(number)
     return number
+
+
+def register_secret_key(secret_key: str) -> str:
+    """Scan for this merchant secret key (and its random part) at the end of the session."""
+    SECRET_KEYS.add(secret_key)
+    return secret_key
 
 
 def card_number(number: str = VISA) -> str:
@@ -177,6 +189,7 @@ def create_resources() -> SimpleNamespace:
     _create_table(dynamodb, os.environ["IDEMPOTENCY_TABLE"], [("idempotency_key", "S", "HASH")])
     _create_table(dynamodb, os.environ["VELOCITY_TABLE"], [("counter_key", "S", "HASH"), ("window_start", "N", "RANGE")])
     _create_table(dynamodb, os.environ["BATCH_STATUS_TABLE"], [("batch_id", "S", "HASH")])
+    _create_table(dynamodb, os.environ["MERCHANTS_TABLE"], [("pk", "S", "HASH")])
     s3 = boto3.client("s3", region_name=REGION)
     for bucket in (os.environ["AUDIT_BUCKET"], os.environ["BATCH_BUCKET"]):
         s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
@@ -193,10 +206,12 @@ def create_resources() -> SimpleNamespace:
     sns = boto3.client("sns", region_name=REGION)
     topic_arn = sns.create_topic(Name="payments-test-notifications")["TopicArn"]
     sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=capture_arn, Attributes={"RawMessageDelivery": "true"})
-    secret_arn = boto3.client("secretsmanager", region_name=REGION).create_secret(
-        Name="payments-test-card-fingerprint", SecretString="k" * 48)["ARN"]
+    secrets = boto3.client("secretsmanager", region_name=REGION)
+    secret_arn = secrets.create_secret(Name="payments-test-card-fingerprint", SecretString="k" * 48)["ARN"]
+    pepper_arn = secrets.create_secret(Name="payments-test-merchant-key-pepper", SecretString="p" * 48)["ARN"]
     os.environ.update({"PAYMENT_QUEUE_URL": queue_url, "NOTIFICATIONS_TOPIC_ARN": topic_arn,
-                       "CARD_FINGERPRINT_SECRET_ARN": secret_arn})
+                       "CARD_FINGERPRINT_SECRET_ARN": secret_arn, "MERCHANT_KEY_PEPPER_SECRET_ARN": pepper_arn})
+    put_merchant(dynamodb, TEST_MERCHANT)
     return SimpleNamespace(dynamodb=dynamodb, s3=s3, sqs=sqs, sns=sns, queue_url=queue_url, dlq_url=dlq_url,
                            capture_url=capture_url, topic_arn=topic_arn, secret_arn=secret_arn)
 
@@ -242,6 +257,8 @@ def find_card_numbers(aws) -> list[str]:
     findings = []
     haystacks = every_stored_text(aws) + [("log", line) for line in LOG_LINES]
     for where, text in haystacks:
+        findings += [f"{where}: merchant secret key ending {key[-4:]}" for key in SECRET_KEYS
+                     if key.split("_", 2)[2][:24] in text]
         for number, digests in needles.items():
             if number in text:
                 findings.append(f"{where}: card number ending {number[-4:]}")
@@ -264,7 +281,7 @@ def aws():
         findings = find_card_numbers(resources)
         paylib_aws.reset()
         if findings:
-            pytest.fail("card data found after the test session:\n" + "\n".join(sorted(set(findings))[:50]))
+            pytest.fail("card data or secret keys found after the test session:\n" + "\n".join(sorted(set(findings))[:50]))
 
 
 @pytest.fixture()
@@ -273,7 +290,7 @@ def context():
 
 
 def api_event(method: str, resource: str, body=None, headers=None, path_parameters=None, raw_body: str | None = None,
-              base64_body: bool = False, api_key_id: str = "test-key") -> dict:
+              base64_body: bool = False, merchant_id: str | None = TEST_MERCHANT) -> dict:
     if raw_body is None and body is not None:
         raw_body = json.dumps(body)
     if base64_body and raw_body is not None:
@@ -281,14 +298,42 @@ def api_event(method: str, resource: str, body=None, headers=None, path_paramete
     path = resource
     for name, value in (path_parameters or {}).items():
         path = path.replace("{" + name + "}", value)
+    request_context = {"resourcePath": resource, "httpMethod": method, "stage": "test", "requestId": str(uuid.uuid4()),
+                       "identity": {"apiKeyId": "usage-plan-key", "sourceIp": "127.0.0.1"}}
+    if merchant_id is not None:  # what API Gateway passes on from the authorizer's context
+        request_context["authorizer"] = {"merchant_id": merchant_id, "key_id": "key_" + "0" * 12,
+                                         "principalId": merchant_id, "integrationLatency": 3}
     return {
         "resource": resource, "path": path, "httpMethod": method,
         "headers": {"Content-Type": "application/json", **(headers or {})},
         "pathParameters": path_parameters, "queryStringParameters": None,
-        "requestContext": {"resourcePath": resource, "httpMethod": method, "stage": "test",
-                           "requestId": str(uuid.uuid4()), "identity": {"apiKeyId": api_key_id, "sourceIp": "127.0.0.1"}},
-        "body": raw_body, "isBase64Encoded": base64_body,
+        "requestContext": request_context, "body": raw_body, "isBase64Encoded": base64_body,
     }
+
+
+def batch_key(name: str | None = None, merchant_id: str = TEST_MERCHANT) -> str:
+    """Where a merchant uploads a batch file."""
+    return f"incoming/{merchant_id}/{name or uuid.uuid4().hex}.csv"
+
+
+def put_merchant(dynamodb, merchant_id: str, status: str = "active") -> dict:
+    """A MERCHANT item written directly (the operator tool has its own tests)."""
+    from paylib import aws as paylib_aws, merchants
+    item = {**merchants.merchant_item(merchant_id, f"Merchant {merchant_id[-4:]}", f"usage-{merchant_id}",
+                                      f"apikey-{merchant_id[-6:]}", "2030-01-01T00:00:00.000000Z"), "status": status}
+    dynamodb.put_item(TableName=os.environ["MERCHANTS_TABLE"], Item=paylib_aws.to_dynamo(item))
+    return item
+
+
+def issue_test_key(dynamodb, merchant: dict, expires_at: int | None = None, revoked: bool = False) -> tuple[str, str]:
+    """(secret key, key_id) of a KEY item written directly under the session's pepper."""
+    from paylib import aws as paylib_aws, merchants
+    secret_key = register_secret_key(merchants.new_secret_key("test"))
+    key_id = merchants.new_key_id()
+    hashed = merchants.key_hash(merchants.current_pepper(), secret_key)
+    item = {**merchants.key_item(hashed, merchant, key_id, "2030-01-01T00:00:00.000000Z", expires_at), "revoked": revoked}
+    dynamodb.put_item(TableName=os.environ["MERCHANTS_TABLE"], Item=paylib_aws.to_dynamo(item))
+    return secret_key, key_id
 
 
 def payment_body(**overrides) -> dict:

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from tests.functions.conftest import (AMEX, MASTERCARD, api_event, card_number, new_key, payment_body,
-                      queued_bodies, table_counts)
+from tests.functions.conftest import (AMEX, MASTERCARD, TEST_MERCHANT, api_event, card_number, new_key,
+                                      payment_body, queued_bodies, table_counts)
 
 
 @pytest.fixture(scope="module")
@@ -199,7 +199,7 @@ def test_a_request_still_in_flight_under_the_earlier_code_is_409(payment_api, co
     legacy_hash = hmac.new(keys.keyring().current.secret, b"request:" + canonical.encode(), hashlib.sha256).hexdigest()
     now = int(__import__("time").time())
     aws.dynamodb.put_item(TableName="payments-test-idempotency", Item={
-        "idempotency_key": {"S": identity.idempotency_record_key("test-key", "create-payment", key)},
+        "idempotency_key": {"S": identity.idempotency_record_key(TEST_MERCHANT, "create-payment", key)},
         "request_hash": {"S": legacy_hash}, "state": {"S": "in_progress"}, "locked_until": {"N": str(now + 60)},
         "expires_at": {"N": str(now + 3600)}, "created_at": {"S": "2026-01-01T00:00:00.000000Z"}})
     status, answer = post_payment(payment_api, context, body, key=key)
@@ -208,14 +208,14 @@ def test_a_request_still_in_flight_under_the_earlier_code_is_409(payment_api, co
     assert (status, answer["error"]["code"]) == (422, "idempotency_key_reused")
 
 
-def test_keys_are_scoped_per_api_key(payment_api, context):
+def test_keys_are_scoped_per_merchant(payment_api, context):
     key = new_key()
-    assert post_payment(payment_api, context, payment_body(), key=key, api_key_id="client-a")[0] == 201
-    assert post_payment(payment_api, context, payment_body(amount=99), key=key, api_key_id="client-b")[0] == 201
+    assert post_payment(payment_api, context, payment_body(), key=key, merchant_id="mer_" + "a" * 24)[0] == 201
+    assert post_payment(payment_api, context, payment_body(amount=99), key=key, merchant_id="mer_" + "b" * 24)[0] == 201
 
 
 def test_retry_after_a_crash_creates_one_payment_counts_velocity_once_and_queues_it(payment_api, context, aws, monkeypatch):
-    from paylib import settlement_queue
+    from paylib import identity, settlement_queue
     body, key = payment_body(), new_key()
     calls = {"n": 0}
     real = settlement_queue.enqueue_for_settlement
@@ -233,7 +233,7 @@ def test_retry_after_a_crash_creates_one_payment_counts_velocity_once_and_queues
     assert status == 201
     assert table_counts(aws)["payments-test-transactions"] == before["payments-test-transactions"]
     velocity = aws.dynamodb.query(TableName="payments-test-velocity", KeyConditionExpression="counter_key = :k",
-                                  ExpressionAttributeValues={":k": {"S": f"customer#{body['customer_id']}"}})["Items"]
+                                  ExpressionAttributeValues={":k": {"S": identity.customer_counter(TEST_MERCHANT, body['customer_id'])}})["Items"]
     assert [event["S"].split(":", 1)[1] for item in velocity for event in item["events"]["L"]] == [payment["payment_id"]]
     queued = [json.loads(body)["payment_ids"] for body in queued_bodies("payments-test-queue")]
     assert [payment["payment_id"]] in queued  # the replay sent what the crash did not

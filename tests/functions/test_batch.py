@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from paylib import repository
-from tests.functions.conftest import LambdaContext, fresh_card, load_app, queued_bodies
+from tests.functions.conftest import LambdaContext, batch_key, fresh_card, load_app, queued_bodies
 
 BUCKET = "payments-test-batch"
 HEADER = "merchant_reference,customer_id,amount,currency,card_number,exp_month,exp_year"
@@ -20,7 +20,7 @@ def ingestion(aws):
 
 
 def upload(aws, text: str | bytes, name: str | None = None) -> tuple[str, dict]:
-    key = f"incoming/{name or uuid.uuid4().hex}.csv"
+    key = batch_key(name)
     body = text.encode("utf-8") if isinstance(text, str) else text
     answer = aws.s3.put_object(Bucket=BUCKET, Key=key, Body=body)
     event = {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Object Created", "source": "aws.s3",

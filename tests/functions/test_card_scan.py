@@ -48,14 +48,14 @@ def test_no_stored_value_of_a_payment_is_an_unkeyed_digest_of_its_card(aws, cont
     """Every value the create path stores (payment, idempotency record, velocity events) and the
     batch path stores (payment, counters, report) is scanned; both paths run here first."""
     import json
-    from tests.functions.conftest import api_event, fresh_card, load_app, new_key, payment_body
+    from tests.functions.conftest import api_event, batch_key, fresh_card, load_app, new_key, payment_body
     body = payment_body()
     answer = load_app("payment_api").handler(
         api_event("POST", "/payments", body=body, headers={"Idempotency-Key": new_key()}), context)
     assert answer["statusCode"] == 201
     number = fresh_card()
     text = "merchant_reference,customer_id,amount,currency,card_number,exp_month,exp_year\nscan-1,cus_scan,100,EUR," + number + ",1,2031\n"
-    key = "incoming/scan.csv"
+    key = batch_key("scan")
     version = aws.s3.put_object(Bucket="payments-test-batch", Key=key, Body=text.encode())["VersionId"]
     event = {"detail": {"bucket": {"name": "payments-test-batch"}, "object": {"key": key, "version-id": version,
                                                                                 "sequencer": "SCAN1"}}}

@@ -11,18 +11,20 @@ from tests.functions.conftest import FUNCTIONS
 
 EXPORTS = {
     "data": {"TransactionsTableName", "TransactionsTableArn", "IdempotencyTableName", "IdempotencyTableArn",
-             "VelocityTableName", "VelocityTableArn", "BatchStatusTableName", "BatchStatusTableArn"},
+             "VelocityTableName", "VelocityTableArn", "BatchStatusTableName", "BatchStatusTableArn",
+             "MerchantsTableName", "MerchantsTableArn"},
     "storage": {"AuditBucketName", "AuditBucketArn", "BatchBucketName", "BatchBucketArn", "DocumentsBucketName",
                 "DocumentsBucketArn"},
     "messaging": {"PaymentQueueUrl", "PaymentQueueArn", "PaymentDlqUrl", "PaymentDlqArn",
                   "PaymentNotificationsTopicArn", "AlarmTopicArn"},
-    "security": {"DataKeyArn", "LogsKeyArn", "SecretsKeyArn", "ApiSigningSecretArn", "CardFingerprintSecretArn"},
+    "security": {"DataKeyArn", "LogsKeyArn", "SecretsKeyArn", "ApiSigningSecretArn", "CardFingerprintSecretArn",
+                 "MerchantKeyPepperSecretArn"},
 }
 DRAFT4_KEYWORDS = {"type", "properties", "required", "additionalProperties", "pattern", "minLength", "maxLength",
                    "minimum", "maximum", "enum", "items", "minItems", "maxItems", "maxProperties", "description",
                    "$ref", "title"}
 EXPECTED = {"payment_api", "validation", "fraud_screening", "transaction_processing", "queue_worker",
-            "batch_ingestion", "audit_logger", "status"}
+            "batch_ingestion", "audit_logger", "status", "authorizer"}
 
 
 def openapi():
@@ -54,13 +56,17 @@ def test_exports_are_the_published_keys():
 def test_environment_variables_read_by_the_code_are_declared():
     paylib_reads = {
         "aws.py": {"AUDIT_BUCKET"}, "repository.py": {"TRANSACTIONS_TABLE"}, "idempotency.py": {"IDEMPOTENCY_TABLE"},
-        "fraud.py": {"VELOCITY_TABLE"}, "keys.py": {"CARD_FINGERPRINT_SECRET_ARN"},
+        "fraud.py": {"VELOCITY_TABLE"}, "keys.py": set(),  # keyring(setting=...): the caller names it
+        "merchants.py": {"MERCHANTS_TABLE"},
         "payments.py": set(), "settlement_queue.py": {"PAYMENT_QUEUE_URL"},
         "settlement.py": {"NOTIFICATIONS_TOPIC_ARN"}, "batch.py": {"BATCH_STATUS_TABLE"},
         "dynamo.py": set(), "identity.py": set(), "snapstart.py": set(),
     }
     for module, expected in paylib_reads.items():
         assert _env_reads(FUNCTIONS / "paylib" / module) == expected, module
+    from paylib import keys, merchants
+    assert (keys.CARD_FINGERPRINT_SETTING, merchants.PEPPER_SETTING) == (
+        "CARD_FINGERPRINT_SECRET_ARN", "MERCHANT_KEY_PEPPER_SECRET_ARN")
     needs = {
         "payment_api": {"TRANSACTIONS_TABLE", "IDEMPOTENCY_TABLE", "VELOCITY_TABLE", "CARD_FINGERPRINT_SECRET_ARN", "PAYMENT_QUEUE_URL"},
         "validation": {"TRANSACTIONS_TABLE"},
@@ -68,7 +74,8 @@ def test_environment_variables_read_by_the_code_are_declared():
         "transaction_processing": {"TRANSACTIONS_TABLE", "PAYMENT_QUEUE_URL"},
         "queue_worker": {"TRANSACTIONS_TABLE", "AUDIT_BUCKET", "NOTIFICATIONS_TOPIC_ARN"},
         "batch_ingestion": {"TRANSACTIONS_TABLE", "BATCH_STATUS_TABLE", "VELOCITY_TABLE", "PAYMENT_QUEUE_URL",
-                            "CARD_FINGERPRINT_SECRET_ARN"},
+                            "CARD_FINGERPRINT_SECRET_ARN", "MERCHANTS_TABLE"},
+        "authorizer": {"MERCHANTS_TABLE", "MERCHANT_KEY_PEPPER_SECRET_ARN"},
         "audit_logger": {"AUDIT_BUCKET"},
         "status": {"TRANSACTIONS_TABLE", "IDEMPOTENCY_TABLE", "VELOCITY_TABLE", "PAYMENT_QUEUE_URL"},
     }
@@ -172,3 +179,18 @@ def test_function_packages_hold_no_compiled_code():
         with zipfile.ZipFile(io.BytesIO(package_bytes(declaration))) as archive:
             names = archive.namelist()
         assert names and all(name.endswith((".py", ".json")) for name in names), (declaration.name, names)
+
+
+def test_the_pepper_secret_is_granted_to_the_authorizer_only():
+    """Among the functions only the authorizer may read the merchant key pepper (the operator
+    tool reads it with the operator's own credentials), and only it and batch ingestion read
+    the merchants table."""
+    readers = {declaration.name: {resource.export for permission in declaration.permissions
+                                  for resource in permission.resources} for declaration in load_functions()}
+    assert {name for name, exports in readers.items() if "security.MerchantKeyPepperSecretArn" in exports} == {"authorizer"}
+    assert {name for name, exports in readers.items() if "data.MerchantsTableArn" in exports} == {
+        "authorizer", "batch_ingestion"}
+    authorizer = next(declaration for declaration in load_functions() if declaration.name == "authorizer")
+    assert authorizer.trigger_types() == {"authorizer"}
+    assert [permission.actions for permission in authorizer.permissions if
+            any(resource.export == "data.MerchantsTableArn" for resource in permission.resources)] == [["dynamodb:GetItem"]]

@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from tests.functions.conftest import (LambdaContext, ReadsBeforeWrites, api_event, fresh_card, load_app, new_key,
+from tests.functions.conftest import (TEST_MERCHANT, LambdaContext, batch_key, ReadsBeforeWrites, api_event, fresh_card, load_app, new_key,
                                       payment_body, run_together)
 
 VELOCITY_TABLE = "payments-test-velocity"
@@ -80,7 +80,7 @@ HEADER = "merchant_reference,customer_id,amount,currency,card_number,exp_month,e
 
 
 def upload(aws, text: str) -> dict:
-    key = f"incoming/{uuid.uuid4().hex}.csv"
+    key = batch_key()
     answer = aws.s3.put_object(Bucket=BATCH_BUCKET, Key=key, Body=text.encode())
     return {"detail": {"bucket": {"name": BATCH_BUCKET},
                        "object": {"key": key, "version-id": answer.get("VersionId"), "sequencer": uuid.uuid4().hex}}}
@@ -107,9 +107,10 @@ def test_two_workers_without_the_lease_never_write_a_row_twice(aws, atomic_aws_c
     accepted = sum(result["counts"]["accepted"] for result in results)
     duplicate = sum(result["counts"]["duplicate"] for result in results)
     assert (accepted, duplicate) == (5, 5)
+    from paylib import identity
     for customer in customers:
         velocity = aws.dynamodb.query(TableName=VELOCITY_TABLE, KeyConditionExpression="counter_key = :k",
-                                      ExpressionAttributeValues={":k": {"S": f"customer#{customer}"}})["Items"]
+                                      ExpressionAttributeValues={":k": {"S": identity.customer_counter(TEST_MERCHANT, customer)}})["Items"]
         assert _counted(velocity) == 1, customer
 
 

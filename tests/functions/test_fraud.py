@@ -14,7 +14,7 @@ from tests.functions.conftest import api_event, fresh_card, new_key, payment_bod
 
 
 def candidate(**overrides):
-    values = dict(payment_id=f"pay_{uuid.uuid4().hex[:24]}", customer_id=f"cus_{uuid.uuid4().hex[:8]}",
+    values = dict(merchant_id="mer_" + "f" * 24, payment_id=f"pay_{uuid.uuid4().hex[:24]}", customer_id=f"cus_{uuid.uuid4().hex[:8]}",
                   card_fingerprints=(uuid.uuid4().hex,), amount=1000, currency="EUR", billing_country="FR")
     values.update(overrides)
     return fraud.Candidate(**values)

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from tests.functions.conftest import (LambdaContext, api_event, fresh_card, load_app, new_key, payment_body,
+from tests.functions.conftest import (LambdaContext, batch_key, api_event, fresh_card, load_app, new_key, payment_body,
                                       rotate_secret)
 
 BATCH_BUCKET = "payments-test-batch"
@@ -62,7 +62,7 @@ def test_a_function_still_on_the_old_key_sees_payments_counted_under_the_new_one
 
 
 def upload(aws, text: str) -> dict:
-    key = f"incoming/{uuid.uuid4().hex}.csv"
+    key = batch_key()
     answer = aws.s3.put_object(Bucket=BATCH_BUCKET, Key=key, Body=text.encode())
     return {"detail": {"bucket": {"name": BATCH_BUCKET},
                        "object": {"key": key, "version-id": answer.get("VersionId"), "sequencer": uuid.uuid4().hex}}}
@@ -82,7 +82,7 @@ def test_a_file_uploaded_again_after_a_rotation_creates_no_payment(aws, own_secr
 @pytest.mark.parametrize("rotations", [1, 2])
 def test_payment_ids_do_not_depend_on_the_key(aws, own_secret, rotations):
     from paylib import identity
-    before = identity.batch_payment_id("cus_1", "ref-1")
+    before = identity.batch_payment_id("mer_" + "1" * 24, "cus_1", "ref-1")
     for _ in range(rotations):
         rotate_secret(own_secret)
-    assert identity.batch_payment_id("cus_1", "ref-1") == before
+    assert identity.batch_payment_id("mer_" + "1" * 24, "cus_1", "ref-1") == before

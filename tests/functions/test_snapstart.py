@@ -60,7 +60,7 @@ def test_restore_drops_a_cached_key_that_was_rotated_meanwhile(own_secret):
 
 def test_before_snapshot_creates_the_clients_and_reads_no_secret(aws, monkeypatch):
     paylib_aws.reset()
-    monkeypatch.setattr(keys, "_load", lambda arn: pytest.fail("a secret read before the snapshot"))
+    monkeypatch.setattr(keys, "_load", lambda arn, setting: pytest.fail("a secret read before the snapshot"))
     snapstart.before_snapshot(("dynamodb", "sqs"))
     assert paylib_aws.client.cache_info().currsize == 2
 
@@ -92,7 +92,7 @@ def test_each_api_function_registers_the_hooks_when_it_is_imported(aws, monkeypa
 def test_the_keyring_is_read_once_per_cache_lifetime(own_secret, monkeypatch):
     loads = []
     real_load = keys._load
-    monkeypatch.setattr(keys, "_load", lambda arn: loads.append(arn) or real_load(arn))
+    monkeypatch.setattr(keys, "_load", lambda arn, setting: loads.append(arn) or real_load(arn, setting))
     now = [1000.0]
     clock = lambda: now[0]  # noqa: E731
     first = keys.keyring(clock)

@@ -107,7 +107,7 @@ def test_bearer_scheme_becomes_the_request_authorizer_api_gateway_imports(contra
     assert authorizer["type"] == "request"
     assert authorizer["identitySource"] == "method.request.header.Authorization"
     assert authorizer["authorizerResultTtlInSeconds"] == 120
-    assert "alias-of:authorizer" in json.dumps(authorizer["authorizerUri"], default=str)
+    assert authorizer["authorizerUri"].to_dict()["Fn::Sub"][1] == {"AliasArn": "alias-of:authorizer"}
     assert body["components"]["securitySchemes"][api.API_KEY_SCHEME] == {"type": "apiKey", "name": "x-api-key", "in": "header"}
     assert body["x-amazon-apigateway-api-key-source"] == "AUTHORIZER"
     assert "security" not in body  # stated per operation, as API Gateway reads it
@@ -362,7 +362,7 @@ def test_waf_account_and_exports(env, functions_dir):
     (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
     assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
     exports = {key: output["Export"]["Name"] for key, output in template["Outputs"].items()}
-    assert exports == {key: f"payments-{env}-api-{key}" for key in ("RestApiId", "RestApiName", "StageName")}
+    assert exports == {key: f"payments-{env}-api-{key}" for key in ("RestApiId", "RestApiName", "StageName", "UsagePlanId")}
     assert template["Outputs"]["RestApiName"]["Value"] == f"payments-{env}-api"
 
 
@@ -402,4 +402,5 @@ def test_repository_contract_and_declarations_build(env, contract):
     template = json.loads(api.build(load_environment(env)).to_json())
     declared = {f.name for f in load_functions()}
     assert set(api.routes_by_function(contract)) <= declared
-    assert len(resources_of(template, "AWS::Lambda::Permission")) == len(api.routes_by_function(contract))
+    # one per routed function, and the authorizer's
+    assert len(resources_of(template, "AWS::Lambda::Permission")) == len(api.routes_by_function(contract)) + 1

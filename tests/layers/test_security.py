@@ -14,7 +14,7 @@ from .helpers import exports_contract, of_type, rendered, assert_data_policy
 ROOT = Path(__file__).resolve().parents[2]
 ENVIRONMENTS = ("dev", "staging", "prod")
 KEYS = ("DataKey", "LogsKey", "SecretsKey")
-SECRETS = ("DbCredentialsSecret", "ApiSigningSecret", "CardFingerprintSecret")
+SECRETS = ("DbCredentialsSecret", "ApiSigningSecret", "CardFingerprintSecret", "MerchantKeyPepperSecret")
 
 
 @pytest.fixture(scope="module", params=ENVIRONMENTS)
