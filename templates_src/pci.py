@@ -44,6 +44,7 @@ STO = "tests/layers/test_storage.py::"
 CMP = "tests/layers/test_compute.py::"
 API = "tests/layers/test_api.py::"
 DAT = "tests/layers/test_data.py::"
+MER = "tests/functions/test_merchants.py::"
 MSG = "tests/layers/test_messaging.py::"
 MON = "tests/layers/test_monitoring.py::"
 
@@ -107,20 +108,29 @@ REQUIREMENTS: tuple[Requirement, ...] = (
                 (CMP + "test_web_acl_rules_logging_and_association", API + "test_post_validates_body_and_get_validates_parameters")),
     Requirement("7.2", "Access is least privilege",
                 "one role per function with only its declared permissions; no wildcard action anywhere; `*` "
-                "resources only where AWS authorises nothing narrower",
-                (Evidence("compute", ("AWS::IAM::Role",)),),
+                "resources only where AWS authorises nothing narrower; each merchant sees only its own payments "
+                "(another merchant's is a 404), idempotency keys, velocity and batch files scoped by merchant",
+                (Evidence("compute", ("AWS::IAM::Role",)), Evidence("data", (), ("MerchantsTable",))),
                 (P + "test_no_allow_statement_has_a_wildcard_action", P + "test_star_resource_only_where_aws_allows_nothing_narrower",
-                 CMP + "test_each_role_writes_only_its_own_log_group_and_declared_resources")),
+                 CMP + "test_each_role_writes_only_its_own_log_group_and_declared_resources",
+                 MER + "test_another_merchants_payment_is_404", MER + "test_no_merchant_reads_another_merchants_payment",
+                 MER + "test_another_merchant_with_the_same_idempotency_key_gets_its_own_payment")),
     Requirement("8.3, 8.6", "Authentication of system and application accounts",
                 "the API tasks reach the database with IAM authentication (no password in the task); generated "
-                "secrets in Secrets Manager, the database master secret rotated every 30 days; API clients present "
-                "an API key",
+                "secrets in Secrets Manager, the database master secret rotated every 30 days; every API client "
+                "(merchant) authenticates with a secret key checked by a Lambda authorizer before any handler runs, "
+                "stored only as a peppered HMAC, revocable, at most two active per merchant; API keys serve the "
+                "usage plan only",
                 (Evidence("security", ("AWS::SecretsManager::Secret",)),
                  Evidence("data", ("AWS::SecretsManager::RotationSchedule",)),
-                 Evidence("api", ("AWS::ApiGateway::ApiKey", "AWS::ApiGateway::UsagePlan"))),
+                 Evidence("compute", (), ("AuthorizerFunction",)),
+                 Evidence("api", ("AWS::ApiGateway::UsagePlan",), ("RestApi", "AuthorizerInvokePermission"))),
                 (DAT + "test_secret_is_attached_and_rotated_every_30_days_inside_the_vpc",
                  CMP + "test_task_runs_read_only_non_root_and_reaches_the_database_with_iam",
-                 API + "test_api_key_usage_plan_quota_and_throttle")),
+                 API + "test_every_operation_but_status_needs_the_authorizer_and_the_usage_plan_key",
+                 MER + "test_a_revoked_key_is_denied", MER + "test_a_missing_or_malformed_key_is_401",
+                 MER + "test_no_secret_key_is_logged_or_stored",
+                 "tests/tools/test_merchants_tool.py::test_an_issued_key_is_printed_once_and_stored_only_as_a_hash")),
     Requirement("10.2", "Audit logs capture activity",
                 "VPC flow logs, ALB and S3 access logs, API access and execution logs (no bodies), WAF logs, "
                 "state machine logs (no execution data), the audit logger's records of every payment notification",

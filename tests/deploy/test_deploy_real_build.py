@@ -123,5 +123,5 @@ def test_real_staging_first_create_failing_on_its_last_resource_leaves_nothing_b
     conditions = evaluate_conditions(stack.template, stack.parameters)
     protected = [logical_id for logical_id, body in stack.template["Resources"].items()
                  if deletion_protected(body["Type"], effective(body.get("Properties", {}), stack.parameters, conditions))]
-    assert sorted(protected) == sorted(["DbCluster", "BatchStatusTable", "IdempotencyTable", "TransactionsTable",
-                                        "VelocityTable"])
+    assert sorted(protected) == sorted(["DbCluster", "BatchStatusTable", "IdempotencyTable", "MerchantsTable",
+                                        "TransactionsTable", "VelocityTable"])
