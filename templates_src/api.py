@@ -96,6 +96,7 @@ ACCESS_LOG_FIELDS = {
     "ip": "$context.identity.sourceIp",
     "userAgent": "$context.identity.userAgent",
     "apiKeyId": "$context.identity.apiKeyId",
+    "merchantId": "$context.authorizer.merchant_id",  # from the authorizer's context, never the key
     "httpMethod": "$context.httpMethod",
     "resourcePath": "$context.resourcePath",
     "protocol": "$context.protocol",
