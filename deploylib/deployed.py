@@ -35,13 +35,13 @@ from .aws import Context
 from .changesets import deployed_template
 from .manifest import Manifest, StackSpec
 from .output import Printer
+from .review import MASK
 from .scheduler import RunResult
 from .stacks import describe_stack, list_stack_resources
 
 DEPLOYED_FORMAT = 1
 S3_PREFIX = "manifests"
 NOT_DEPLOYED = "NOT_DEPLOYED"
-MASK = "****"
 FAILED_RESULTS = frozenset({"failed", "blocked"})
 # "needs a new plan": execute does not create change sets nobody reviewed, so the stack was not touched
 NOT_STARTED_RESULTS = frozenset({"not started", "needs a new plan"})

@@ -12,7 +12,7 @@ from urllib.parse import quote
 from .guards import is_stateful, replacing_properties
 from .manifest import StackSpec
 
-MASK = "****"
+MASK = "****"  # how a NoEcho value is shown: the review, and deployed.json (deployed.py)
 SECURITY_GROUP_TYPES = ("AWS::EC2::SecurityGroup", "AWS::EC2::SecurityGroupIngress", "AWS::EC2::SecurityGroupEgress")
 IAM_TYPE_PREFIXES = ("AWS::IAM::", "AWS::Lambda::Permission", "AWS::KMS::Key", "AWS::SQS::QueuePolicy",
                      "AWS::SNS::TopicPolicy", "AWS::S3::BucketPolicy")
