@@ -16,6 +16,7 @@ from .artifacts import check_template_delivery
 from .aws import Context, error_message
 from .cli import INTERRUPTED_EXIT, Options, confirm, print_summary
 from .deployed import write_and_publish
+from .errors import DeployError, UsageError
 from .destroy import Destroyer
 from .engine import Deployer, RunOptions
 from .lifecycle import effective_parameters
@@ -60,8 +61,8 @@ def check_build(manifest: Manifest) -> None:
 
 
 # ---- plan / deploy / execute -------------------------------------------------------------
-class PlanInterrupted(Exception):
-    pass
+class PlanInterrupted(DeployError):
+    exit_code = INTERRUPTED_EXIT
 
 
 def make_plan(ctx: Context, manifest: Manifest, printer: Printer, deployer: Deployer, options: Options,
@@ -72,7 +73,7 @@ def make_plan(ctx: Context, manifest: Manifest, printer: Printer, deployer: Depl
 
     def plan_one(name: str) -> Outcome:
         plans[name] = deployer.plan_stack(manifest.by_name[name])
-        return Outcome(True, "planned")
+        return Outcome(True, Label.PLANNED)
 
     result = run_graph({spec.name: set() for spec in specs}, plan_one, options.max_parallel, ctx.stop,
                        stop_on_failure=False)
@@ -90,8 +91,8 @@ def make_plan(ctx: Context, manifest: Manifest, printer: Printer, deployer: Depl
 def _report_blocked(printer: Printer, plans: list[StackPlan]) -> bool:
     blocked = [p for p in plans if p.blocked]
     for plan in blocked:
-        label = "FAILED" if plan.action == Action.FAILED else "BLOCKED"
-        printer.line(f"{label} {plan.spec.name}: {plan.note or '; '.join(f.message for f in plan.findings)}")
+        label = Label.FAILED if plan.action == Action.FAILED else Label.BLOCKED
+        printer.line(f"{label.upper()} {plan.spec.name}: {plan.note or '; '.join(f.message for f in plan.findings)}")
     return bool(blocked)
 
 
@@ -223,7 +224,7 @@ def cmd_destroy(ctx: Context, manifest: Manifest, printer: Printer, options: Opt
 
 def _one_stack(manifest: Manifest, options: Options):
     if not options.stack:
-        raise ValueError("--stack is required")
+        raise UsageError("--stack is required")
     return manifest.find(options.stack)
 
 
