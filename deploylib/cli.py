@@ -6,7 +6,6 @@ import sys
 from dataclasses import dataclass, field
 from typing import Callable, TextIO
 
-from .errors import INTERRUPTED_EXIT  # noqa: F401  (commands import it from here)
 from .output import Printer
 from .plans import Label
 from .scheduler import RunResult
