@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Iterator
 
 from templates_src.common import LIFECYCLE_PARAMETER, STATEFUL_TYPES, stack_name, standard_tags
+from templates_src.common import TEMPLATE_BODY_LIMIT_BYTES as BODY_LIMIT_BYTES
 from templates_src.config import DEFAULT_BUILD, ENVIRONMENTS, PARAMETERS_DIR, ConfigError, EnvironmentConfig, load_environments
 from templates_src.function_catalog import DeclarationError, load_functions
 from templates_src.layers import LAYERS, Layer, layers_for
@@ -47,7 +48,6 @@ BUILD_DIR = ROOT / "build"
 MANIFEST_FORMAT = 1
 
 # CloudFormation quotas (per template) and the share of one at which the build says so.
-BODY_LIMIT_BYTES = 51_200
 URL_LIMIT_BYTES = 1_000_000
 RESOURCE_LIMIT = 500
 OUTPUT_LIMIT = 200

@@ -26,10 +26,11 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
 
-from deploylib.aws import ClientFactory, Context
-from deploylib.cli import INTERRUPTED_EXIT, Options
+from deploylib.aws import ClientFactory, Context, Interrupted
+from deploylib.cli import Options
 from deploylib.commands import COMMANDS
-from deploylib.manifest import ManifestError, load_manifest
+from deploylib.errors import INTERRUPTED_EXIT, REFUSED_EXIT, DeployError
+from deploylib.manifest import load_manifest
 from deploylib.output import Printer
 
 ENVIRONMENTS = ("dev", "staging", "prod", "local")
@@ -101,9 +102,9 @@ def main(
     try:
         manifest = load_manifest(args.build_dir, args.env)
         return COMMANDS[args.command](ctx, manifest, printer, options_from(args, options_override))
-    except (ManifestError, FileNotFoundError) as error:
+    except FileNotFoundError as error:
         printer.line(f"error: {error}")
-        return 2
+        return REFUSED_EXIT
     except (ClientError, BotoCoreError) as error:
         printer.line(f"error: AWS call failed: {error}")
         return 1
@@ -111,11 +112,14 @@ def main(
         printer.line(f"error: the endpoint answered with something that is not an AWS response: "
                      f"{str(error).splitlines()[0]}")
         return 1
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Interrupted):
         ctx.stop.set()
         printer.line("\ninterrupted: nothing further was started; operations already running go on in "
                      "CloudFormation (`make status` shows them)")
         return INTERRUPTED_EXIT
+    except DeployError as error:  # the one root of deploy-side errors: its message and its exit code
+        printer.line(f"error: {error}")
+        return error.exit_code
 
 
 if __name__ == "__main__":

@@ -19,15 +19,15 @@ from pathlib import Path
 
 from botocore.exceptions import ClientError
 
+from templates_src.common import TEMPLATE_BODY_LIMIT_BYTES  # the build checks the same limit
+
 from .aws import Context, error_code
+from .errors import DeployError
 from .manifest import Manifest, ManifestError, StackSpec
 from .stacks import describe_stack, list_stack_resources, stack_outputs
 
 
-TEMPLATE_BODY_LIMIT_BYTES = 51_200
-
-
-class ArtifactBucketMissing(Exception):
+class ArtifactBucketMissing(DeployError):
     pass
 
 

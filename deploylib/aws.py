@@ -21,6 +21,8 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from botocore.parsers import ResponseParserError
 
+from .errors import INTERRUPTED_EXIT, DeployError
+
 THROTTLING_CODES = frozenset(
     {"Throttling", "ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded",
      "SlowDown", "RequestThrottled"}
@@ -79,9 +81,11 @@ class Clock:
     sleep: Callable[[float], None] = time.sleep
 
 
-class Interrupted(Exception):
+class Interrupted(DeployError):
     """The user asked the run to stop (Ctrl-C): stop waiting. Whatever CloudFormation is doing
     goes on without us; the message says so."""
+
+    exit_code = INTERRUPTED_EXIT
 
 
 @dataclass

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from botocore.exceptions import ClientError
 
 from .aws import Context, error_message
+from .errors import DeployError
 from .manifest import Manifest, StackSpec
 from .stacks import describe_stack, stack_outputs
 
@@ -26,7 +27,7 @@ NO_CHANGES_MARKERS = ("didn't contain changes", "No updates are to be performed"
 CHANGE_SET_PREFIX = "deploy-"
 
 
-class ChangeSetFailed(Exception):
+class ChangeSetFailed(DeployError):
     pass
 
 

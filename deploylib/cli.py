@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from typing import Callable, TextIO
 
 from .output import Printer
+from .plans import Label
 from .scheduler import RunResult
 
-INTERRUPTED_EXIT = 130  # 128 + SIGINT, what shells report for Ctrl-C
 
 
 @dataclass
@@ -46,7 +46,7 @@ def print_summary(printer: Printer, result: RunResult) -> None:
     for label, names in groups.items():
         printer.line(f"{label}: {', '.join(names)}")
     if result.not_started:
-        printer.line(f"not started: {', '.join(result.not_started)}")
+        printer.line(f"{Label.NOT_STARTED}: {', '.join(result.not_started)}")
     for name, outcome in sorted(result.outcomes.items()):
         if not outcome.ok:
             printer.line(f"{name}: {outcome.detail}")

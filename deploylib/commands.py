@@ -1,4 +1,5 @@
-"""The commands: preflight, plan, deploy, bootstrap, execute, destroy, recover, adopt, status, outputs.
+"""The commands: preflight, plan, deploy, bootstrap, execute, destroy, recover, adopt (status and
+outputs, which only read, are in status.py).
 
 Each returns a process exit code. 0: done; 1: failed or blocked (a guard, a stack state, a
 refused plan); 2: refused before doing anything (preflight, prod destroy without --force, no
@@ -6,41 +7,32 @@ confirmation); 130: interrupted (Ctrl-C), after the summary of what ran.
 """
 from __future__ import annotations
 
-import json
-
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
 
 from .adopt import create_import_change_set, existing_named_resources
 from .artifacts import check_template_delivery
 from .aws import Context, error_message
-from .cli import INTERRUPTED_EXIT, Options, confirm, print_summary
+from .cli import Options, confirm, print_summary
 from .deployed import write_and_publish
+from .errors import INTERRUPTED_EXIT, UsageError
 from .destroy import Destroyer
-from .engine import Deployer, RunOptions
+from .executor import Executor
 from .lifecycle import effective_parameters
 from .manifest import Manifest
 from .output import Printer
-from .planfile import load_saved_plan, plan_from_saved, save_plan, saved_plan_problem
+from .planfile import load_saved_plan, plan_from_saved, saved_plan_problem
+from .planner import PlanInterrupted, Planner, RunOptions, plan_environment, where
 from .plans import NOTHING_TO_RUN, Action, Label, StackPlan
 from .preflight import Scope, preflight_of, render as render_preflight, run_preflight
-from .review import render, write_review
-from .scheduler import Outcome, RunResult, reverse_graph, run_graph
+from .scheduler import RunResult, reverse_graph, run_graph
 from .stacks import describe_stack, format_event, wait_for_stack
+from .status import cmd_outputs, cmd_status
 from .recovery import Recovery
 
 
-def where(manifest: Manifest) -> str:
-    """The environment with the account and region it lives in (preflight has checked both)."""
-    return f"{manifest.environment} (account {manifest.account_id}, region {manifest.region})"
-
-
-def review_path(manifest: Manifest):
-    return manifest.build_dir / "review.json"
-
-
-def _deployer(ctx: Context, manifest: Manifest, printer: Printer, options: Options) -> Deployer:
-    return Deployer(ctx, manifest, printer, RunOptions(options.allow_replace, options.rollback_triggers))
+def _planner(ctx: Context, manifest: Manifest, printer: Printer, options: Options) -> Planner:
+    return Planner(ctx, manifest, printer, RunOptions(options.allow_replace, options.rollback_triggers))
 
 
 def preflight_passes(ctx: Context, manifest: Manifest, printer: Printer, options: Options, scope: Scope) -> bool:
@@ -60,53 +52,26 @@ def check_build(manifest: Manifest) -> None:
 
 
 # ---- plan / deploy / execute -------------------------------------------------------------
-class PlanInterrupted(Exception):
-    pass
-
-
-def make_plan(ctx: Context, manifest: Manifest, printer: Printer, deployer: Deployer, options: Options,
-              stacks=None) -> list[StackPlan]:
-    specs = list(stacks or manifest.stacks)
-    deployer.upload_if_bucket_exists()
-    plans: dict[str, StackPlan] = {}
-
-    def plan_one(name: str) -> Outcome:
-        plans[name] = deployer.plan_stack(manifest.by_name[name])
-        return Outcome(True, "planned")
-
-    result = run_graph({spec.name: set() for spec in specs}, plan_one, options.max_parallel, ctx.stop,
-                       stop_on_failure=False)
-    if result.interrupted:
-        raise PlanInterrupted(sorted(plans))
-    ordered = [plans[spec.name] for spec in specs]
-    entries = [deployer.review_entry(plan) for plan in ordered]
-    printer.line(render(entries, where(manifest)))
-    write_review(review_path(manifest), manifest.environment, entries)
-    save_plan(manifest, ordered)
-    printer.line(f"\nreview written to {review_path(manifest)}")
-    return ordered
-
-
 def _report_blocked(printer: Printer, plans: list[StackPlan]) -> bool:
     blocked = [p for p in plans if p.blocked]
     for plan in blocked:
-        label = "FAILED" if plan.action == Action.FAILED else "BLOCKED"
-        printer.line(f"{label} {plan.spec.name}: {plan.note or '; '.join(f.message for f in plan.findings)}")
+        label = Label.FAILED if plan.action == Action.FAILED else Label.BLOCKED
+        printer.line(f"{label.upper()} {plan.spec.name}: {plan.note or '; '.join(f.message for f in plan.findings)}")
     return bool(blocked)
 
 
 def _planned(ctx: Context, manifest: Manifest, printer: Printer, options: Options, scope: Scope,
-             stacks=None) -> tuple[Deployer, list[StackPlan]] | int:
-    """Preflight, then the plan: (deployer, plans), or the exit code that ends the command."""
+             stacks=None) -> tuple[Planner, list[StackPlan]] | int:
+    """Preflight, then the plan: (planner, plans), or the exit code that ends the command."""
     check_build(manifest)
     if not preflight_passes(ctx, manifest, printer, options, scope):
         printer.line("refused by preflight: nothing planned, nothing executed")
         return 2
-    deployer = _deployer(ctx, manifest, printer, options)
+    planner = _planner(ctx, manifest, printer, options)
     if not options.rollback_triggers:
         printer.line("rollback triggers OFF for this run (--no-rollback-triggers): a firing alarm will not roll it back")
     try:
-        return deployer, make_plan(ctx, manifest, printer, deployer, options, stacks)
+        return planner, plan_environment(planner, options.max_parallel, stacks)
     except PlanInterrupted as interrupted:
         printer.line(f"\nplan interrupted: nothing executed; change sets already created ({len(interrupted.args[0])} "
                      "stack(s)) are replaced by the next plan")
@@ -128,14 +93,14 @@ def _deploy(ctx: Context, manifest: Manifest, printer: Printer, options: Options
     planned = _planned(ctx, manifest, printer, options, Scope.DEPLOY, stacks)
     if isinstance(planned, int):
         return planned
-    deployer, plans = planned
+    planner, plans = planned
     if _report_blocked(printer, plans):
         printer.line("deploy stopped before execution: nothing executed")
         return 1
     if not all(p.action in NOTHING_TO_RUN for p in plans):
         if not confirm(printer, options, f"Deploy {where(manifest)}?"):
             return 2
-    return _run(ctx, manifest, printer, deployer, {p.spec.name: p for p in plans}, options, True)
+    return _run(ctx, manifest, printer, Executor(planner), {p.spec.name: p for p in plans}, options, True)
 
 
 def cmd_deploy(ctx: Context, manifest: Manifest, printer: Printer, options: Options) -> int:
@@ -148,12 +113,9 @@ def cmd_bootstrap(ctx: Context, manifest: Manifest, printer: Printer, options: O
     return _deploy(ctx, manifest, printer, options, stacks=[manifest.bootstrap_stack])
 
 
-def _run(ctx: Context, manifest: Manifest, printer: Printer, deployer: Deployer, plans: dict[str, StackPlan],
+def _run(ctx: Context, manifest: Manifest, printer: Printer, executor: Executor, plans: dict[str, StackPlan],
          options: Options, may_create_change_sets: bool) -> int:
-    graph = manifest.dependencies()
-    graph = {name: deps & set(plans) for name, deps in graph.items() if name in plans}
-    result = run_graph(graph, lambda name: deployer.execute_stack(plans[name], may_create_change_sets),
-                       options.max_parallel, ctx.stop)
+    result = executor.run(plans, options.max_parallel, may_create_change_sets)
     print_summary(printer, result)
     if any(o.label == Label.NEEDS_PLAN for o in result.outcomes.values()):
         printer.line(f"stacks waiting for their dependencies need a new review: run `make plan ENV={manifest.environment}`")
@@ -187,15 +149,15 @@ def cmd_execute(ctx: Context, manifest: Manifest, printer: Printer, options: Opt
     if not preflight_passes(ctx, manifest, printer, options, Scope.DEPLOY):
         printer.line("refused by preflight: nothing executed")
         return 2
-    deployer = _deployer(ctx, manifest, printer, options)
+    planner = _planner(ctx, manifest, printer, options)
     plans = {spec.name: plan_from_saved(ctx, spec, saved[spec.name]) for spec in manifest.stacks}
     for plan in plans.values():
         if plan.change_set:
-            plan.findings = deployer.guard(plan)  # imports may have appeared since the plan
+            plan.findings = planner.guard(plan)  # imports may have appeared since the plan
     if _report_blocked(printer, list(plans.values())):
         printer.line("nothing executed")
         return 1
-    return _run(ctx, manifest, printer, deployer, plans, options, may_create_change_sets=False)
+    return _run(ctx, manifest, printer, Executor(planner), plans, options, may_create_change_sets=False)
 
 
 # ---- destroy / recover / adopt -------------------------------------------------------------------
@@ -223,7 +185,7 @@ def cmd_destroy(ctx: Context, manifest: Manifest, printer: Printer, options: Opt
 
 def _one_stack(manifest: Manifest, options: Options):
     if not options.stack:
-        raise ValueError("--stack is required")
+        raise UsageError("--stack is required")
     return manifest.find(options.stack)
 
 
@@ -273,57 +235,6 @@ def cmd_adopt(ctx: Context, manifest: Manifest, printer: Printer, options: Optio
 # ---- preflight / status / outputs ---------------------------------------------------------------
 def cmd_preflight(ctx: Context, manifest: Manifest, printer: Printer, options: Options) -> int:
     return 0 if preflight_passes(ctx, manifest, printer, options, Scope.PREFLIGHT) else 2
-
-
-def drift_status(ctx: Context, spec, timeout_minutes: float = 5) -> str:
-    """Drift is information, never a reason for `status` to fail: every error becomes
-    "unavailable (why)", and an emulator without the drift APIs says so."""
-    cfn = ctx.cfn(spec.region)
-    try:
-        detection_id = cfn.call("detect_stack_drift", StackName=spec.name)["StackDriftDetectionId"]
-        deadline = ctx.clock.monotonic() + timeout_minutes * 60
-        while True:
-            status = cfn.call("describe_stack_drift_detection_status", StackDriftDetectionId=detection_id)
-            if status.get("DetectionStatus") != "DETECTION_IN_PROGRESS":
-                return status.get("StackDriftStatus", status.get("DetectionStatus", "UNKNOWN"))
-            if ctx.clock.monotonic() >= deadline:
-                return "DETECTION_IN_PROGRESS (timed out waiting)"
-            ctx.pause(ctx.poll_seconds)
-    except (ClientError, BotoCoreError, ResponseParserError, KeyError, NotImplementedError) as error:
-        gap = cfn.emulator_gap(error)
-        if gap:
-            return f"unavailable (drift detection {gap})"
-        text = error_message(error) if isinstance(error, ClientError) else str(error).splitlines()[0]
-        return f"unavailable ({text or type(error).__name__})"
-
-
-def cmd_status(ctx: Context, manifest: Manifest, printer: Printer, options: Options) -> int:
-    for spec in manifest.stacks:
-        deployed = describe_stack(ctx, spec.region, spec.name)
-        if not deployed:
-            printer.line(f"{spec.name} ({spec.region}): NOT DEPLOYED")
-            continue
-        updated = deployed.get("LastUpdatedTime") or deployed.get("CreationTime")
-        line = (f"{spec.name} ({spec.region}): {deployed['StackStatus']}, updated {updated}, "
-                f"termination protection {'on' if deployed.get('EnableTerminationProtection') else 'off'}")
-        if options.drift:
-            line += f", drift {drift_status(ctx, spec)}"
-        printer.line(line)
-    return 0
-
-
-def cmd_outputs(ctx: Context, manifest: Manifest, printer: Printer, options: Options) -> int:
-    collected = {}
-    for spec in manifest.stacks:
-        deployed = describe_stack(ctx, spec.region, spec.name)
-        outputs = (deployed or {}).get("Outputs", [])
-        collected[spec.name] = {o["OutputKey"]: o.get("OutputValue", "") for o in outputs}
-        printer.line(f"{spec.name}:" + ("" if deployed else " NOT DEPLOYED"))
-        for output in sorted(outputs, key=lambda o: o["OutputKey"]):
-            export = f"  (export {output['ExportName']})" if output.get("ExportName") else ""
-            printer.line(f"  {output['OutputKey']} = {output.get('OutputValue', '')}{export}")
-    (manifest.build_dir / "outputs.json").write_text(json.dumps(collected, indent=2, sort_keys=True) + "\n")
-    return 0
 
 
 COMMANDS = {

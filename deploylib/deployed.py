@@ -35,16 +35,17 @@ from .aws import Context
 from .changesets import deployed_template
 from .manifest import Manifest, StackSpec
 from .output import Printer
+from .plans import Label
+from .review import MASK
 from .scheduler import RunResult
 from .stacks import describe_stack, list_stack_resources
 
 DEPLOYED_FORMAT = 1
 S3_PREFIX = "manifests"
 NOT_DEPLOYED = "NOT_DEPLOYED"
-MASK = "****"
-FAILED_RESULTS = frozenset({"failed", "blocked"})
+FAILED_RESULTS = frozenset({Label.FAILED, Label.BLOCKED})
 # "needs a new plan": execute does not create change sets nobody reviewed, so the stack was not touched
-NOT_STARTED_RESULTS = frozenset({"not started", "needs a new plan"})
+NOT_STARTED_RESULTS = frozenset({Label.NOT_STARTED, Label.NEEDS_PLAN})
 
 
 @dataclass
@@ -74,7 +75,7 @@ def _canonical_sha256(template: dict) -> str:
 
 def _run_results(result: RunResult) -> dict[str, tuple[str, str]]:
     results = {name: (outcome.label, outcome.detail) for name, outcome in result.outcomes.items()}
-    results.update({name: ("not started", "") for name in result.not_started})
+    results.update({name: (Label.NOT_STARTED, "") for name in result.not_started})
     return results
 
 

@@ -13,7 +13,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from .aws import Context, Interrupted, error_message
 from .changesets import deployed_template
-from .engine import Deployer
+from .executor import Executor
+from .planner import Planner
 from .lifecycle import CREATING, ESTABLISHED, deployed_lifecycle
 from .manifest import Manifest, StackSpec
 from .output import Printer
@@ -113,7 +114,7 @@ class Destroyer:
         self.manifest = manifest
         self.printer = printer
         self.retained: list[str] = []
-        self._deployer = Deployer(ctx, manifest, printer)
+        self._executor = Executor(Planner(ctx, manifest, printer))  # for the StackLifecycle switch
 
     def delete(self, spec: StackSpec) -> Outcome:
         deployed = describe_stack(self.ctx, spec.region, spec.name)
@@ -160,4 +161,4 @@ class Destroyer:
         if deployed_lifecycle(spec, deployed) != ESTABLISHED or deployed["StackStatus"] == "DELETE_FAILED":
             return None
         self.printer.stack(spec.name, "lifting deletion protection before deleting")
-        return self._deployer.switch_lifecycle(spec, CREATING)
+        return self._executor.switch_lifecycle(spec, CREATING)

@@ -16,13 +16,11 @@ from dataclasses import dataclass
 from botocore.exceptions import ClientError
 from botocore.parsers import ResponseParserError
 
+from templates_src.common import STATEFUL_TYPES
+
 from .aws import Context, error_message
 from .manifest import StackSpec
 
-STATEFUL_TYPE_PREFIXES = (
-    "AWS::RDS::", "AWS::DynamoDB::", "AWS::S3::Bucket", "AWS::KMS::Key", "AWS::SQS::Queue",
-    "AWS::SecretsManager::Secret", "AWS::Logs::LogGroup", "AWS::ECR::Repository",
-)
 _SUB_REFERENCE = re.compile(r"\$\{([A-Za-z0-9]+)(?:\.[A-Za-z0-9.]+)?\}")
 
 
@@ -37,7 +35,11 @@ class GuardFinding:
 
 
 def is_stateful(spec: StackSpec, logical_id: str, resource_type: str) -> bool:
-    return logical_id in spec.stateful_resources or resource_type.startswith(STATEFUL_TYPE_PREFIXES)
+    """The manifest's stateful resources, or a resource of a type the build treats as stateful:
+    the type check is what catches a stateful resource the new template removes (the new manifest
+    no longer lists it). Exact types, the build's list: an Aurora instance or a bucket policy
+    holds no data."""
+    return logical_id in spec.stateful_resources or resource_type in STATEFUL_TYPES
 
 
 def replacing_properties(change: dict) -> list[str]:

@@ -10,11 +10,15 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import REFUSED_EXIT, DeployError
+
 SUPPORTED_FORMAT = 1
 
 
-class ManifestError(Exception):
+class ManifestError(DeployError):
     """The manifest is missing or malformed; the message says what to do."""
+
+    exit_code = REFUSED_EXIT
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,8 @@ class Label(StrEnum):
     INTERRUPTED = "interrupted"
     NEEDS_PLAN = "needs a new plan"
     RECOVERED = "recovered"
+    NOT_STARTED = "not started"  # the run stopped before its dependencies were done
+    PLANNED = "planned"  # only while planning: its plan entry holds the result
 
 
 @dataclass

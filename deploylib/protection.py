@@ -4,13 +4,17 @@ deletion protection rides on the StackLifecycle parameter (lifecycle.py)."""
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
+from typing import Iterator
 
 from botocore.exceptions import ClientError
 from botocore.parsers import ResponseParserError
 
 from .aws import Context
+from .guards import is_stateful
 from .manifest import Manifest, StackSpec
 from .output import Printer
+from .plans import StackPlan
 from .stacks import describe_stack
 
 POLICY_ACTIONS = ["Update:Modify", "Update:Replace", "Update:Delete"]
@@ -55,4 +59,34 @@ def ensure_protection(ctx: Context, manifest: Manifest, printer: Printer, spec: 
     if manifest.termination_protection and not deployed.get("EnableTerminationProtection"):
         set_termination_protection(ctx, printer, spec, True)
     if manifest.stack_policy:
+        set_policy(ctx, spec, stack_policy(spec))
+
+
+def allowed_stateful_changes(plan: StackPlan, allow_replace: set[str]) -> set[str]:
+    """The stateful resources this change set touches that --allow-replace names."""
+    touched = set()
+    for wrapper in plan.change_set.changes:
+        change = wrapper.get("ResourceChange", {})
+        logical_id = change.get("LogicalResourceId", "")
+        if logical_id in allow_replace and is_stateful(plan.spec, logical_id, change.get("ResourceType", "")):
+            touched.add(logical_id)
+    return touched
+
+
+@contextmanager
+def policy_relaxed_for(ctx: Context, manifest: Manifest, printer: Printer, plan: StackPlan,
+                       allow_replace: set[str]) -> Iterator[None]:
+    """The stack policy without the deny for what --allow-replace names, while the block runs:
+    ExecuteChangeSet has no StackPolicyDuringUpdateBody, so the policy itself is relaxed for this
+    run only and put back however the run ends."""
+    allowed = allowed_stateful_changes(plan, allow_replace) if manifest.stack_policy else set()
+    if not allowed:
+        yield
+        return
+    spec = plan.spec
+    printer.stack(spec.name, f"stack policy relaxed for {', '.join(sorted(allowed))} (--allow-replace)")
+    set_policy(ctx, spec, stack_policy(spec, allowed))
+    try:
+        yield
+    finally:
         set_policy(ctx, spec, stack_policy(spec))

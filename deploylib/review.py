@@ -11,8 +11,9 @@ from urllib.parse import quote
 
 from .guards import is_stateful, replacing_properties
 from .manifest import StackSpec
+from .plans import NOTHING_TO_RUN, Action, StackPlan
 
-MASK = "****"
+MASK = "****"  # how a NoEcho value is shown: the review, and deployed.json (deployed.py)
 SECURITY_GROUP_TYPES = ("AWS::EC2::SecurityGroup", "AWS::EC2::SecurityGroupIngress", "AWS::EC2::SecurityGroupEgress")
 IAM_TYPE_PREFIXES = ("AWS::IAM::", "AWS::Lambda::Permission", "AWS::KMS::Key", "AWS::SQS::QueuePolicy",
                      "AWS::SNS::TopicPolicy", "AWS::S3::BucketPolicy")
@@ -79,6 +80,23 @@ def template_resources(spec: StackSpec) -> list[dict]:
     """Resources of a stack whose change set cannot exist yet (new stack waiting for imports)."""
     resources = spec.template().get("Resources", {})
     return [{"logical_id": k, "type": v.get("Type", "")} for k, v in sorted(resources.items())]
+
+
+def review_entry(plan: StackPlan) -> dict:
+    """One stack's entry of the review (printed, review.json)."""
+    spec = plan.spec
+    entry = {"stack": spec.name, "region": spec.region, "action": str(plan.action), "note": plan.note,
+             "parameter_changes": parameter_changes(spec, plan.deployed, plan.parameters),
+             "guard_findings": [f.as_dict() for f in plan.findings]}
+    if plan.change_set:
+        entry.update(summarize_changes(spec, plan.change_set.changes))
+        entry["change_set_id"] = plan.change_set.id
+        entry["console_url"] = console_url(spec.region, plan.change_set.stack_id, plan.change_set.id)
+    elif plan.action == Action.RECREATE or (plan.action == Action.DEFERRED and not plan.deployed):
+        entry["added"] = template_resources(spec)
+    if plan.action in NOTHING_TO_RUN or plan.parameters is None:
+        entry["parameter_changes"] = []
+    return entry
 
 
 def render(entries: list[dict], header: str = "") -> str:

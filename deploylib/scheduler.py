@@ -15,11 +15,13 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Callable
 
+from .plans import Label
+
 
 @dataclass
 class Outcome:
     ok: bool
-    label: str  # a plans.Label: deployed, unchanged, no-op, deleted, failed, interrupted, ...
+    label: Label
     detail: str = ""
 
 
@@ -86,7 +88,7 @@ def _outcome(future: Future) -> Outcome:
     try:
         return future.result()
     except Exception as error:  # a bug or an unexpected API error: report, do not hang
-        return Outcome(False, "failed", f"{type(error).__name__}: {error}")
+        return Outcome(False, Label.FAILED, f"{type(error).__name__}: {error}")
 
 
 def reverse_graph(dependencies: dict[str, set[str]]) -> dict[str, set[str]]:

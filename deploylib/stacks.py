@@ -11,6 +11,7 @@ from typing import Callable
 from botocore.exceptions import ClientError
 
 from .aws import Context, error_message
+from .errors import DeployError
 
 SUCCESS_STATUSES = frozenset({"CREATE_COMPLETE", "UPDATE_COMPLETE", "DELETE_COMPLETE", "IMPORT_COMPLETE"})
 FAILED_STATUSES = frozenset({
@@ -25,7 +26,7 @@ UPDATABLE_STATUSES = frozenset({
 })
 
 
-class StackTimeout(Exception):
+class StackTimeout(DeployError):
     pass
 
 

@@ -31,6 +31,9 @@ STATEFUL_TYPES = frozenset(
     }
 )
 RETAIN_EXCEPT_ON_CREATE = "RetainExceptOnCreate"
+# CloudFormation's TemplateBody quota: the build keeps templates that must go inline under it, and
+# deploy.py sends larger ones by S3 URL. One definition so the two can never disagree.
+TEMPLATE_BODY_LIMIT_BYTES = 51_200
 # The platform's own operational metrics (messaging publishes, monitoring alarms on them).
 OPERATIONS_NAMESPACE = "Payments/Operations"
 CONFIRMED_SUBSCRIPTIONS_METRIC = "ConfirmedAlarmSubscriptions"

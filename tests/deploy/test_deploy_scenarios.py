@@ -195,13 +195,13 @@ def test_stack_policy_alone_would_have_refused_the_replacement(env, world):
     _add_table(env)
     first_deploy(env, world)
     _add_table(env, "payments-staging-transactions-v2")
-    from deploylib import engine
-    original = engine.set_policy
-    engine.set_policy = lambda ctx, spec, policy: None  # never relax the policy during the run
+    from deploylib import protection
+    original = protection.set_policy
+    protection.set_policy = lambda ctx, spec, policy: None  # never relax the policy during the run
     try:
         code, text = run_deploy(env, world, "deploy", "--yes", "--allow-replace", "Table")
     finally:
-        engine.set_policy = original
+        protection.set_policy = original
     assert code == 1
     assert "Action denied by stack policy" in text
 

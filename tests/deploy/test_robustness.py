@@ -106,16 +106,13 @@ def _interrupt_on_wait(monkeypatch, after: int):
 def test_ctrl_c_during_deploy_stops_new_stacks_reports_and_exits_130(env, world, monkeypatch):
     ctx = virtual_context(world)
     world.default_latency = 5.0
-    planned = {"n": 0}
     real = scheduler.run_graph
 
     def run_graph(dependencies, work, max_parallel, stop=None, stop_on_failure=True):
-        planned["n"] += 1
-        if planned["n"] == 2:  # the execution run (the first one plans)
-            _interrupt_on_wait(monkeypatch, after=3)
+        _interrupt_on_wait(monkeypatch, after=3)  # the executor's run (planning runs in planner.py)
         return real(dependencies, work, max_parallel, stop, stop_on_failure)
 
-    monkeypatch.setattr("deploylib.commands.run_graph", run_graph)
+    monkeypatch.setattr("deploylib.executor.run_graph", run_graph)
     code, text = run_deploy(env, world, "deploy", "--yes", context=ctx)
     assert code == 130, text
     assert "Traceback" not in text and "KeyboardInterrupt" not in text
