@@ -49,7 +49,7 @@ from troposphere import GetAtt, Ref, Sub, Template, apigateway, awslambda, encod
 from . import blocks
 from .common import export, import_value, new_template, resource_name, skip_checkov, tags
 from .config import EnvironmentConfig
-from .function_catalog import FUNCTIONS_DIR, DeclarationError, FunctionDeclaration, load_functions
+from .function_catalog import FUNCTIONS_DIR, DeclarationError, FunctionDeclaration, alias_export_key, load_functions
 
 LAYER = "api"
 CONTRACT_FILE = "openapi.yaml"
@@ -340,7 +340,7 @@ def body_digest(body: dict) -> str:
 
 def _alias_arn_importer(config: EnvironmentConfig, functions: list[FunctionDeclaration]) -> Callable[[str], Any]:
     by_name = {function.name: function for function in functions}
-    return lambda name: import_value(config, "compute", f"{by_name[name].logical_name}AliasArn")
+    return lambda name: import_value(config, "compute", alias_export_key(by_name[name].logical_name))
 
 
 def _logging_role(template: Template, config: EnvironmentConfig) -> iam.Role:
@@ -450,7 +450,7 @@ def _invoke_permissions(template, config, routed: list[FunctionDeclaration], aut
                 awslambda.Permission(
                     f"{function.logical_name}InvokePermission",
                     Action="lambda:InvokeFunction",
-                    FunctionName=import_value(config, "compute", f"{function.logical_name}AliasArn"),
+                    FunctionName=import_value(config, "compute", alias_export_key(function.logical_name)),
                     Principal="apigateway.amazonaws.com",
                     SourceArn=Sub(source_arn, Api=Ref(api)),
                 )

@@ -169,6 +169,17 @@ class FunctionDeclaration(Strict):
         return {trigger.type for trigger in self.triggers}
 
 
+def alias_export_key(logical_name: str) -> str:
+    """The compute layer's export of a function's `live` alias ARN, the one ARN other layers invoke:
+    api, workflow and monitoring import what compute exports under this one name."""
+    return f"{logical_name}AliasArn"
+
+
+def function_name_export_key(logical_name: str) -> str:
+    """The compute layer's export of a function's name (metric dimensions, dashboards)."""
+    return f"{logical_name}FunctionName"
+
+
 class DeclarationError(ValueError):
     """A function declaration is missing or invalid; the message names the file."""
 

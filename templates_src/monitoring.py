@@ -32,7 +32,7 @@ from troposphere import GetAtt, Sub, Template, cloudwatch
 
 from .common import CONFIRMED_SUBSCRIPTIONS_METRIC, OPERATIONS_NAMESPACE, import_value, new_template, output, resource_name, tags
 from .config import EnvironmentConfig
-from .function_catalog import FUNCTIONS_DIR, DeclarationError, FunctionDeclaration, load_functions
+from .function_catalog import FUNCTIONS_DIR, DeclarationError, FunctionDeclaration, function_name_export_key, load_functions
 
 LAYER = "monitoring"
 BUSINESS_NAMESPACE = "Payments"
@@ -82,7 +82,7 @@ def sub_variables(config: EnvironmentConfig, functions: list[FunctionDeclaration
         "AlarmTopicName": ("messaging", "AlarmTopicName"),
     }
     imports.update({f"{table}TableName": ("data", f"{table}TableName") for table in TABLES})
-    imports.update({_function_variable(f): ("compute", f"{f.logical_name}FunctionName") for f in functions})
+    imports.update({_function_variable(f): ("compute", function_name_export_key(f.logical_name)) for f in functions})
     return {name: import_value(config, layer, key) for name, (layer, key) in sorted(imports.items())}
 
 
