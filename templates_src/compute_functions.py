@@ -41,7 +41,7 @@ from troposphere.validators import integer
 from . import blocks
 from .common import import_value, keep_data, resource_name, skip_checkov, tags
 from .config import EnvironmentConfig
-from .function_catalog import DeclarationError, ExportRef, FunctionDeclaration
+from .function_catalog import DeclarationError, ExportRef, FunctionDeclaration, split_export_ref
 from .packaging import artifact_key, package
 
 RUNTIME = "python3.12"
@@ -79,13 +79,11 @@ class FunctionTemplateError(DeclarationError):
 
 
 def export_ref(reference: str, function_name: str) -> tuple[str, str]:
-    """`messaging.PaymentQueueArn` -> ("messaging", "PaymentQueueArn")."""
-    layer, _, key = reference.partition(".")
-    if not layer or not key or "." in key:
-        raise FunctionTemplateError(
-            f"function {function_name}: {reference!r} must be 'layer.ExportKey', e.g. messaging.PaymentQueueArn"
-        )
-    return layer, key
+    """`split_export_ref`, with an error that names the function."""
+    try:
+        return split_export_ref(reference)
+    except ValueError as error:
+        raise FunctionTemplateError(f"function {function_name}: {error}") from None
 
 
 def imported(config: EnvironmentConfig, reference: ExportRef):

@@ -54,6 +54,15 @@ ACTION = re.compile(r"^[a-z0-9-]+:[A-Za-z0-9]+$")  # no wildcards, ever
 ENV_VAR = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
 
+def split_export_ref(reference: str) -> tuple[str, str]:
+    """`messaging.PaymentQueueArn` -> ("messaging", "PaymentQueueArn"): the one reading of a
+    "layer.ExportKey" reference; ValueError when it is not one."""
+    layer, _, key = reference.partition(".")
+    if not layer or not key or "." in key:
+        raise ValueError(f"{reference!r} must be 'layer.ExportKey', e.g. messaging.PaymentQueueArn")
+    return layer, key
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -71,11 +80,11 @@ class ExportRef(Strict):
 
     @property
     def layer(self) -> str:
-        return self.export.split(".", 1)[0]
+        return split_export_ref(self.export)[0]
 
     @property
     def key(self) -> str:
-        return self.export.split(".", 1)[1]
+        return split_export_ref(self.export)[1]
 
 
 class LiteralValue(Strict):
