@@ -41,9 +41,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-import awacs.sts as sts_actions
 import yaml
-from awacs.aws import Allow, Condition, Policy, Principal, Statement, StringEquals
 from troposphere import GetAtt, Ref, Sub, Template, apigateway, awslambda, encode_to_dict, iam, wafv2
 
 from . import blocks
@@ -353,17 +351,7 @@ def _logging_role(template: Template, config: EnvironmentConfig) -> iam.Role:
             "ApiGatewayLoggingRole",
             RoleName=resource_name(config, "apigateway-logging"),
             Description="Account-wide setting: lets API Gateway write every API's execution and access logs",
-            AssumeRolePolicyDocument=Policy(
-                Version="2012-10-17",
-                Statement=[
-                    Statement(
-                        Effect=Allow,
-                        Principal=Principal("Service", "apigateway.amazonaws.com"),
-                        Action=[sts_actions.AssumeRole],
-                        Condition=Condition(StringEquals("aws:SourceAccount", Ref("AWS::AccountId"))),
-                    )
-                ],
-            ),
+            AssumeRolePolicyDocument=blocks.service_trust("apigateway.amazonaws.com"),
             ManagedPolicyArns=[Sub(API_GATEWAY_LOGGING_POLICY)],
             Tags=tags(config),
         )

@@ -32,7 +32,6 @@ from pathlib import Path
 import awacs.kms as kms_actions
 import awacs.logs as logs_actions
 import awacs.sqs as sqs_actions
-import awacs.sts as sts_actions
 import awacs.xray as xray_actions
 from awacs.aws import Action, Allow, ArnEquals, Condition, Policy, Principal, Statement
 from troposphere import GetAtt, Join, Parameter, Ref, Split, Sub, Template, awslambda, cloudwatch, events, iam, sns, sqs
@@ -374,16 +373,7 @@ def _function_role(
         iam.Role(
             f"{declaration.logical_name}Role",
             RoleName=function_name(config, declaration),
-            AssumeRolePolicyDocument=Policy(
-                Version="2012-10-17",
-                Statement=[
-                    Statement(
-                        Effect=Allow,
-                        Principal=Principal("Service", "lambda.amazonaws.com"),
-                        Action=[sts_actions.AssumeRole],
-                    )
-                ],
-            ),
+            AssumeRolePolicyDocument=blocks.service_trust("lambda.amazonaws.com", on_behalf_of_this_account=False),
             ManagedPolicyArns=[Ref(baseline), Sub(VPC_ACCESS_POLICY)],
             Policies=[iam.Policy(PolicyName="function", PolicyDocument=Policy(Version="2012-10-17", Statement=statements))],
             Tags=tags(config, function_name(config, declaration)),

@@ -32,12 +32,11 @@ import ipaddress
 
 import awacs.ec2 as ec2_actions
 import awacs.logs as logs_actions
-from awacs.aws import Allow, ArnLike, Condition, Policy, PolicyDocument, Principal, Statement, StringEquals
-from awacs.sts import AssumeRole
+from awacs.aws import Allow, PolicyDocument, Statement
 from troposphere import GetAtt, Join, Ref, Sub, Template, awslambda, ec2, iam
 from troposphere.cloudformation import CustomResource
 
-from .blocks import kms_key, log_group, logs_service_statement
+from .blocks import kms_key, log_group, logs_service_statement, service_trust
 from .common import export, ignore_cfn_lint, new_template, resource_name, skip_checkov, tags
 from .config import EnvironmentConfig
 
@@ -300,7 +299,7 @@ def _close_default_security_group(template: Template, config: EnvironmentConfig,
     role = template.add_resource(
         iam.Role(
             "RestrictDefaultSgRole",
-            AssumeRolePolicyDocument=_trust("lambda.amazonaws.com"),
+            AssumeRolePolicyDocument=service_trust("lambda.amazonaws.com", on_behalf_of_this_account=False),
             Policies=[
                 iam.Policy(
                     PolicyName="revoke-default-sg-rules",
@@ -356,13 +355,6 @@ def _close_default_security_group(template: Template, config: EnvironmentConfig,
             "DefaultSecurityGroupRestriction", ServiceToken=GetAtt(function, "Arn"), GroupId=default_group
         )
     )
-
-
-def _trust(service: str, condition: Condition | None = None) -> Policy:
-    statement = dict(Effect=Allow, Principal=Principal("Service", service), Action=[AssumeRole])
-    if condition is not None:
-        statement["Condition"] = condition
-    return Policy(Version="2012-10-17", Statement=[Statement(**statement)])
 
 
 def _rule(protocol: str, port: int, description: str, **target) -> ec2.SecurityGroupRule:
@@ -492,18 +484,10 @@ def _flow_logs(template: Template, config: EnvironmentConfig, vpc: ec2.VPC, logs
     role = template.add_resource(
         iam.Role(
             "FlowLogRole",
-            AssumeRolePolicyDocument=_trust(
+            AssumeRolePolicyDocument=service_trust(
                 "vpc-flow-logs.amazonaws.com",
                 # Only flow logs of this account may assume the role (confused deputy).
-                Condition(
-                    [
-                        StringEquals("aws:SourceAccount", Ref("AWS::AccountId")),
-                        ArnLike(
-                            "aws:SourceArn",
-                            Sub("arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:vpc-flow-log/*"),
-                        ),
-                    ]
-                ),
+                Sub("arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:vpc-flow-log/*"),
             ),
             Policies=[
                 iam.Policy(
