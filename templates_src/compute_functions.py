@@ -52,9 +52,16 @@ POWERTOOLS_LAYER_SSM_PATH = f"/aws/service/powertools/python/{ARCHITECTURE}/{RUN
 METRICS_NAMESPACE = "Payments"
 ALIAS_NAME = "live"
 ASYNC_TRIGGERS = frozenset({"s3", "sns"})  # EventBridge and SNS invoke Lambda asynchronously
-# Set by the platform only. The Powertools names are defaults a declaration may override (a
-# shared service name groups every function's metrics under one dimension, for instance).
+# Set by the platform only.
 RESERVED_ENVIRONMENT = ("ENVIRONMENT",)
+# Every function's defaults, which a declaration may still override. One service name for all:
+# the business metrics' dimension set is {service: payments} (monitoring.BUSINESS_SERVICE, which a
+# test keeps equal), so a function publishing under its own name would fall off the dashboard.
+PLATFORM_ENVIRONMENT_DEFAULTS = {
+    "POWERTOOLS_SERVICE_NAME": "payments",
+    "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+    "LOG_LEVEL": "INFO",
+}
 FAILURE_QUEUE_RETENTION_S = 14 * 24 * 3600
 EVENT_RETRY_ATTEMPTS = 8
 EVENT_MAX_AGE_S = 6 * 3600
@@ -318,11 +325,7 @@ def _environment(config: EnvironmentConfig, declaration: FunctionDeclaration) ->
             f"function {declaration.name}: environment {', '.join(clashes + aws_reserved)} "
             "is set by the platform or reserved by Lambda; remove it from function.yaml"
         )
-    variables = {
-        "ENVIRONMENT": config.name,
-        "POWERTOOLS_SERVICE_NAME": declaration.name,
-        "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
-    }
+    variables = {"ENVIRONMENT": config.name, **PLATFORM_ENVIRONMENT_DEFAULTS}
     for key, value in sorted(declaration.environment.items()):
         variables[key] = imported(config, value) if isinstance(value, ExportRef) else value.value
     return variables

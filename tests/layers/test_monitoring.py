@@ -9,6 +9,7 @@ import pytest
 
 from templates_src import monitoring
 from templates_src.config import load_environment
+from templates_src.compute_functions import PLATFORM_ENVIRONMENT_DEFAULTS
 from templates_src.function_catalog import FUNCTIONS_DIR
 
 from .helpers import logical, write_function
@@ -211,6 +212,8 @@ def test_repository_functions_are_all_monitored(env):
         assert f"{function.logical_name}FunctionName" in variables
         service = function.environment.get("POWERTOOLS_SERVICE_NAME")
         assert service is None or service.value == monitoring.BUSINESS_SERVICE, function.name
+    # a function that does not declare it publishes under the platform default
+    assert PLATFORM_ENVIRONMENT_DEFAULTS["POWERTOOLS_SERVICE_NAME"] == monitoring.BUSINESS_SERVICE
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
