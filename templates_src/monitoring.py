@@ -18,8 +18,9 @@ Design decisions:
 - TreatMissingData: `notBreaching` for counts and latencies (no traffic is not an incident),
   `missing` for utilisation (CPU), where silence keeps the previous state.
 - Alarm ARNs are plain outputs `<Name>AlarmArn` (not exports: nothing imports them, and an
-  export would pin them). Template metadata `RollbackTriggers` names, per traffic-serving layer,
-  the outputs deploy attaches as rollback triggers.
+  export would pin them). Template metadata `RollbackTriggers` names, per traffic-serving layer
+  (`layers.Layer.serves_traffic`), the outputs deploy attaches as rollback triggers: the alarms
+  whose row says they guard that layer.
 """
 from __future__ import annotations
 
@@ -43,11 +44,7 @@ FIVE_MINUTES = 300
 HOUR = 3600
 WIDGET_WIDTH = 12
 WIDGET_HEIGHT = 6
-# Rollback triggers deploy attaches to each traffic-serving stack (output keys, at most 5).
-ROLLBACK_TRIGGERS = {
-    "api": ["Api5xxAlarmArn", "ApiLatencyP99AlarmArn"],
-    "compute": ["LambdaErrorsAlarmArn", "LambdaThrottlesAlarmArn", "Alb5xxAlarmArn", "AlbLatencyP99AlarmArn"],
-}
+MAX_ROLLBACK_TRIGGERS = 5  # CloudFormation's limit per stack
 
 
 class MonitoringError(DeclarationError):
@@ -226,6 +223,7 @@ class AlarmSpec:
     datapoints_to_alarm: int = 1
     metric: dict = field(default_factory=dict)  # Namespace/MetricName/Dimensions/Statistic...
     queries: tuple = ()  # metric math instead of `metric`
+    guards: str | None = None  # the traffic-serving layer whose deploys roll back on this alarm
 
 
 @dataclass(frozen=True)
@@ -250,33 +248,34 @@ ALB = (("LoadBalancer", "AlbFullName"),)
 GT, GE, LT = "GreaterThanThreshold", "GreaterThanOrEqualToThreshold", "LessThanThreshold"
 
 # name, description ("{}" is the configured limit), threshold (an AlarmThresholds field, a
-# (field, divisor) pair or a constant), comparison, missing data, evaluation periods, signal.
+# (field, divisor) pair or a constant), comparison, missing data, evaluation periods, signal, and
+# the layer it guards: a rollback trigger of that layer's deploys (a layer that serves traffic).
 ALARMS = (
-    ("ApiLatencyP99", "API p99 latency above {} ms for 10 minutes", "api_p99_latency_ms", GT, "notBreaching", 2,
-     Metric("AWS/ApiGateway", "Latency", API, "p99")),
     ("Api5xx", "{} or more API 5xx answers in 5 minutes", "api_5xx_per_5min", GE, "notBreaching", 1,
-     Metric("AWS/ApiGateway", "5XXError", API, "Sum")),
+     Metric("AWS/ApiGateway", "5XXError", API, "Sum"), "api"),
+    ("ApiLatencyP99", "API p99 latency above {} ms for 10 minutes", "api_p99_latency_ms", GT, "notBreaching", 2,
+     Metric("AWS/ApiGateway", "Latency", API, "p99"), "api"),
     ("LambdaErrors", "{} or more Lambda errors in 5 minutes, all payment functions", "lambda_errors_per_5min", GE,
-     "notBreaching", 1, LAMBDA_ERRORS_SUM),
+     "notBreaching", 1, LAMBDA_ERRORS_SUM, "compute"),
     ("LambdaThrottles", "{} or more Lambda throttles in 5 minutes, all payment functions", "lambda_throttles_per_5min", GE,
-     "notBreaching", 1, LAMBDA_THROTTLES_SUM),
+     "notBreaching", 1, LAMBDA_THROTTLES_SUM, "compute"),
     ("DlqNotEmpty", "Payment messages reached the dead-letter queue", 0, GT, "notBreaching", 1,
-     Metric("AWS/SQS", "ApproximateNumberOfMessagesVisible", (("QueueName", "DlqName"),), "Maximum", 60)),
+     Metric("AWS/SQS", "ApproximateNumberOfMessagesVisible", (("QueueName", "DlqName"),), "Maximum", 60), None),
     ("AlarmsUndelivered", "Alarm notifications the alarm topic could not deliver are in its dead-letter queue", 0, GT,
-     "notBreaching", 1, Metric("AWS/SQS", "ApproximateNumberOfMessagesVisible", (("QueueName", "AlarmDlqName"),), "Maximum")),
+     "notBreaching", 1, Metric("AWS/SQS", "ApproximateNumberOfMessagesVisible", (("QueueName", "AlarmDlqName"),), "Maximum"), None),
     # no data: the hourly watch did not run, so nobody knows: as bad as none confirmed
     ("AlarmsUnconfirmed", "The alarm topic has no confirmed subscription: alarms reach nobody (confirm the e-mail)", 1, LT,
      "breaching", 1,
-     Metric(OPERATIONS_NAMESPACE, CONFIRMED_SUBSCRIPTIONS_METRIC, (("TopicName", "AlarmTopicName"),), "Minimum", HOUR)),
+     Metric(OPERATIONS_NAMESPACE, CONFIRMED_SUBSCRIPTIONS_METRIC, (("TopicName", "AlarmTopicName"),), "Minimum", HOUR), None),
     ("AuroraCpu", "Aurora CPU above {}% for 15 minutes", "aurora_cpu_percent", GT, "missing", 3,
-     Metric("AWS/RDS", "CPUUtilization", (("DBClusterIdentifier", "DbClusterIdentifier"),), "Average")),
+     Metric("AWS/RDS", "CPUUtilization", (("DBClusterIdentifier", "DbClusterIdentifier"),), "Average"), None),
     ("Alb5xx", "{} or more ALB 5xx (load balancer and targets) in 5 minutes", "alb_5xx_per_5min", GE, "notBreaching", 1,
-     ALB_5XX_SUM),
+     ALB_5XX_SUM, "compute"),
     # the metric is in seconds, the limit in milliseconds
     ("AlbLatencyP99", "ALB target p99 response time above {} ms for 10 minutes", ("alb_latency_p99_ms", 1000), GT,
-     "notBreaching", 2, Metric("AWS/ApplicationELB", "TargetResponseTime", ALB, "p99")),
+     "notBreaching", 2, Metric("AWS/ApplicationELB", "TargetResponseTime", ALB, "p99"), "compute"),
     ("EcsCpu", "ECS service CPU above {}% for 15 minutes", "ecs_cpu_percent", GT, "missing", 3,
-     Metric("AWS/ECS", "CPUUtilization", (("ClusterName", "EcsClusterName"), ("ServiceName", "EcsServiceName")), "Average")),
+     Metric("AWS/ECS", "CPUUtilization", (("ClusterName", "EcsClusterName"), ("ServiceName", "EcsServiceName")), "Average"), None),
 )
 
 
@@ -351,7 +350,7 @@ def _threshold(source, limits) -> tuple[float, object]:
 
 def alarm_specs(config: EnvironmentConfig, functions: list[FunctionDeclaration], variables: dict) -> list[AlarmSpec]:
     specs = []
-    for name, description, source, comparison, missing, periods, signal in ALARMS:
+    for name, description, source, comparison, missing, periods, signal, guards in ALARMS:
         threshold, limit = _threshold(source, config.monitoring.alarms)
         specs.append(AlarmSpec(
             name, description.format(limit), threshold, comparison, missing,
@@ -359,6 +358,7 @@ def alarm_specs(config: EnvironmentConfig, functions: list[FunctionDeclaration],
             datapoints_to_alarm=periods,
             metric=_metric_properties(signal, variables) if isinstance(signal, Metric) else {},
             queries=() if isinstance(signal, Metric) else _math_queries(signal, functions, variables),
+            guards=guards,
         ))
     return specs
 
@@ -410,9 +410,22 @@ def build(config: EnvironmentConfig, functions_dir: Path = FUNCTIONS_DIR) -> Tem
     specs = alarm_specs(config, functions, variables)
     for spec in specs:
         _add_alarm(template, config, spec, topic)
-    outputs = {f"{spec.name}AlarmArn" for spec in specs}
-    missing = sorted(key for keys in ROLLBACK_TRIGGERS.values() for key in keys if key not in outputs)
-    if missing:
-        raise MonitoringError(f"monitoring: rollback triggers name unknown outputs {missing}")
-    template.metadata["RollbackTriggers"] = {layer: list(keys) for layer, keys in sorted(ROLLBACK_TRIGGERS.items())}
+    template.metadata["RollbackTriggers"] = rollback_triggers(specs)
     return template
+
+
+def rollback_triggers(specs: list[AlarmSpec]) -> dict[str, list[str]]:
+    """Traffic-serving layer (`Layer.serves_traffic`) -> the alarm outputs that guard its deploys."""
+    from .layers import LAYERS  # layers imports every layer module, this one included
+
+    serving = sorted(layer.name for layer in LAYERS if layer.serves_traffic)
+    triggers = {name: [f"{spec.name}AlarmArn" for spec in specs if spec.guards == name] for name in serving}
+    stray = sorted(spec.name for spec in specs if spec.guards and spec.guards not in serving)
+    if stray:
+        raise MonitoringError(f"monitoring: alarms {stray} guard a layer that serves no traffic")
+    for name, outputs in triggers.items():
+        if not 1 <= len(outputs) <= MAX_ROLLBACK_TRIGGERS:
+            raise MonitoringError(
+                f"monitoring: layer {name} serves traffic and needs 1 to {MAX_ROLLBACK_TRIGGERS} alarms guarding it, has {len(outputs)}"
+            )
+    return triggers

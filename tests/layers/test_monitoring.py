@@ -9,6 +9,7 @@ import pytest
 
 from templates_src import monitoring
 from templates_src.config import load_environment
+from templates_src.layers import LAYERS
 from templates_src.compute_functions import PLATFORM_ENVIRONMENT_DEFAULTS
 from templates_src.function_catalog import FUNCTIONS_DIR
 
@@ -103,7 +104,7 @@ def test_alarm_outputs_and_rollback_triggers(env, functions_dir):
         assert "Export" not in value, key
         assert value["Value"] == {"Fn::GetAtt": [key.removesuffix("Arn"), "Arn"]}
     triggers = template["Metadata"]["RollbackTriggers"]
-    assert set(triggers) == {"api", "compute"}
+    assert set(triggers) == {layer.name for layer in LAYERS if layer.serves_traffic} == {"api", "compute"}
     for layer, keys in triggers.items():
         assert 1 <= len(keys) <= 5, layer
         assert set(keys) <= set(outputs), layer
@@ -227,3 +228,15 @@ def test_alarm_delivery_itself_is_alarmed(env, functions_dir):
     assert (unconfirmed["Namespace"], unconfirmed["MetricName"]) == ("Payments/Operations", "ConfirmedAlarmSubscriptions")
     assert (unconfirmed["Threshold"], unconfirmed["ComparisonOperator"], unconfirmed["Period"]) == (1, "LessThanThreshold", 3600)
     assert unconfirmed["TreatMissingData"] == "breaching"  # the watch not running is as bad as nobody confirmed
+
+
+def test_an_alarm_guarding_a_layer_that_serves_no_traffic_is_an_error():
+    spec = monitoring.AlarmSpec("Stray", "guards data", 1, "GreaterThanThreshold", "missing", guards="data")
+    with pytest.raises(monitoring.MonitoringError, match=r"\['Stray'\] guard a layer that serves no traffic"):
+        monitoring.rollback_triggers([spec])
+
+
+def test_a_traffic_serving_layer_without_a_guarding_alarm_is_an_error():
+    spec = monitoring.AlarmSpec("OnlyApi", "guards api", 1, "GreaterThanThreshold", "missing", guards="api")
+    with pytest.raises(monitoring.MonitoringError, match="layer compute serves traffic and needs 1 to 5"):
+        monitoring.rollback_triggers([spec])
