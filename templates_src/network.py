@@ -4,10 +4,10 @@ Design decisions:
 - Three explicit availability zones from the config (never Fn::GetAZs, which can return two in
   some accounts); nine /24 subnets carved in Python from the /16 so the plan is visible in tests:
   public at .0-.2, private (egress) at .10-.12, isolated (database) at .20-.22.
-- NAT follows `network.nat`: `per_az` gives each private route table its own AZ's NAT gateway,
-  `single` sends every private table to one NAT in the first AZ, `none` leaves the private
-  tables without a default route (endpoints carry the AWS traffic). Private route tables are per
-  AZ in every mode so switching modes only changes routes, never subnet associations.
+- NAT follows `network.nat_gateways` (0 to one per AZ): the first that many AZs get a NAT gateway;
+  a private route table uses its own AZ's NAT, else the first AZ's; with 0 the private tables
+  have no default route (endpoints carry the AWS traffic). Private route tables are per AZ at
+  every count so changing it only changes routes, never subnet associations.
 - The VPC's own default security group is closed by a small custom resource that revokes its two
   default rules. CloudFormation has no property for this (CDK's `restrictDefaultSecurityGroup`
   is the same custom resource under the hood); nothing may use the default group.
@@ -130,7 +130,7 @@ def subnet_cidrs(config: EnvironmentConfig) -> dict[str, list[str]]:
 def nat_zones(config: EnvironmentConfig) -> list[str]:
     """The AZs that get a NAT gateway."""
     zones = config.network.availability_zones
-    return {"per_az": list(zones), "single": zones[:1], "none": []}[config.network.nat]
+    return list(zones[: config.network.nat_gateways])
 
 
 def _camel(service: str) -> str:
@@ -265,7 +265,7 @@ def _private_routing(
         suffix = zone_suffix(zone)
         table = _route_table(template, config, vpc, f"PrivateRouteTable{suffix}", resource_name(config, "private-rt", zone))
         _associate(template, table, subnet)
-        # per_az: the AZ's own NAT; single: the one NAT; none: no default route at all.
+        # The AZ's own NAT if it has one, else the first AZ's; without NAT no default route at all.
         nat = gateways.get(zone) or next(iter(gateways.values()), None)
         if nat is not None:
             template.add_resource(
