@@ -14,7 +14,9 @@ Design decisions:
 - Lambda errors and throttles are one metric-math alarm each (the sum over every declared
   function) rather than one per function: one page per symptom, and few enough alarms to serve
   as CloudFormation rollback triggers (at most 5 per stack). The dashboard still shows each
-  function. CloudWatch allows 10 metrics per metric-math alarm; more functions stop the build.
+  function. CloudWatch allows 10 metrics per metric-math alarm: past 10 functions each becomes a
+  composite alarm over silent part alarms of 10 functions each (the threshold then applies per
+  part), keeping one output, one page and one rollback trigger per symptom.
 - TreatMissingData: `notBreaching` for counts and latencies (no traffic is not an incident),
   `missing` for utilisation (CPU), where silence keeps the previous state.
 - Alarm ARNs are plain outputs `<Name>AlarmArn` (not exports: nothing imports them, and an
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from troposphere import GetAtt, Sub, Template, cloudwatch
@@ -224,6 +226,8 @@ class AlarmSpec:
     metric: dict = field(default_factory=dict)  # Namespace/MetricName/Dimensions/Statistic...
     queries: tuple = ()  # metric math instead of `metric`
     guards: str | None = None  # the traffic-serving layer whose deploys roll back on this alarm
+    notifies: bool = True  # False for the parts of a composite alarm: the composite pages once
+    any_of: tuple[str, ...] = ()  # a composite alarm: in alarm when any of these alarms is
 
 
 @dataclass(frozen=True)
@@ -238,7 +242,7 @@ class Metric:
 
 
 # The signal of a metric-math alarm: its queries need the declared functions, so it is named here
-# and built by `_math_queries`.
+# and built in `alarm_specs`.
 LAMBDA_ERRORS_SUM = "lambda Errors"
 LAMBDA_THROTTLES_SUM = "lambda Throttles"
 ALB_5XX_SUM = "alb 5xx"
@@ -296,13 +300,6 @@ def _stat_query(query_id: str, namespace: str, metric: str, dimensions, stat: st
 
 
 def _lambda_sum_queries(metric: str, functions: list[FunctionDeclaration], variables: dict) -> tuple:
-    if len(functions) > MAX_METRICS_PER_MATH_ALARM:
-        raise MonitoringError(
-            f"monitoring: {len(functions)} functions exceed the {MAX_METRICS_PER_MATH_ALARM} metrics a "
-            f"metric-math alarm may use; split the Lambda {metric} alarm"
-        )
-    if not functions:
-        raise MonitoringError("monitoring: no functions are declared under functions/; nothing to alarm on")
     queries = [
         _stat_query(f"m{index}", "AWS/Lambda", metric, _dimensions(FunctionName=variables[_function_variable(f)]))
         for index, f in enumerate(functions)
@@ -320,10 +317,29 @@ def _alb_5xx_queries(variables: dict) -> tuple:
     )
 
 
-def _math_queries(signal: str, functions: list[FunctionDeclaration], variables: dict) -> tuple:
-    if signal == ALB_5XX_SUM:
-        return _alb_5xx_queries(variables)
-    return _lambda_sum_queries(signal.split(" ", 1)[1], functions, variables)
+def _lambda_sum_specs(spec: AlarmSpec, metric: str, functions: list[FunctionDeclaration], variables: dict) -> list[AlarmSpec]:
+    """`spec` summing every function's `metric`. A metric-math alarm takes at most
+    MAX_METRICS_PER_MATH_ALARM metrics, so past that many functions: one silent part alarm per group
+    and, under `spec`'s name (the rollback trigger), a composite alarm in alarm when any part is.
+    The threshold then applies to each group's sum, not the grand total."""
+    if not functions:
+        raise MonitoringError("monitoring: no functions are declared under functions/; nothing to alarm on")
+    size = MAX_METRICS_PER_MATH_ALARM
+    groups = [functions[start:start + size] for start in range(0, len(functions), size)]
+    if len(groups) == 1:
+        return [replace(spec, queries=_lambda_sum_queries(metric, functions, variables))]
+    parts = [
+        replace(
+            spec,
+            name=f"{spec.name}Part{number}",
+            description=f"{spec.description}: part {number} of {len(groups)}, {group[0].name} to {group[-1].name}",
+            queries=_lambda_sum_queries(metric, group, variables),
+            guards=None,
+            notifies=False,
+        )
+        for number, group in enumerate(groups, 1)
+    ]
+    return [*parts, replace(spec, any_of=tuple(part.name for part in parts))]
 
 
 def _metric_properties(metric: Metric, variables: dict) -> dict:
@@ -352,14 +368,16 @@ def alarm_specs(config: EnvironmentConfig, functions: list[FunctionDeclaration],
     specs = []
     for name, description, source, comparison, missing, periods, signal, guards in ALARMS:
         threshold, limit = _threshold(source, config.monitoring.alarms)
-        specs.append(AlarmSpec(
+        spec = AlarmSpec(
             name, description.format(limit), threshold, comparison, missing,
-            evaluation_periods=periods,
-            datapoints_to_alarm=periods,
-            metric=_metric_properties(signal, variables) if isinstance(signal, Metric) else {},
-            queries=() if isinstance(signal, Metric) else _math_queries(signal, functions, variables),
-            guards=guards,
-        ))
+            evaluation_periods=periods, datapoints_to_alarm=periods, guards=guards,
+        )
+        if isinstance(signal, Metric):
+            specs.append(replace(spec, metric=_metric_properties(signal, variables)))
+        elif signal == ALB_5XX_SUM:
+            specs.append(replace(spec, queries=_alb_5xx_queries(variables)))
+        else:
+            specs += _lambda_sum_specs(spec, signal.split(" ", 1)[1], functions, variables)
     return specs
 
 
@@ -368,13 +386,34 @@ def _kebab(name: str) -> str:
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "-", name).lower()
 
 
+def _add_composite_alarm(template: Template, config: EnvironmentConfig, spec: AlarmSpec, topic) -> cloudwatch.CompositeAlarm:
+    names = [resource_name(config, _kebab(part)) for part in spec.any_of]
+    alarm = template.add_resource(
+        cloudwatch.CompositeAlarm(
+            f"{spec.name}Alarm",
+            DependsOn=[f"{part}Alarm" for part in spec.any_of],
+            AlarmName=resource_name(config, _kebab(spec.name)),
+            AlarmDescription=spec.description,
+            AlarmRule=" OR ".join(f'ALARM("{name}")' for name in names),
+            ActionsEnabled=True,
+            AlarmActions=[topic],
+            OKActions=[topic],
+            Tags=tags(config, resource_name(config, _kebab(spec.name))),
+        )
+    )
+    output(template, f"{spec.name}AlarmArn", GetAtt(alarm, "Arn"), spec.description)
+    return alarm
+
+
 def _add_alarm(template: Template, config: EnvironmentConfig, spec: AlarmSpec, topic) -> cloudwatch.Alarm:
+    if spec.any_of:
+        return _add_composite_alarm(template, config, spec, topic)
+    actions = dict(AlarmActions=[topic], OKActions=[topic]) if spec.notifies else {}
     properties = dict(
         AlarmName=resource_name(config, _kebab(spec.name)),
         AlarmDescription=spec.description,
         ActionsEnabled=True,
-        AlarmActions=[topic],
-        OKActions=[topic],
+        **actions,
         ComparisonOperator=spec.comparison,
         Threshold=spec.threshold,
         EvaluationPeriods=spec.evaluation_periods,

@@ -88,11 +88,32 @@ def test_lambda_alarms_sum_every_declared_function(functions_dir, metric):
     assert total["Expression"] == "SUM(METRICS())"
 
 
-def test_too_many_functions_for_one_math_alarm_is_explained(functions_dir):
-    for index in range(monitoring.MAX_METRICS_PER_MATH_ALARM - len(FUNCTION_NAMES) + 1):
-        write_function(functions_dir, f"extra_{index}")
-    with pytest.raises(monitoring.MonitoringError, match="exceed the 10 metrics"):
-        monitoring.build(load_environment("dev"), functions_dir)
+@pytest.mark.parametrize("metric", ["Errors", "Throttles"])
+def test_twelve_functions_split_the_lambda_alarm_into_parts_under_one_composite(tmp_path, metric):
+    directory = tmp_path / "functions"
+    names = [f"synthetic_{index:02d}" for index in range(12)]
+    for name in names:
+        write_function(directory, name)
+    template = build_dict("prod", directory)
+    alarms = alarms_of(template)
+    parts = [alarms[f"Lambda{metric}Part1Alarm"], alarms[f"Lambda{metric}Part2Alarm"]]
+    assert f"Lambda{metric}Part3Alarm" not in alarms
+    summed = [
+        q["MetricStat"]["Metric"]["Dimensions"][0]["Value"]["Fn::ImportValue"]
+        for part in parts for q in part["Metrics"] if "MetricStat" in q
+    ]
+    assert summed == [f"payments-prod-compute-{logical(name)}FunctionName" for name in names]
+    assert [len(part["Metrics"]) - 1 for part in parts] == [10, 2]
+    assert all("AlarmActions" not in part and "OKActions" not in part for part in parts)
+    composite = template["Resources"][f"Lambda{metric}Alarm"]
+    assert composite["Type"] == "AWS::CloudWatch::CompositeAlarm"
+    assert composite["Properties"]["AlarmRule"] == (
+        f'ALARM("payments-prod-lambda-{metric.lower()}-part1") OR ALARM("payments-prod-lambda-{metric.lower()}-part2")'
+    )
+    assert composite["Properties"]["AlarmActions"] == [{"Fn::ImportValue": "payments-prod-messaging-AlarmTopicArn"}]
+    assert f"Lambda{metric}AlarmArn" in template["Metadata"]["RollbackTriggers"]["compute"]
+    every_alarm = [r["Properties"] for r in template["Resources"].values() if r["Type"] == "AWS::CloudWatch::Alarm"]
+    assert all(sum("MetricStat" in q for q in a.get("Metrics", [])) <= monitoring.MAX_METRICS_PER_MATH_ALARM for a in every_alarm)
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
