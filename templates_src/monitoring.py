@@ -241,11 +241,14 @@ class Metric:
     period: int = FIVE_MINUTES
 
 
-# The signal of a metric-math alarm: its queries need the declared functions, so it is named here
-# and built in `alarm_specs`.
-LAMBDA_ERRORS_SUM = "lambda Errors"
-LAMBDA_THROTTLES_SUM = "lambda Throttles"
-ALB_5XX_SUM = "alb 5xx"
+@dataclass(frozen=True)
+class LambdaSum:
+    """Metric math: `metric` summed over every declared function (known only at build time)."""
+
+    metric: str
+
+
+ALB_5XX_SUM = "ALB 5xx"  # metric math: load balancer 5xx plus target 5xx (`_alb_5xx_queries`)
 
 API = (("ApiName", "ApiName"), ("Stage", "ApiStage"))
 ALB = (("LoadBalancer", "AlbFullName"),)
@@ -260,9 +263,9 @@ ALARMS = (
     ("ApiLatencyP99", "API p99 latency above {} ms for 10 minutes", "api_p99_latency_ms", GT, "notBreaching", 2,
      Metric("AWS/ApiGateway", "Latency", API, "p99"), "api"),
     ("LambdaErrors", "{} or more Lambda errors in 5 minutes, all payment functions", "lambda_errors_per_5min", GE,
-     "notBreaching", 1, LAMBDA_ERRORS_SUM, "compute"),
+     "notBreaching", 1, LambdaSum("Errors"), "compute"),
     ("LambdaThrottles", "{} or more Lambda throttles in 5 minutes, all payment functions", "lambda_throttles_per_5min", GE,
-     "notBreaching", 1, LAMBDA_THROTTLES_SUM, "compute"),
+     "notBreaching", 1, LambdaSum("Throttles"), "compute"),
     ("DlqNotEmpty", "Payment messages reached the dead-letter queue", 0, GT, "notBreaching", 1,
      Metric("AWS/SQS", "ApproximateNumberOfMessagesVisible", (("QueueName", "DlqName"),), "Maximum", 60), None),
     ("AlarmsUndelivered", "Alarm notifications the alarm topic could not deliver are in its dead-letter queue", 0, GT,
@@ -374,10 +377,10 @@ def alarm_specs(config: EnvironmentConfig, functions: list[FunctionDeclaration],
         )
         if isinstance(signal, Metric):
             specs.append(replace(spec, metric=_metric_properties(signal, variables)))
-        elif signal == ALB_5XX_SUM:
-            specs.append(replace(spec, queries=_alb_5xx_queries(variables)))
+        elif isinstance(signal, LambdaSum):
+            specs += _lambda_sum_specs(spec, signal.metric, functions, variables)
         else:
-            specs += _lambda_sum_specs(spec, signal.split(" ", 1)[1], functions, variables)
+            specs.append(replace(spec, queries=_alb_5xx_queries(variables)))
     return specs
 
 
