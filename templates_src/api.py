@@ -41,15 +41,13 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-import awacs.sts as sts_actions
 import yaml
-from awacs.aws import Allow, Condition, Policy, Principal, Statement, StringEquals
 from troposphere import GetAtt, Ref, Sub, Template, apigateway, awslambda, encode_to_dict, iam, wafv2
 
 from . import blocks
 from .common import export, import_value, new_template, resource_name, skip_checkov, tags
 from .config import EnvironmentConfig
-from .function_catalog import FUNCTIONS_DIR, DeclarationError, FunctionDeclaration, load_functions
+from .function_catalog import FUNCTIONS_DIR, DeclarationError, FunctionDeclaration, alias_export_key, load_functions
 
 LAYER = "api"
 CONTRACT_FILE = "openapi.yaml"
@@ -341,7 +339,7 @@ def body_digest(body: dict) -> str:
 
 def _alias_arn_importer(config: EnvironmentConfig, functions: list[FunctionDeclaration]) -> Callable[[str], Any]:
     by_name = {function.name: function for function in functions}
-    return lambda name: import_value(config, "compute", f"{by_name[name].logical_name}AliasArn")
+    return lambda name: import_value(config, "compute", alias_export_key(by_name[name].logical_name))
 
 
 def _logging_role(template: Template, config: EnvironmentConfig) -> iam.Role:
@@ -354,17 +352,7 @@ def _logging_role(template: Template, config: EnvironmentConfig) -> iam.Role:
             "ApiGatewayLoggingRole",
             RoleName=resource_name(config, "apigateway-logging"),
             Description="Account-wide setting: lets API Gateway write every API's execution and access logs",
-            AssumeRolePolicyDocument=Policy(
-                Version="2012-10-17",
-                Statement=[
-                    Statement(
-                        Effect=Allow,
-                        Principal=Principal("Service", "apigateway.amazonaws.com"),
-                        Action=[sts_actions.AssumeRole],
-                        Condition=Condition(StringEquals("aws:SourceAccount", Ref("AWS::AccountId"))),
-                    )
-                ],
-            ),
+            AssumeRolePolicyDocument=blocks.service_trust("apigateway.amazonaws.com"),
             ManagedPolicyArns=[Sub(API_GATEWAY_LOGGING_POLICY)],
             Tags=tags(config),
         )
@@ -451,7 +439,7 @@ def _invoke_permissions(template, config, routed: list[FunctionDeclaration], aut
                 awslambda.Permission(
                     f"{function.logical_name}InvokePermission",
                     Action="lambda:InvokeFunction",
-                    FunctionName=import_value(config, "compute", f"{function.logical_name}AliasArn"),
+                    FunctionName=import_value(config, "compute", alias_export_key(function.logical_name)),
                     Principal="apigateway.amazonaws.com",
                     SourceArn=Sub(source_arn, Api=Ref(api)),
                 )

@@ -496,22 +496,18 @@ def logs_service_statement() -> Statement:
 # --- roles AWS services assume ------------------------------------------------------------------
 
 
-def service_trust(service: str, source_arn) -> Policy:
-    """A trust policy for one AWS service, only on behalf of this account's `source_arn`
-    (confused-deputy guard)."""
-    return Policy(
-        Version="2012-10-17",
-        Statement=[
-            Statement(
-                Effect=Allow,
-                Principal=Principal("Service", service),
-                Action=[sts_actions.AssumeRole],
-                Condition=Condition(
-                    [StringEquals("aws:SourceAccount", Ref("AWS::AccountId")), ArnLike("aws:SourceArn", source_arn)]
-                ),
-            )
-        ],
-    )
+def service_trust(service: str, source_arn=None, *, on_behalf_of_this_account: bool = True) -> Policy:
+    """A trust policy for one AWS service. By default only on behalf of this account and, given
+    `source_arn`, of those resources (confused-deputy guard). `on_behalf_of_this_account=False`
+    is for a service that assumes the role for itself and sends no source context (a Lambda
+    execution role, RDS enhanced monitoring): a condition there would only deny the service."""
+    statement = dict(Effect=Allow, Principal=Principal("Service", service), Action=[sts_actions.AssumeRole])
+    if on_behalf_of_this_account:
+        same_account = StringEquals("aws:SourceAccount", Ref("AWS::AccountId"))
+        statement["Condition"] = Condition(
+            [same_account, ArnLike("aws:SourceArn", source_arn)] if source_arn is not None else same_account
+        )
+    return Policy(Version="2012-10-17", Statement=[Statement(**statement)])
 
 
 def vended_logs_statements() -> list[Statement]:

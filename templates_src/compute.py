@@ -20,7 +20,7 @@ from .common import export, import_value, new_template, resource_name, tags
 from .compute_ecs import add_ecs
 from .compute_functions import add_functions
 from .config import EnvironmentConfig
-from .function_catalog import FUNCTIONS_DIR, load_functions
+from .function_catalog import FUNCTIONS_DIR, alias_export_key, function_name_export_key, load_functions
 
 LAYER = "compute"
 MANAGED_RULE_GROUPS = (
@@ -113,8 +113,8 @@ def _web_acl(template: Template, config: EnvironmentConfig) -> wafv2.WebACL:
 def _exports(template: Template, config: EnvironmentConfig, functions: dict, service, web_acl) -> None:
     for name, (function, alias) in sorted(functions.items()):
         logical = function.title.removesuffix("Function")
-        export(template, config, LAYER, f"{logical}FunctionName", Ref(function), f"{name} function name")
-        export(template, config, LAYER, f"{logical}AliasArn", Ref(alias), f"{name} `live` alias ARN (invoke this)")
+        export(template, config, LAYER, function_name_export_key(logical), Ref(function), f"{name} function name")
+        export(template, config, LAYER, alias_export_key(logical), Ref(alias), f"{name} `live` alias ARN (invoke this)")
     export(template, config, LAYER, "AlbFullName", GetAtt(service.load_balancer, "LoadBalancerFullName"), "ALB (metrics dimension)")
     export(
         template,

@@ -40,8 +40,7 @@ from __future__ import annotations
 
 import awacs.ecr as ecr_actions
 import awacs.logs as logs_actions
-import awacs.sts as sts_actions
-from awacs.aws import Action, Allow, ArnLike, Condition, Policy, Principal, Statement, StringEquals
+from awacs.aws import Action, Allow, Policy, Statement
 from troposphere import GetAtt, If, Parameter, Ref, Split, Sub, Template, applicationautoscaling as scaling
 from troposphere import certificatemanager, ecs, iam
 from troposphere import elasticloadbalancingv2 as elb
@@ -164,23 +163,8 @@ def _task_roles(template: Template, config: EnvironmentConfig, log_group) -> tup
 
 
 def _ecs_tasks_trust() -> Policy:
-    return Policy(
-        Version="2012-10-17",
-        Statement=[
-            Statement(
-                Effect=Allow,
-                Principal=Principal("Service", "ecs-tasks.amazonaws.com"),
-                Action=[sts_actions.AssumeRole],
-                # Only tasks of this account may assume it (confused-deputy guard).
-                Condition=Condition(
-                    [
-                        StringEquals("aws:SourceAccount", Ref("AWS::AccountId")),
-                        ArnLike("aws:SourceArn", Sub("arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:*")),
-                    ]
-                ),
-            )
-        ],
-    )
+    # Only tasks of this account may assume it (confused-deputy guard).
+    return blocks.service_trust("ecs-tasks.amazonaws.com", Sub("arn:${AWS::Partition}:ecs:${AWS::Region}:${AWS::AccountId}:*"))
 
 
 def _image(template: Template, config: EnvironmentConfig) -> Sub:

@@ -32,7 +32,6 @@ from pathlib import Path
 import awacs.kms as kms_actions
 import awacs.logs as logs_actions
 import awacs.sqs as sqs_actions
-import awacs.sts as sts_actions
 import awacs.xray as xray_actions
 from awacs.aws import Action, Allow, ArnEquals, Condition, Policy, Principal, Statement
 from troposphere import GetAtt, Join, Parameter, Ref, Split, Sub, Template, awslambda, cloudwatch, events, iam, sns, sqs
@@ -41,7 +40,7 @@ from troposphere.validators import integer
 from . import blocks
 from .common import import_value, keep_data, resource_name, skip_checkov, tags
 from .config import EnvironmentConfig
-from .function_catalog import DeclarationError, ExportRef, FunctionDeclaration
+from .function_catalog import DeclarationError, ExportRef, FunctionDeclaration, split_export_ref
 from .packaging import artifact_key, package
 
 RUNTIME = "python3.12"
@@ -53,9 +52,16 @@ POWERTOOLS_LAYER_SSM_PATH = f"/aws/service/powertools/python/{ARCHITECTURE}/{RUN
 METRICS_NAMESPACE = "Payments"
 ALIAS_NAME = "live"
 ASYNC_TRIGGERS = frozenset({"s3", "sns"})  # EventBridge and SNS invoke Lambda asynchronously
-# Set by the platform only. The Powertools names are defaults a declaration may override (a
-# shared service name groups every function's metrics under one dimension, for instance).
+# Set by the platform only.
 RESERVED_ENVIRONMENT = ("ENVIRONMENT",)
+# Every function's defaults, which a declaration may still override. One service name for all:
+# the business metrics' dimension set is {service: payments} (monitoring.BUSINESS_SERVICE, which a
+# test keeps equal), so a function publishing under its own name would fall off the dashboard.
+PLATFORM_ENVIRONMENT_DEFAULTS = {
+    "POWERTOOLS_SERVICE_NAME": "payments",
+    "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+    "LOG_LEVEL": "INFO",
+}
 FAILURE_QUEUE_RETENTION_S = 14 * 24 * 3600
 EVENT_RETRY_ATTEMPTS = 8
 EVENT_MAX_AGE_S = 6 * 3600
@@ -79,13 +85,11 @@ class FunctionTemplateError(DeclarationError):
 
 
 def export_ref(reference: str, function_name: str) -> tuple[str, str]:
-    """`messaging.PaymentQueueArn` -> ("messaging", "PaymentQueueArn")."""
-    layer, _, key = reference.partition(".")
-    if not layer or not key or "." in key:
-        raise FunctionTemplateError(
-            f"function {function_name}: {reference!r} must be 'layer.ExportKey', e.g. messaging.PaymentQueueArn"
-        )
-    return layer, key
+    """`split_export_ref`, with an error that names the function."""
+    try:
+        return split_export_ref(reference)
+    except ValueError as error:
+        raise FunctionTemplateError(f"function {function_name}: {error}") from None
 
 
 def imported(config: EnvironmentConfig, reference: ExportRef):
@@ -321,11 +325,7 @@ def _environment(config: EnvironmentConfig, declaration: FunctionDeclaration) ->
             f"function {declaration.name}: environment {', '.join(clashes + aws_reserved)} "
             "is set by the platform or reserved by Lambda; remove it from function.yaml"
         )
-    variables = {
-        "ENVIRONMENT": config.name,
-        "POWERTOOLS_SERVICE_NAME": declaration.name,
-        "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
-    }
+    variables = {"ENVIRONMENT": config.name, **PLATFORM_ENVIRONMENT_DEFAULTS}
     for key, value in sorted(declaration.environment.items()):
         variables[key] = imported(config, value) if isinstance(value, ExportRef) else value.value
     return variables
@@ -376,16 +376,7 @@ def _function_role(
         iam.Role(
             f"{declaration.logical_name}Role",
             RoleName=function_name(config, declaration),
-            AssumeRolePolicyDocument=Policy(
-                Version="2012-10-17",
-                Statement=[
-                    Statement(
-                        Effect=Allow,
-                        Principal=Principal("Service", "lambda.amazonaws.com"),
-                        Action=[sts_actions.AssumeRole],
-                    )
-                ],
-            ),
+            AssumeRolePolicyDocument=blocks.service_trust("lambda.amazonaws.com", on_behalf_of_this_account=False),
             ManagedPolicyArns=[Ref(baseline), Sub(VPC_ACCESS_POLICY)],
             Policies=[iam.Policy(PolicyName="function", PolicyDocument=Policy(Version="2012-10-17", Statement=statements))],
             Tags=tags(config, function_name(config, declaration)),

@@ -72,7 +72,8 @@ class PeeringConfig(Section):
 class NetworkConfig(Section):
     cidr: str
     availability_zones: list[str] = Field(min_length=3, max_length=3)
-    nat: Literal["per_az", "single", "none"]
+    # NAT gateways in the first zones, 0 to one per zone (checked in cross_field_problems).
+    nat_gateways: int
     flow_log_retention_days: int
     peering: PeeringConfig = PeeringConfig()
 
@@ -370,6 +371,9 @@ def cross_field_problems(config: EnvironmentConfig) -> list[tuple[str, str]]:
     for index, zone in enumerate(config.network.availability_zones):
         if not zone.startswith(config.region) or len(zone) != len(config.region) + 1:
             problems.append((f"network.availability_zones[{index}]", f"{zone!r} is not a zone of {config.region}"))
+    zone_count, nat_gateways = len(config.network.availability_zones), config.network.nat_gateways
+    if not 0 <= nat_gateways <= zone_count:
+        problems.append(("network.nat_gateways", f"{nat_gateways} NAT gateways for {zone_count} zones: allowed 0 to {zone_count}"))
     for key, days in (("log_retention_days", config.log_retention_days),
                       ("network.flow_log_retention_days", config.network.flow_log_retention_days)):
         if days not in LOG_RETENTION_DAYS:

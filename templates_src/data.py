@@ -38,11 +38,10 @@ import string
 from dataclasses import dataclass
 
 import awacs.logs as logs_actions
-import awacs.sts as sts_actions
-from awacs.aws import Allow, Policy, Principal, Statement
+from awacs.aws import Allow, Policy, Statement
 from troposphere import GetAtt, Ref, Split, Sub, Template, dynamodb, iam, rds, secretsmanager
 
-from .blocks import log_group
+from .blocks import log_group, service_trust
 from .common import arn, deletion_protection, export, import_value, keep_data, new_template, resource_name, tags
 from .config import AuroraConfig, EnvironmentConfig
 
@@ -233,16 +232,7 @@ def _monitoring_role(template: Template, config: EnvironmentConfig) -> iam.Role:
         iam.Role(
             "DbMonitoringRole",
             Description=f"{cluster_identifier(config)}: enhanced monitoring",
-            AssumeRolePolicyDocument=Policy(
-                Version="2012-10-17",
-                Statement=[
-                    Statement(
-                        Effect=Allow,
-                        Principal=Principal("Service", "monitoring.rds.amazonaws.com"),
-                        Action=[sts_actions.AssumeRole],
-                    )
-                ],
-            ),
+            AssumeRolePolicyDocument=service_trust("monitoring.rds.amazonaws.com", on_behalf_of_this_account=False),
             Policies=[
                 iam.Policy(
                     PolicyName="enhanced-monitoring",

@@ -54,6 +54,15 @@ ACTION = re.compile(r"^[a-z0-9-]+:[A-Za-z0-9]+$")  # no wildcards, ever
 ENV_VAR = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
 
+def split_export_ref(reference: str) -> tuple[str, str]:
+    """`messaging.PaymentQueueArn` -> ("messaging", "PaymentQueueArn"): the one reading of a
+    "layer.ExportKey" reference; ValueError when it is not one."""
+    layer, _, key = reference.partition(".")
+    if not layer or not key or "." in key:
+        raise ValueError(f"{reference!r} must be 'layer.ExportKey', e.g. messaging.PaymentQueueArn")
+    return layer, key
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -71,11 +80,11 @@ class ExportRef(Strict):
 
     @property
     def layer(self) -> str:
-        return self.export.split(".", 1)[0]
+        return split_export_ref(self.export)[0]
 
     @property
     def key(self) -> str:
-        return self.export.split(".", 1)[1]
+        return split_export_ref(self.export)[1]
 
 
 class LiteralValue(Strict):
@@ -167,6 +176,17 @@ class FunctionDeclaration(Strict):
 
     def trigger_types(self) -> set[str]:
         return {trigger.type for trigger in self.triggers}
+
+
+def alias_export_key(logical_name: str) -> str:
+    """The compute layer's export of a function's `live` alias ARN, the one ARN other layers invoke:
+    api, workflow and monitoring import what compute exports under this one name."""
+    return f"{logical_name}AliasArn"
+
+
+def function_name_export_key(logical_name: str) -> str:
+    """The compute layer's export of a function's name (metric dimensions, dashboards)."""
+    return f"{logical_name}FunctionName"
 
 
 class DeclarationError(ValueError):
@@ -320,7 +340,9 @@ def render_functions_readme(declarations: list[FunctionDeclaration],
         "`function.yaml`); `functions/paylib/` is packaged into each zip. The API contract is",
         "`openapi.yaml`, the workflow `workflow.asl.json`, the table keys `paylib/TABLES.md`.",
         "Logging, metrics (namespace `Payments`) and tracing use Powertools for AWS Lambda",
-        "(public layer, same pinned version in tests).",
+        "(public layer, same pinned version in tests). The compute layer sets `ENVIRONMENT` and the",
+        "defaults `POWERTOOLS_SERVICE_NAME=payments`, `POWERTOOLS_METRICS_NAMESPACE=Payments` and",
+        "`LOG_LEVEL=INFO`; a declaration's `environment` may override the defaults.",
         "",
         "| function | trigger | memory / timeout | returns |",
         "|---|---|---|---|",

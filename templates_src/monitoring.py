@@ -14,25 +14,28 @@ Design decisions:
 - Lambda errors and throttles are one metric-math alarm each (the sum over every declared
   function) rather than one per function: one page per symptom, and few enough alarms to serve
   as CloudFormation rollback triggers (at most 5 per stack). The dashboard still shows each
-  function. CloudWatch allows 10 metrics per metric-math alarm; more functions stop the build.
+  function. CloudWatch allows 10 metrics per metric-math alarm: past 10 functions each becomes a
+  composite alarm over silent part alarms of 10 functions each (the threshold then applies per
+  part), keeping one output, one page and one rollback trigger per symptom.
 - TreatMissingData: `notBreaching` for counts and latencies (no traffic is not an incident),
   `missing` for utilisation (CPU), where silence keeps the previous state.
 - Alarm ARNs are plain outputs `<Name>AlarmArn` (not exports: nothing imports them, and an
-  export would pin them). Template metadata `RollbackTriggers` names, per traffic-serving layer,
-  the outputs deploy attaches as rollback triggers.
+  export would pin them). Template metadata `RollbackTriggers` names, per traffic-serving layer
+  (`layers.Layer.serves_traffic`), the outputs deploy attaches as rollback triggers: the alarms
+  whose row says they guard that layer.
 """
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from troposphere import GetAtt, Sub, Template, cloudwatch
 
 from .common import CONFIRMED_SUBSCRIPTIONS_METRIC, OPERATIONS_NAMESPACE, import_value, new_template, output, resource_name, tags
 from .config import EnvironmentConfig
-from .function_catalog import FUNCTIONS_DIR, DeclarationError, FunctionDeclaration, load_functions
+from .function_catalog import FUNCTIONS_DIR, DeclarationError, FunctionDeclaration, function_name_export_key, load_functions
 
 LAYER = "monitoring"
 BUSINESS_NAMESPACE = "Payments"
@@ -43,11 +46,7 @@ FIVE_MINUTES = 300
 HOUR = 3600
 WIDGET_WIDTH = 12
 WIDGET_HEIGHT = 6
-# Rollback triggers deploy attaches to each traffic-serving stack (output keys, at most 5).
-ROLLBACK_TRIGGERS = {
-    "api": ["Api5xxAlarmArn", "ApiLatencyP99AlarmArn"],
-    "compute": ["LambdaErrorsAlarmArn", "LambdaThrottlesAlarmArn", "Alb5xxAlarmArn", "AlbLatencyP99AlarmArn"],
-}
+MAX_ROLLBACK_TRIGGERS = 5  # CloudFormation's limit per stack
 
 
 class MonitoringError(DeclarationError):
@@ -82,7 +81,7 @@ def sub_variables(config: EnvironmentConfig, functions: list[FunctionDeclaration
         "AlarmTopicName": ("messaging", "AlarmTopicName"),
     }
     imports.update({f"{table}TableName": ("data", f"{table}TableName") for table in TABLES})
-    imports.update({_function_variable(f): ("compute", f"{f.logical_name}FunctionName") for f in functions})
+    imports.update({_function_variable(f): ("compute", function_name_export_key(f.logical_name)) for f in functions})
     return {name: import_value(config, layer, key) for name, (layer, key) in sorted(imports.items())}
 
 
@@ -93,7 +92,7 @@ def _ref(variable: str) -> str:
     return "${%s}" % variable
 
 
-def _widget(title: str, metrics: list, stat: str = "Sum", **properties) -> dict:
+def _widget(title: str, metrics: list, stat: str = "Sum") -> dict:
     return {
         "type": "metric",
         "properties": {
@@ -104,170 +103,101 @@ def _widget(title: str, metrics: list, stat: str = "Sum", **properties) -> dict:
             "period": FIVE_MINUTES,
             "stat": stat,
             "metrics": metrics,
-            **properties,
         },
     }
 
 
-def _api_widgets() -> list[dict]:
-    api = ["ApiName", _ref("ApiName"), "Stage", _ref("ApiStage")]
-    return [
-        _widget(
-            "API latency (ms)",
-            [
-                ["AWS/ApiGateway", "Latency", *api, {"stat": "p50", "label": "p50"}],
-                ["AWS/ApiGateway", "Latency", *api, {"stat": "p99", "label": "p99"}],
-                ["AWS/ApiGateway", "IntegrationLatency", *api, {"stat": "p99", "label": "integration p99"}],
-            ],
-            stat="p99",
-        ),
-        _widget(
-            "API requests and errors",
-            [
-                ["AWS/ApiGateway", "Count", *api, {"label": "requests"}],
-                ["AWS/ApiGateway", "4XXError", *api, {"label": "4xx"}],
-                ["AWS/ApiGateway", "5XXError", *api, {"label": "5xx"}],
-            ],
-        ),
-    ]
+DEPTH = "ApproximateNumberOfMessagesVisible"
+P50, P99 = {"stat": "p50", "label": "p50"}, {"stat": "p99", "label": "p99"}
+# Widgets in reading order: (title, default stat, repeated over, lines); a line is (namespace,
+# metric, dimension set, options). A widget repeated over "function" or "table" draws its lines once
+# per declared function / table, labelled with it (functions keep the line's statistic).
+WIDGETS = (
+    ("Payments accepted, declined, settled", "Sum", None, tuple(
+        (BUSINESS_NAMESPACE, metric, "business", {"label": metric})
+        for metric in ("PaymentsAccepted", "PaymentsDeclined", "PaymentsSettled"))),
+    ("Payment processing time (ms)", "p99", None, (
+        (BUSINESS_NAMESPACE, "ProcessingTime", "business", P50),
+        (BUSINESS_NAMESPACE, "ProcessingTime", "business", P99))),
+    ("API latency (ms)", "p99", None, (
+        ("AWS/ApiGateway", "Latency", "api", P50),
+        ("AWS/ApiGateway", "Latency", "api", P99),
+        ("AWS/ApiGateway", "IntegrationLatency", "api", {"stat": "p99", "label": "integration p99"}))),
+    ("API requests and errors", "Sum", None, (
+        ("AWS/ApiGateway", "Count", "api", {"label": "requests"}),
+        ("AWS/ApiGateway", "4XXError", "api", {"label": "4xx"}),
+        ("AWS/ApiGateway", "5XXError", "api", {"label": "5xx"}))),
+    ("Lambda invocations", "Sum", "function", (("AWS/Lambda", "Invocations", "function", {"stat": "Sum"}),)),
+    ("Lambda errors", "Sum", "function", (("AWS/Lambda", "Errors", "function", {"stat": "Sum"}),)),
+    ("Lambda duration p99 (ms)", "p99", "function", (("AWS/Lambda", "Duration", "function", {"stat": "p99"}),)),
+    ("Lambda throttles", "Sum", "function", (("AWS/Lambda", "Throttles", "function", {"stat": "Sum"}),)),
+    ("DynamoDB consumed capacity", "Sum", "table", (
+        ("AWS/DynamoDB", "ConsumedReadCapacityUnits", "table", {}),
+        ("AWS/DynamoDB", "ConsumedWriteCapacityUnits", "table", {}))),
+    ("DynamoDB throttled requests", "Sum", "table", (
+        ("AWS/DynamoDB", "ReadThrottleEvents", "table", {}),
+        ("AWS/DynamoDB", "WriteThrottleEvents", "table", {}))),
+    ("Payment queue and DLQ depth", "Maximum", None, (
+        ("AWS/SQS", DEPTH, "queue", {"label": "queue"}),
+        ("AWS/SQS", DEPTH, "dlq", {"label": "DLQ"}),
+        ("AWS/SQS", "ApproximateAgeOfOldestMessage", "queue", {"label": "oldest (s)", "yAxis": "right"}))),
+    ("ALB requests and 5xx", "Sum", None, (
+        ("AWS/ApplicationELB", "RequestCount", "alb", {"label": "requests"}),
+        ("AWS/ApplicationELB", "HTTPCode_ELB_5XX_Count", "alb", {"label": "ELB 5xx"}),
+        ("AWS/ApplicationELB", "HTTPCode_Target_5XX_Count", "alb", {"label": "target 5xx"}))),
+    ("ALB target response time (s)", "p99", None, (
+        ("AWS/ApplicationELB", "TargetResponseTime", "alb", P50),
+        ("AWS/ApplicationELB", "TargetResponseTime", "alb", P99))),
+    ("ECS service CPU and memory (%)", "Average", None, (
+        ("AWS/ECS", "CPUUtilization", "ecs", {"label": "CPU"}),
+        ("AWS/ECS", "MemoryUtilization", "ecs", {"label": "memory"}))),
+    ("Aurora CPU and connections", "Average", None, (
+        ("AWS/RDS", "CPUUtilization", "db", {"label": "CPU %"}),
+        ("AWS/RDS", "DatabaseConnections", "db", {"label": "connections", "yAxis": "right"}))),
+    ("Alarm delivery: confirmed subscriptions, undelivered notifications", "Maximum", None, (
+        (OPERATIONS_NAMESPACE, CONFIRMED_SUBSCRIPTIONS_METRIC, "alarm topic",
+         {"stat": "Minimum", "period": HOUR, "label": "confirmed subscriptions"}),
+        ("AWS/SQS", DEPTH, "alarm dlq", {"label": "undelivered", "yAxis": "right"}))),
+)
 
 
-def _lambda_widgets(functions: list[FunctionDeclaration]) -> list[dict]:
-    def per_function(metric: str, stat: str) -> list:
+def _dimension_sets(config: EnvironmentConfig) -> dict[str, list[str]]:
+    """Dimension set name -> the dashboard's [name, value, ...] parts (values are Fn::Sub references)."""
+    return {
+        "business": [part for pair in sorted(business_dimensions(config).items()) for part in pair],
+        "api": ["ApiName", _ref("ApiName"), "Stage", _ref("ApiStage")],
+        "alb": ["LoadBalancer", _ref("AlbFullName")],
+        "ecs": ["ClusterName", _ref("EcsClusterName"), "ServiceName", _ref("EcsServiceName")],
+        "db": ["DBClusterIdentifier", _ref("DbClusterIdentifier")],
+        "queue": ["QueueName", _ref("QueueName")],
+        "dlq": ["QueueName", _ref("DlqName")],
+        "alarm topic": ["TopicName", _ref("AlarmTopicName")],
+        "alarm dlq": ["QueueName", _ref("AlarmDlqName")],
+    }
+
+
+def _widget_lines(repeated_over, lines: tuple, dimension_sets: dict, functions: list[FunctionDeclaration]) -> list:
+    if repeated_over == "function":
         return [
-            ["AWS/Lambda", metric, "FunctionName", _ref(_function_variable(f)), {"stat": stat, "label": f.name}]
+            [namespace, metric, "FunctionName", _ref(_function_variable(f)), {**options, "label": f.name}]
+            for namespace, metric, _, options in lines
             for f in functions
         ]
-
-    return [
-        _widget("Lambda invocations", per_function("Invocations", "Sum")),
-        _widget("Lambda errors", per_function("Errors", "Sum")),
-        _widget("Lambda duration p99 (ms)", per_function("Duration", "p99"), stat="p99"),
-        _widget("Lambda throttles", per_function("Throttles", "Sum")),
-    ]
-
-
-def _dynamodb_widgets() -> list[dict]:
-    def per_table(*metrics: str) -> list:
+    if repeated_over == "table":
         return [
-            ["AWS/DynamoDB", metric, "TableName", _ref(f"{table}TableName"), {"label": f"{table} {metric}"}]
+            [namespace, metric, "TableName", _ref(f"{table}TableName"), {**options, "label": f"{table} {metric}"}]
             for table in TABLES
-            for metric in metrics
+            for namespace, metric, _, options in lines
         ]
-
-    return [
-        _widget("DynamoDB consumed capacity", per_table("ConsumedReadCapacityUnits", "ConsumedWriteCapacityUnits")),
-        _widget("DynamoDB throttled requests", per_table("ReadThrottleEvents", "WriteThrottleEvents")),
-    ]
-
-
-def _queue_widgets() -> list[dict]:
-    depth = "ApproximateNumberOfMessagesVisible"
-    return [
-        _widget(
-            "Payment queue and DLQ depth",
-            [
-                ["AWS/SQS", depth, "QueueName", _ref("QueueName"), {"label": "queue"}],
-                ["AWS/SQS", depth, "QueueName", _ref("DlqName"), {"label": "DLQ"}],
-                ["AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", _ref("QueueName"), {"label": "oldest (s)", "yAxis": "right"}],
-            ],
-            stat="Maximum",
-        )
-    ]
-
-
-def _alarm_delivery_widgets() -> list[dict]:
-    return [
-        _widget(
-            "Alarm delivery: confirmed subscriptions, undelivered notifications",
-            [
-                [OPERATIONS_NAMESPACE, CONFIRMED_SUBSCRIPTIONS_METRIC, "TopicName", _ref("AlarmTopicName"),
-                 {"stat": "Minimum", "period": HOUR, "label": "confirmed subscriptions"}],
-                ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", _ref("AlarmDlqName"),
-                 {"label": "undelivered", "yAxis": "right"}],
-            ],
-            stat="Maximum",
-        )
-    ]
-
-
-def _alb_and_ecs_widgets() -> list[dict]:
-    alb = ["LoadBalancer", _ref("AlbFullName")]
-    ecs = ["ClusterName", _ref("EcsClusterName"), "ServiceName", _ref("EcsServiceName")]
-    return [
-        _widget(
-            "ALB requests and 5xx",
-            [
-                ["AWS/ApplicationELB", "RequestCount", *alb, {"label": "requests"}],
-                ["AWS/ApplicationELB", "HTTPCode_ELB_5XX_Count", *alb, {"label": "ELB 5xx"}],
-                ["AWS/ApplicationELB", "HTTPCode_Target_5XX_Count", *alb, {"label": "target 5xx"}],
-            ],
-        ),
-        _widget(
-            "ALB target response time (s)",
-            [
-                ["AWS/ApplicationELB", "TargetResponseTime", *alb, {"stat": "p50", "label": "p50"}],
-                ["AWS/ApplicationELB", "TargetResponseTime", *alb, {"stat": "p99", "label": "p99"}],
-            ],
-            stat="p99",
-        ),
-        _widget(
-            "ECS service CPU and memory (%)",
-            [
-                ["AWS/ECS", "CPUUtilization", *ecs, {"label": "CPU"}],
-                ["AWS/ECS", "MemoryUtilization", *ecs, {"label": "memory"}],
-            ],
-            stat="Average",
-        ),
-    ]
-
-
-def _aurora_widgets() -> list[dict]:
-    cluster = ["DBClusterIdentifier", _ref("DbClusterIdentifier")]
-    return [
-        _widget(
-            "Aurora CPU and connections",
-            [
-                ["AWS/RDS", "CPUUtilization", *cluster, {"label": "CPU %"}],
-                ["AWS/RDS", "DatabaseConnections", *cluster, {"label": "connections", "yAxis": "right"}],
-            ],
-            stat="Average",
-        )
-    ]
-
-
-def _business_widgets(config: EnvironmentConfig) -> list[dict]:
-    dimensions = [part for pair in sorted(business_dimensions(config).items()) for part in pair]
-    return [
-        _widget(
-            "Payments accepted, declined, settled",
-            [
-                [BUSINESS_NAMESPACE, metric, *dimensions, {"label": metric}]
-                for metric in ("PaymentsAccepted", "PaymentsDeclined", "PaymentsSettled")
-            ],
-        ),
-        _widget(
-            "Payment processing time (ms)",
-            [
-                [BUSINESS_NAMESPACE, "ProcessingTime", *dimensions, {"stat": "p50", "label": "p50"}],
-                [BUSINESS_NAMESPACE, "ProcessingTime", *dimensions, {"stat": "p99", "label": "p99"}],
-            ],
-            stat="p99",
-        ),
-    ]
+    return [[namespace, metric, *dimension_sets[dimensions], dict(options)] for namespace, metric, dimensions, options in lines]
 
 
 def dashboard_widgets(config: EnvironmentConfig, functions: list[FunctionDeclaration]) -> list[dict]:
     """Every widget, laid out two per row in reading order."""
+    dimension_sets = _dimension_sets(config)
     widgets = [
-        *_business_widgets(config),
-        *_api_widgets(),
-        *_lambda_widgets(functions),
-        *_dynamodb_widgets(),
-        *_queue_widgets(),
-        *_alb_and_ecs_widgets(),
-        *_aurora_widgets(),
-        *_alarm_delivery_widgets(),
+        _widget(title, _widget_lines(repeated_over, lines, dimension_sets, functions), stat)
+        for title, stat, repeated_over, lines in WIDGETS
     ]
     for index, widget in enumerate(widgets):
         widget.update(x=(index % 2) * WIDGET_WIDTH, y=(index // 2) * WIDGET_HEIGHT, width=WIDGET_WIDTH, height=WIDGET_HEIGHT)
@@ -295,6 +225,65 @@ class AlarmSpec:
     datapoints_to_alarm: int = 1
     metric: dict = field(default_factory=dict)  # Namespace/MetricName/Dimensions/Statistic...
     queries: tuple = ()  # metric math instead of `metric`
+    guards: str | None = None  # the traffic-serving layer whose deploys roll back on this alarm
+    notifies: bool = True  # False for the parts of a composite alarm: the composite pages once
+    any_of: tuple[str, ...] = ()  # a composite alarm: in alarm when any of these alarms is
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One CloudWatch metric an alarm watches; `dimensions` maps dimension names to Fn::Sub variables."""
+
+    namespace: str
+    name: str
+    dimensions: tuple[tuple[str, str], ...]
+    statistic: str  # "p99" and the like become ExtendedStatistic
+    period: int = FIVE_MINUTES
+
+
+@dataclass(frozen=True)
+class LambdaSum:
+    """Metric math: `metric` summed over every declared function (known only at build time)."""
+
+    metric: str
+
+
+ALB_5XX_SUM = "ALB 5xx"  # metric math: load balancer 5xx plus target 5xx (`_alb_5xx_queries`)
+
+API = (("ApiName", "ApiName"), ("Stage", "ApiStage"))
+ALB = (("LoadBalancer", "AlbFullName"),)
+GT, GE, LT = "GreaterThanThreshold", "GreaterThanOrEqualToThreshold", "LessThanThreshold"
+
+# name, description ("{}" is the configured limit), threshold (an AlarmThresholds field, a
+# (field, divisor) pair or a constant), comparison, missing data, evaluation periods, signal, and
+# the layer it guards: a rollback trigger of that layer's deploys (a layer that serves traffic).
+ALARMS = (
+    ("Api5xx", "{} or more API 5xx answers in 5 minutes", "api_5xx_per_5min", GE, "notBreaching", 1,
+     Metric("AWS/ApiGateway", "5XXError", API, "Sum"), "api"),
+    ("ApiLatencyP99", "API p99 latency above {} ms for 10 minutes", "api_p99_latency_ms", GT, "notBreaching", 2,
+     Metric("AWS/ApiGateway", "Latency", API, "p99"), "api"),
+    ("LambdaErrors", "{} or more Lambda errors in 5 minutes, all payment functions", "lambda_errors_per_5min", GE,
+     "notBreaching", 1, LambdaSum("Errors"), "compute"),
+    ("LambdaThrottles", "{} or more Lambda throttles in 5 minutes, all payment functions", "lambda_throttles_per_5min", GE,
+     "notBreaching", 1, LambdaSum("Throttles"), "compute"),
+    ("DlqNotEmpty", "Payment messages reached the dead-letter queue", 0, GT, "notBreaching", 1,
+     Metric("AWS/SQS", "ApproximateNumberOfMessagesVisible", (("QueueName", "DlqName"),), "Maximum", 60), None),
+    ("AlarmsUndelivered", "Alarm notifications the alarm topic could not deliver are in its dead-letter queue", 0, GT,
+     "notBreaching", 1, Metric("AWS/SQS", "ApproximateNumberOfMessagesVisible", (("QueueName", "AlarmDlqName"),), "Maximum"), None),
+    # no data: the hourly watch did not run, so nobody knows: as bad as none confirmed
+    ("AlarmsUnconfirmed", "The alarm topic has no confirmed subscription: alarms reach nobody (confirm the e-mail)", 1, LT,
+     "breaching", 1,
+     Metric(OPERATIONS_NAMESPACE, CONFIRMED_SUBSCRIPTIONS_METRIC, (("TopicName", "AlarmTopicName"),), "Minimum", HOUR), None),
+    ("AuroraCpu", "Aurora CPU above {}% for 15 minutes", "aurora_cpu_percent", GT, "missing", 3,
+     Metric("AWS/RDS", "CPUUtilization", (("DBClusterIdentifier", "DbClusterIdentifier"),), "Average"), None),
+    ("Alb5xx", "{} or more ALB 5xx (load balancer and targets) in 5 minutes", "alb_5xx_per_5min", GE, "notBreaching", 1,
+     ALB_5XX_SUM, "compute"),
+    # the metric is in seconds, the limit in milliseconds
+    ("AlbLatencyP99", "ALB target p99 response time above {} ms for 10 minutes", ("alb_latency_p99_ms", 1000), GT,
+     "notBreaching", 2, Metric("AWS/ApplicationELB", "TargetResponseTime", ALB, "p99"), "compute"),
+    ("EcsCpu", "ECS service CPU above {}% for 15 minutes", "ecs_cpu_percent", GT, "missing", 3,
+     Metric("AWS/ECS", "CPUUtilization", (("ClusterName", "EcsClusterName"), ("ServiceName", "EcsServiceName")), "Average"), None),
+)
 
 
 def _dimensions(**names_to_variables: str) -> list[cloudwatch.MetricDimension]:
@@ -314,13 +303,6 @@ def _stat_query(query_id: str, namespace: str, metric: str, dimensions, stat: st
 
 
 def _lambda_sum_queries(metric: str, functions: list[FunctionDeclaration], variables: dict) -> tuple:
-    if len(functions) > MAX_METRICS_PER_MATH_ALARM:
-        raise MonitoringError(
-            f"monitoring: {len(functions)} functions exceed the {MAX_METRICS_PER_MATH_ALARM} metrics a "
-            f"metric-math alarm may use; split the Lambda {metric} alarm"
-        )
-    if not functions:
-        raise MonitoringError("monitoring: no functions are declared under functions/; nothing to alarm on")
     queries = [
         _stat_query(f"m{index}", "AWS/Lambda", metric, _dimensions(FunctionName=variables[_function_variable(f)]))
         for index, f in enumerate(functions)
@@ -329,145 +311,77 @@ def _lambda_sum_queries(metric: str, functions: list[FunctionDeclaration], varia
     return (*queries, total)
 
 
-def alarm_specs(config: EnvironmentConfig, functions: list[FunctionDeclaration], variables: dict) -> list[AlarmSpec]:
-    limits = config.monitoring.alarms
-    api = _dimensions(ApiName=variables["ApiName"], Stage=variables["ApiStage"])
+def _alb_5xx_queries(variables: dict) -> tuple:
     alb = _dimensions(LoadBalancer=variables["AlbFullName"])
-    return [
-        AlarmSpec(
-            "ApiLatencyP99",
-            f"API p99 latency above {limits.api_p99_latency_ms} ms for 10 minutes",
-            limits.api_p99_latency_ms,
-            "GreaterThanThreshold",
-            "notBreaching",
-            evaluation_periods=2,
-            datapoints_to_alarm=2,
-            metric=dict(Namespace="AWS/ApiGateway", MetricName="Latency", Dimensions=api, ExtendedStatistic="p99"),
-        ),
-        AlarmSpec(
-            "Api5xx",
-            f"{limits.api_5xx_per_5min} or more API 5xx answers in 5 minutes",
-            limits.api_5xx_per_5min,
-            "GreaterThanOrEqualToThreshold",
-            "notBreaching",
-            metric=dict(Namespace="AWS/ApiGateway", MetricName="5XXError", Dimensions=api, Statistic="Sum"),
-        ),
-        AlarmSpec(
-            "LambdaErrors",
-            f"{limits.lambda_errors_per_5min} or more Lambda errors in 5 minutes, all payment functions",
-            limits.lambda_errors_per_5min,
-            "GreaterThanOrEqualToThreshold",
-            "notBreaching",
-            queries=_lambda_sum_queries("Errors", functions, variables),
-        ),
-        AlarmSpec(
-            "LambdaThrottles",
-            f"{limits.lambda_throttles_per_5min} or more Lambda throttles in 5 minutes, all payment functions",
-            limits.lambda_throttles_per_5min,
-            "GreaterThanOrEqualToThreshold",
-            "notBreaching",
-            queries=_lambda_sum_queries("Throttles", functions, variables),
-        ),
-        AlarmSpec(
-            "DlqNotEmpty",
-            "Payment messages reached the dead-letter queue",
-            0,
-            "GreaterThanThreshold",
-            "notBreaching",
-            metric=dict(
-                Namespace="AWS/SQS",
-                MetricName="ApproximateNumberOfMessagesVisible",
-                Dimensions=_dimensions(QueueName=variables["DlqName"]),
-                Statistic="Maximum",
-                Period=60,
-            ),
-        ),
-        AlarmSpec(
-            "AlarmsUndelivered",
-            "Alarm notifications the alarm topic could not deliver are in its dead-letter queue",
-            0,
-            "GreaterThanThreshold",
-            "notBreaching",
-            metric=dict(
-                Namespace="AWS/SQS",
-                MetricName="ApproximateNumberOfMessagesVisible",
-                Dimensions=_dimensions(QueueName=variables["AlarmDlqName"]),
-                Statistic="Maximum",
-                Period=FIVE_MINUTES,
-            ),
-        ),
-        AlarmSpec(
-            "AlarmsUnconfirmed",
-            "The alarm topic has no confirmed subscription: alarms reach nobody (confirm the e-mail)",
-            1,
-            "LessThanThreshold",
-            # no data: the hourly watch did not run, so nobody knows: as bad as none confirmed
-            "breaching",
-            metric=dict(
-                Namespace=OPERATIONS_NAMESPACE,
-                MetricName=CONFIRMED_SUBSCRIPTIONS_METRIC,
-                Dimensions=_dimensions(TopicName=variables["AlarmTopicName"]),
-                Statistic="Minimum",
-                Period=HOUR,
-            ),
-        ),
-        AlarmSpec(
-            "AuroraCpu",
-            f"Aurora CPU above {limits.aurora_cpu_percent}% for 15 minutes",
-            limits.aurora_cpu_percent,
-            "GreaterThanThreshold",
-            "missing",
-            evaluation_periods=3,
-            datapoints_to_alarm=3,
-            metric=dict(
-                Namespace="AWS/RDS",
-                MetricName="CPUUtilization",
-                Dimensions=_dimensions(DBClusterIdentifier=variables["DbClusterIdentifier"]),
-                Statistic="Average",
-            ),
-        ),
-        AlarmSpec(
-            "Alb5xx",
-            f"{limits.alb_5xx_per_5min} or more ALB 5xx (load balancer and targets) in 5 minutes",
-            limits.alb_5xx_per_5min,
-            "GreaterThanOrEqualToThreshold",
-            "notBreaching",
-            queries=(
-                _stat_query("elb", "AWS/ApplicationELB", "HTTPCode_ELB_5XX_Count", alb),
-                _stat_query("target", "AWS/ApplicationELB", "HTTPCode_Target_5XX_Count", alb),
-                cloudwatch.MetricDataQuery(
-                    Id="total", Expression="FILL(elb, 0) + FILL(target, 0)", Label="ALB 5xx", ReturnData=True
-                ),
-            ),
-        ),
-        AlarmSpec(
-            "AlbLatencyP99",
-            f"ALB target p99 response time above {limits.alb_latency_p99_ms} ms for 10 minutes",
-            limits.alb_latency_p99_ms / 1000,  # the metric is in seconds
-            "GreaterThanThreshold",
-            "notBreaching",
-            evaluation_periods=2,
-            datapoints_to_alarm=2,
-            metric=dict(
-                Namespace="AWS/ApplicationELB", MetricName="TargetResponseTime", Dimensions=alb, ExtendedStatistic="p99"
-            ),
-        ),
-        AlarmSpec(
-            "EcsCpu",
-            f"ECS service CPU above {limits.ecs_cpu_percent}% for 15 minutes",
-            limits.ecs_cpu_percent,
-            "GreaterThanThreshold",
-            "missing",
-            evaluation_periods=3,
-            datapoints_to_alarm=3,
-            metric=dict(
-                Namespace="AWS/ECS",
-                MetricName="CPUUtilization",
-                Dimensions=_dimensions(ClusterName=variables["EcsClusterName"], ServiceName=variables["EcsServiceName"]),
-                Statistic="Average",
-            ),
-        ),
+    return (
+        _stat_query("elb", "AWS/ApplicationELB", "HTTPCode_ELB_5XX_Count", alb),
+        _stat_query("target", "AWS/ApplicationELB", "HTTPCode_Target_5XX_Count", alb),
+        cloudwatch.MetricDataQuery(Id="total", Expression="FILL(elb, 0) + FILL(target, 0)", Label="ALB 5xx", ReturnData=True),
+    )
+
+
+def _lambda_sum_specs(spec: AlarmSpec, metric: str, functions: list[FunctionDeclaration], variables: dict) -> list[AlarmSpec]:
+    """`spec` summing every function's `metric`. A metric-math alarm takes at most
+    MAX_METRICS_PER_MATH_ALARM metrics, so past that many functions: one silent part alarm per group
+    and, under `spec`'s name (the rollback trigger), a composite alarm in alarm when any part is.
+    The threshold then applies to each group's sum, not the grand total."""
+    if not functions:
+        raise MonitoringError("monitoring: no functions are declared under functions/; nothing to alarm on")
+    size = MAX_METRICS_PER_MATH_ALARM
+    groups = [functions[start:start + size] for start in range(0, len(functions), size)]
+    if len(groups) == 1:
+        return [replace(spec, queries=_lambda_sum_queries(metric, functions, variables))]
+    parts = [
+        replace(
+            spec,
+            name=f"{spec.name}Part{number}",
+            description=f"{spec.description}: part {number} of {len(groups)}, {group[0].name} to {group[-1].name}",
+            queries=_lambda_sum_queries(metric, group, variables),
+            guards=None,
+            notifies=False,
+        )
+        for number, group in enumerate(groups, 1)
     ]
+    return [*parts, replace(spec, any_of=tuple(part.name for part in parts))]
+
+
+def _metric_properties(metric: Metric, variables: dict) -> dict:
+    statistic_key = "ExtendedStatistic" if metric.statistic.startswith("p") else "Statistic"
+    return {
+        "Namespace": metric.namespace,
+        "MetricName": metric.name,
+        "Dimensions": _dimensions(**{name: variables[variable] for name, variable in metric.dimensions}),
+        statistic_key: metric.statistic,
+        "Period": metric.period,
+    }
+
+
+def _threshold(source, limits) -> tuple[float, object]:
+    """(alarm threshold, the configured limit the description quotes) for a row's threshold source."""
+    if isinstance(source, str):
+        limit = getattr(limits, source)
+        return limit, limit
+    if isinstance(source, tuple):
+        limit = getattr(limits, source[0])
+        return limit / source[1], limit
+    return source, source
+
+
+def alarm_specs(config: EnvironmentConfig, functions: list[FunctionDeclaration], variables: dict) -> list[AlarmSpec]:
+    specs = []
+    for name, description, source, comparison, missing, periods, signal, guards in ALARMS:
+        threshold, limit = _threshold(source, config.monitoring.alarms)
+        spec = AlarmSpec(
+            name, description.format(limit), threshold, comparison, missing,
+            evaluation_periods=periods, datapoints_to_alarm=periods, guards=guards,
+        )
+        if isinstance(signal, Metric):
+            specs.append(replace(spec, metric=_metric_properties(signal, variables)))
+        elif isinstance(signal, LambdaSum):
+            specs += _lambda_sum_specs(spec, signal.metric, functions, variables)
+        else:
+            specs.append(replace(spec, queries=_alb_5xx_queries(variables)))
+    return specs
 
 
 def _kebab(name: str) -> str:
@@ -475,13 +389,34 @@ def _kebab(name: str) -> str:
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "-", name).lower()
 
 
+def _add_composite_alarm(template: Template, config: EnvironmentConfig, spec: AlarmSpec, topic) -> cloudwatch.CompositeAlarm:
+    names = [resource_name(config, _kebab(part)) for part in spec.any_of]
+    alarm = template.add_resource(
+        cloudwatch.CompositeAlarm(
+            f"{spec.name}Alarm",
+            DependsOn=[f"{part}Alarm" for part in spec.any_of],
+            AlarmName=resource_name(config, _kebab(spec.name)),
+            AlarmDescription=spec.description,
+            AlarmRule=" OR ".join(f'ALARM("{name}")' for name in names),
+            ActionsEnabled=True,
+            AlarmActions=[topic],
+            OKActions=[topic],
+            Tags=tags(config, resource_name(config, _kebab(spec.name))),
+        )
+    )
+    output(template, f"{spec.name}AlarmArn", GetAtt(alarm, "Arn"), spec.description)
+    return alarm
+
+
 def _add_alarm(template: Template, config: EnvironmentConfig, spec: AlarmSpec, topic) -> cloudwatch.Alarm:
+    if spec.any_of:
+        return _add_composite_alarm(template, config, spec, topic)
+    actions = dict(AlarmActions=[topic], OKActions=[topic]) if spec.notifies else {}
     properties = dict(
         AlarmName=resource_name(config, _kebab(spec.name)),
         AlarmDescription=spec.description,
         ActionsEnabled=True,
-        AlarmActions=[topic],
-        OKActions=[topic],
+        **actions,
         ComparisonOperator=spec.comparison,
         Threshold=spec.threshold,
         EvaluationPeriods=spec.evaluation_periods,
@@ -517,9 +452,22 @@ def build(config: EnvironmentConfig, functions_dir: Path = FUNCTIONS_DIR) -> Tem
     specs = alarm_specs(config, functions, variables)
     for spec in specs:
         _add_alarm(template, config, spec, topic)
-    outputs = {f"{spec.name}AlarmArn" for spec in specs}
-    missing = sorted(key for keys in ROLLBACK_TRIGGERS.values() for key in keys if key not in outputs)
-    if missing:
-        raise MonitoringError(f"monitoring: rollback triggers name unknown outputs {missing}")
-    template.metadata["RollbackTriggers"] = {layer: list(keys) for layer, keys in sorted(ROLLBACK_TRIGGERS.items())}
+    template.metadata["RollbackTriggers"] = rollback_triggers(specs)
     return template
+
+
+def rollback_triggers(specs: list[AlarmSpec]) -> dict[str, list[str]]:
+    """Traffic-serving layer (`Layer.serves_traffic`) -> the alarm outputs that guard its deploys."""
+    from .layers import LAYERS  # layers imports every layer module, this one included
+
+    serving = sorted(layer.name for layer in LAYERS if layer.serves_traffic)
+    triggers = {name: [f"{spec.name}AlarmArn" for spec in specs if spec.guards == name] for name in serving}
+    stray = sorted(spec.name for spec in specs if spec.guards and spec.guards not in serving)
+    if stray:
+        raise MonitoringError(f"monitoring: alarms {stray} guard a layer that serves no traffic")
+    for name, outputs in triggers.items():
+        if not 1 <= len(outputs) <= MAX_ROLLBACK_TRIGGERS:
+            raise MonitoringError(
+                f"monitoring: layer {name} serves traffic and needs 1 to {MAX_ROLLBACK_TRIGGERS} alarms guarding it, has {len(outputs)}"
+            )
+    return triggers

@@ -4,10 +4,10 @@ Design decisions:
 - Three explicit availability zones from the config (never Fn::GetAZs, which can return two in
   some accounts); nine /24 subnets carved in Python from the /16 so the plan is visible in tests:
   public at .0-.2, private (egress) at .10-.12, isolated (database) at .20-.22.
-- NAT follows `network.nat`: `per_az` gives each private route table its own AZ's NAT gateway,
-  `single` sends every private table to one NAT in the first AZ, `none` leaves the private
-  tables without a default route (endpoints carry the AWS traffic). Private route tables are per
-  AZ in every mode so switching modes only changes routes, never subnet associations.
+- NAT follows `network.nat_gateways` (0 to one per AZ): the first that many AZs get a NAT gateway;
+  a private route table uses its own AZ's NAT, else the first AZ's; with 0 the private tables
+  have no default route (endpoints carry the AWS traffic). Private route tables are per AZ at
+  every count so changing it only changes routes, never subnet associations.
 - The VPC's own default security group is closed by a small custom resource that revokes its two
   default rules. CloudFormation has no property for this (CDK's `restrictDefaultSecurityGroup`
   is the same custom resource under the hood); nothing may use the default group.
@@ -32,12 +32,11 @@ import ipaddress
 
 import awacs.ec2 as ec2_actions
 import awacs.logs as logs_actions
-from awacs.aws import Allow, ArnLike, Condition, Policy, PolicyDocument, Principal, Statement, StringEquals
-from awacs.sts import AssumeRole
+from awacs.aws import Allow, PolicyDocument, Statement
 from troposphere import GetAtt, Join, Ref, Sub, Template, awslambda, ec2, iam
 from troposphere.cloudformation import CustomResource
 
-from .blocks import kms_key, log_group, logs_service_statement
+from .blocks import kms_key, log_group, logs_service_statement, service_trust
 from .common import export, ignore_cfn_lint, new_template, resource_name, skip_checkov, tags
 from .config import EnvironmentConfig
 
@@ -131,7 +130,7 @@ def subnet_cidrs(config: EnvironmentConfig) -> dict[str, list[str]]:
 def nat_zones(config: EnvironmentConfig) -> list[str]:
     """The AZs that get a NAT gateway."""
     zones = config.network.availability_zones
-    return {"per_az": list(zones), "single": zones[:1], "none": []}[config.network.nat]
+    return list(zones[: config.network.nat_gateways])
 
 
 def _camel(service: str) -> str:
@@ -266,7 +265,7 @@ def _private_routing(
         suffix = zone_suffix(zone)
         table = _route_table(template, config, vpc, f"PrivateRouteTable{suffix}", resource_name(config, "private-rt", zone))
         _associate(template, table, subnet)
-        # per_az: the AZ's own NAT; single: the one NAT; none: no default route at all.
+        # The AZ's own NAT if it has one, else the first AZ's; without NAT no default route at all.
         nat = gateways.get(zone) or next(iter(gateways.values()), None)
         if nat is not None:
             template.add_resource(
@@ -300,7 +299,7 @@ def _close_default_security_group(template: Template, config: EnvironmentConfig,
     role = template.add_resource(
         iam.Role(
             "RestrictDefaultSgRole",
-            AssumeRolePolicyDocument=_trust("lambda.amazonaws.com"),
+            AssumeRolePolicyDocument=service_trust("lambda.amazonaws.com", on_behalf_of_this_account=False),
             Policies=[
                 iam.Policy(
                     PolicyName="revoke-default-sg-rules",
@@ -356,13 +355,6 @@ def _close_default_security_group(template: Template, config: EnvironmentConfig,
             "DefaultSecurityGroupRestriction", ServiceToken=GetAtt(function, "Arn"), GroupId=default_group
         )
     )
-
-
-def _trust(service: str, condition: Condition | None = None) -> Policy:
-    statement = dict(Effect=Allow, Principal=Principal("Service", service), Action=[AssumeRole])
-    if condition is not None:
-        statement["Condition"] = condition
-    return Policy(Version="2012-10-17", Statement=[Statement(**statement)])
 
 
 def _rule(protocol: str, port: int, description: str, **target) -> ec2.SecurityGroupRule:
@@ -492,18 +484,10 @@ def _flow_logs(template: Template, config: EnvironmentConfig, vpc: ec2.VPC, logs
     role = template.add_resource(
         iam.Role(
             "FlowLogRole",
-            AssumeRolePolicyDocument=_trust(
+            AssumeRolePolicyDocument=service_trust(
                 "vpc-flow-logs.amazonaws.com",
                 # Only flow logs of this account may assume the role (confused deputy).
-                Condition(
-                    [
-                        StringEquals("aws:SourceAccount", Ref("AWS::AccountId")),
-                        ArnLike(
-                            "aws:SourceArn",
-                            Sub("arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:vpc-flow-log/*"),
-                        ),
-                    ]
-                ),
+                Sub("arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:vpc-flow-log/*"),
             ),
             Policies=[
                 iam.Policy(

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import awacs.kms as kms_actions
 import awacs.s3 as s3_actions
-import awacs.sts as sts_actions
 from awacs.aws import Allow, Condition, ForAnyValueStringEquals, Policy, Principal, Statement, StringEquals
 from troposphere import GetAtt, Ref, Sub, Template, iam, s3
 
@@ -48,6 +47,7 @@ from .blocks import (
     dr_bucket_name,
     dr_key_alias_name,
     secure_bucket,
+    service_trust,
     tiered_documents_lifecycle,
 )
 from .common import (
@@ -271,17 +271,7 @@ def _replication_role(template: Template, config: EnvironmentConfig) -> iam.Role
         iam.Role(
             "ReplicationRole",
             Description=f"{resource_name(config, 's3-replication')}: S3 replication to {config.dr.region}",
-            AssumeRolePolicyDocument=Policy(
-                Version="2012-10-17",
-                Statement=[
-                    Statement(
-                        Effect=Allow,
-                        Principal=Principal("Service", "s3.amazonaws.com"),
-                        Action=[sts_actions.AssumeRole],
-                        Condition=Condition(StringEquals("aws:SourceAccount", Ref("AWS::AccountId"))),
-                    )
-                ],
-            ),
+            AssumeRolePolicyDocument=service_trust("s3.amazonaws.com"),
             Tags=tags(config, resource_name(config, "s3-replication")),
         )
     )

@@ -32,7 +32,7 @@ from troposphere import GetAtt, Ref, Template, iam, stepfunctions
 from . import blocks
 from .common import arn, export, ignore_cfn_lint, import_value, new_template, resource_name, tags
 from .config import EnvironmentConfig
-from .function_catalog import FUNCTIONS_DIR, DeclarationError, FunctionDeclaration, load_functions
+from .function_catalog import FUNCTIONS_DIR, DeclarationError, FunctionDeclaration, alias_export_key, load_functions
 
 LAYER = "workflow"
 DEFINITION_FILE = "workflow.asl.json"
@@ -132,7 +132,7 @@ def _role(template: Template, config: EnvironmentConfig, called, topic_keys, sta
                 Sid="InvokePaymentFunctionAliases",
                 Effect=Allow,
                 Action=[lambda_actions.InvokeFunction],
-                Resource=[import_value(config, "compute", f"{f.logical_name}AliasArn") for f in called],
+                Resource=[import_value(config, "compute", alias_export_key(f.logical_name)) for f in called],
             ),
         )
     trust = blocks.service_trust("states.amazonaws.com", arn("states", f"stateMachine:{state_machine_name}"))
@@ -149,7 +149,7 @@ def _role(template: Template, config: EnvironmentConfig, called, topic_keys, sta
 
 
 def _substitutions(config: EnvironmentConfig, called, topic_keys) -> dict:
-    values = {function.name: import_value(config, "compute", f"{function.logical_name}AliasArn") for function in called}
+    values = {function.name: import_value(config, "compute", alias_export_key(function.logical_name)) for function in called}
     values.update({key: import_value(config, *TOPICS[key]) for key in topic_keys})
     values[PARTITION_PLACEHOLDER] = Ref("AWS::Partition")
     return values

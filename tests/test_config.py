@@ -63,7 +63,7 @@ def test_real_files_load():
     configs = load_environments()
     assert list(configs) == ["dev", "staging", "prod"]
     assert [c.network.cidr for c in configs.values()] == ["10.0.0.0/16", "10.1.0.0/16", "10.2.0.0/16"]
-    assert {c.name: c.network.nat for c in configs.values()} == {"dev": "none", "staging": "single", "prod": "per_az"}
+    assert {c.name: c.network.nat_gateways for c in configs.values()} == {"dev": 0, "staging": 1, "prod": 3}
     assert configs["prod"].dr.enabled and not configs["dev"].dr.enabled
     local = load_environment("local")
     assert (local.account_id, local.region, local.network.cidr) == ("123456789012", "eu-west-1", "10.9.0.0/16")
@@ -153,9 +153,18 @@ def test_missing_key(parameters, capsys, tmp_path):
 
 
 def test_value_outside_a_fixed_set_lists_the_allowed_ones(parameters, capsys, tmp_path):
-    directory = parameters.edit("dev", lambda d: d["network"].update(nat="two"))
+    directory = parameters.edit("dev", lambda d: d["data"]["aurora"].update(mode="serverless"))
     assert refused(directory, "dev", capsys, tmp_path) == (
-        f"{directory}/dev.yaml: 1 problem(s)\n  network.nat: 'two' is not allowed: choose one of 'per_az', 'single' or 'none'"
+        f"{directory}/dev.yaml: 1 problem(s)\n"
+        "  data.aurora.mode: 'serverless' is not allowed: choose one of 'serverless_v2' or 'provisioned'"
+    )
+
+
+@pytest.mark.parametrize("count", [-1, 4])
+def test_nat_gateway_count_outside_zero_to_the_zones_is_refused(parameters, capsys, tmp_path, count):
+    directory = parameters.edit("dev", lambda d: d["network"].update(nat_gateways=count))
+    assert refused(directory, "dev", capsys, tmp_path) == (
+        f"{directory}/dev.yaml: 1 problem(s)\n  network.nat_gateways: {count} NAT gateways for 3 zones: allowed 0 to 3"
     )
 
 

@@ -10,8 +10,16 @@ from pathlib import Path
 
 import pytest
 
+from templates_src.config import load_environment
+from templates_src.layers import layers_for
+
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden" / "staging"
-LAYERS = ["api", "artifacts", "compute", "data", "messaging", "monitoring", "network", "security", "storage", "workflow"]
+# Every stack staging builds: a new layer gets a golden file or fails, never silently skipped.
+LAYERS = [layer.name for layer in layers_for(load_environment("staging"))]
+
+
+def test_every_golden_file_is_a_layer_staging_builds():
+    assert sorted(path.stem for path in GOLDEN_DIR.glob("*.json")) == sorted(LAYERS)
 
 
 @pytest.mark.parametrize("layer", LAYERS)

@@ -34,7 +34,7 @@ DECLARATIONS = {
           - type: api
         environment:
           TRANSACTIONS_TABLE: {export: data.TransactionsTableName}
-          LOG_LEVEL: {value: INFO}
+          LOG_LEVEL: {value: DEBUG}
         permissions:
           - actions: [dynamodb:GetItem, dynamodb:PutItem]
             resources:
@@ -157,8 +157,17 @@ def test_code_comes_from_the_content_addressed_artifact(built, catalog):
 def test_declared_environment_resolves_exports_and_literals(built):
     variables = built["staging"]["Resources"]["PaymentApiFunction"]["Properties"]["Environment"]["Variables"]
     assert variables["TRANSACTIONS_TABLE"] == imported("staging", "data", "TransactionsTableName")
-    assert variables["LOG_LEVEL"] == "INFO"
-    assert variables["POWERTOOLS_SERVICE_NAME"] == "payment_api"
+    assert variables["LOG_LEVEL"] == "DEBUG"  # the declaration overrides the platform default
+
+
+def test_powertools_defaults_come_from_the_platform(built):
+    resources = built["staging"]["Resources"]
+    for logical_id in ("PaymentApiFunction", "QueueWorkerFunction"):
+        variables = resources[logical_id]["Properties"]["Environment"]["Variables"]
+        assert variables["POWERTOOLS_SERVICE_NAME"] == "payments", logical_id
+        assert variables["POWERTOOLS_METRICS_NAMESPACE"] == "Payments", logical_id
+    queue_worker = resources["QueueWorkerFunction"]["Properties"]["Environment"]["Variables"]
+    assert queue_worker["LOG_LEVEL"] == "INFO"
 
 
 def test_each_role_writes_only_its_own_log_group_and_declared_resources(built):

@@ -9,6 +9,8 @@ import pytest
 
 from templates_src import monitoring
 from templates_src.config import load_environment
+from templates_src.layers import LAYERS
+from templates_src.compute_functions import PLATFORM_ENVIRONMENT_DEFAULTS
 from templates_src.function_catalog import FUNCTIONS_DIR
 
 from .helpers import logical, write_function
@@ -86,11 +88,32 @@ def test_lambda_alarms_sum_every_declared_function(functions_dir, metric):
     assert total["Expression"] == "SUM(METRICS())"
 
 
-def test_too_many_functions_for_one_math_alarm_is_explained(functions_dir):
-    for index in range(monitoring.MAX_METRICS_PER_MATH_ALARM - len(FUNCTION_NAMES) + 1):
-        write_function(functions_dir, f"extra_{index}")
-    with pytest.raises(monitoring.MonitoringError, match="exceed the 10 metrics"):
-        monitoring.build(load_environment("dev"), functions_dir)
+@pytest.mark.parametrize("metric", ["Errors", "Throttles"])
+def test_twelve_functions_split_the_lambda_alarm_into_parts_under_one_composite(tmp_path, metric):
+    directory = tmp_path / "functions"
+    names = [f"synthetic_{index:02d}" for index in range(12)]
+    for name in names:
+        write_function(directory, name)
+    template = build_dict("prod", directory)
+    alarms = alarms_of(template)
+    parts = [alarms[f"Lambda{metric}Part1Alarm"], alarms[f"Lambda{metric}Part2Alarm"]]
+    assert f"Lambda{metric}Part3Alarm" not in alarms
+    summed = [
+        q["MetricStat"]["Metric"]["Dimensions"][0]["Value"]["Fn::ImportValue"]
+        for part in parts for q in part["Metrics"] if "MetricStat" in q
+    ]
+    assert summed == [f"payments-prod-compute-{logical(name)}FunctionName" for name in names]
+    assert [len(part["Metrics"]) - 1 for part in parts] == [10, 2]
+    assert all("AlarmActions" not in part and "OKActions" not in part for part in parts)
+    composite = template["Resources"][f"Lambda{metric}Alarm"]
+    assert composite["Type"] == "AWS::CloudWatch::CompositeAlarm"
+    assert composite["Properties"]["AlarmRule"] == (
+        f'ALARM("payments-prod-lambda-{metric.lower()}-part1") OR ALARM("payments-prod-lambda-{metric.lower()}-part2")'
+    )
+    assert composite["Properties"]["AlarmActions"] == [{"Fn::ImportValue": "payments-prod-messaging-AlarmTopicArn"}]
+    assert f"Lambda{metric}AlarmArn" in template["Metadata"]["RollbackTriggers"]["compute"]
+    every_alarm = [r["Properties"] for r in template["Resources"].values() if r["Type"] == "AWS::CloudWatch::Alarm"]
+    assert all(sum("MetricStat" in q for q in a.get("Metrics", [])) <= monitoring.MAX_METRICS_PER_MATH_ALARM for a in every_alarm)
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
@@ -102,7 +125,7 @@ def test_alarm_outputs_and_rollback_triggers(env, functions_dir):
         assert "Export" not in value, key
         assert value["Value"] == {"Fn::GetAtt": [key.removesuffix("Arn"), "Arn"]}
     triggers = template["Metadata"]["RollbackTriggers"]
-    assert set(triggers) == {"api", "compute"}
+    assert set(triggers) == {layer.name for layer in LAYERS if layer.serves_traffic} == {"api", "compute"}
     for layer, keys in triggers.items():
         assert 1 <= len(keys) <= 5, layer
         assert set(keys) <= set(outputs), layer
@@ -211,6 +234,8 @@ def test_repository_functions_are_all_monitored(env):
         assert f"{function.logical_name}FunctionName" in variables
         service = function.environment.get("POWERTOOLS_SERVICE_NAME")
         assert service is None or service.value == monitoring.BUSINESS_SERVICE, function.name
+    # a function that does not declare it publishes under the platform default
+    assert PLATFORM_ENVIRONMENT_DEFAULTS["POWERTOOLS_SERVICE_NAME"] == monitoring.BUSINESS_SERVICE
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
@@ -224,3 +249,15 @@ def test_alarm_delivery_itself_is_alarmed(env, functions_dir):
     assert (unconfirmed["Namespace"], unconfirmed["MetricName"]) == ("Payments/Operations", "ConfirmedAlarmSubscriptions")
     assert (unconfirmed["Threshold"], unconfirmed["ComparisonOperator"], unconfirmed["Period"]) == (1, "LessThanThreshold", 3600)
     assert unconfirmed["TreatMissingData"] == "breaching"  # the watch not running is as bad as nobody confirmed
+
+
+def test_an_alarm_guarding_a_layer_that_serves_no_traffic_is_an_error():
+    spec = monitoring.AlarmSpec("Stray", "guards data", 1, "GreaterThanThreshold", "missing", guards="data")
+    with pytest.raises(monitoring.MonitoringError, match=r"\['Stray'\] guard a layer that serves no traffic"):
+        monitoring.rollback_triggers([spec])
+
+
+def test_a_traffic_serving_layer_without_a_guarding_alarm_is_an_error():
+    spec = monitoring.AlarmSpec("OnlyApi", "guards api", 1, "GreaterThanThreshold", "missing", guards="api")
+    with pytest.raises(monitoring.MonitoringError, match="layer compute serves traffic and needs 1 to 5"):
+        monitoring.rollback_triggers([spec])

@@ -1,4 +1,4 @@
-"""network layer: 3 AZs, 9 /24 subnets, NAT per mode, endpoints, security groups, flow logs,
+"""network layer: 3 AZs, 9 /24 subnets, NAT per configured count, endpoints, security groups, flow logs,
 the closed default security group (its handler run against moto) and optional peering."""
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ from .helpers import exports_contract, of_type, assert_data_policy
 
 ROOT = Path(__file__).resolve().parents[2]
 ENVIRONMENTS = ("dev", "staging", "prod")
-NAT_COUNT = {"per_az": 3, "single": 1, "none": 0}
 
 
 def render(config) -> dict:
@@ -116,28 +115,31 @@ def nat_zone(template: dict, nat_logical_id: str) -> str:
     return template["Resources"][subnet]["Properties"]["AvailabilityZone"]
 
 
-@pytest.mark.parametrize("mode", ["per_az", "single", "none"])
+@pytest.mark.parametrize("count", [0, 1, 2, 3])
 @pytest.mark.parametrize("env_name", ENVIRONMENTS)
-def test_private_subnets_route_to_nat_as_configured(env_name, mode):
-    config = with_network(load_environment(env_name), nat=mode)
+def test_private_subnets_route_to_nat_as_configured(env_name, count):
+    config = with_network(load_environment(env_name), nat_gateways=count)
     template = render(config)
     gateways = of_type(template, "AWS::EC2::NatGateway")
-    assert len(gateways) == NAT_COUNT[mode]
-    assert len(of_type(template, "AWS::EC2::EIP")) == NAT_COUNT[mode]
+    assert len(gateways) == count
+    assert len(of_type(template, "AWS::EC2::EIP")) == count
+    zones = config.network.availability_zones
     for name, subnet in subnets_of_tier(template, "private").items():
         route = default_route(template, table_of_subnet(template, name))
-        if mode == "none":
+        if count == 0:
             assert route is None
             continue
         nat = ref(route["NatGatewayId"])
         assert ref(gateways[nat]["Properties"]["SubnetId"]) in subnets_of_tier(template, "public")
-        expected_zone = subnet["Properties"]["AvailabilityZone"] if mode == "per_az" else config.network.availability_zones[0]
+        own_zone = subnet["Properties"]["AvailabilityZone"]
+        # a zone with its own NAT uses it; the others share the first zone's
+        expected_zone = own_zone if own_zone in zones[:count] else zones[0]
         assert nat_zone(template, nat) == expected_zone
 
 
 def test_each_environment_gets_its_configured_nat_count(env):
     config, template = env
-    assert len(of_type(template, "AWS::EC2::NatGateway")) == NAT_COUNT[config.network.nat]
+    assert len(of_type(template, "AWS::EC2::NatGateway")) == config.network.nat_gateways
 
 
 def test_gateway_endpoints_serve_private_and_isolated_tables(env):
