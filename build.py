@@ -390,8 +390,16 @@ def rollback_alarms(stacks: list[StackBuild]) -> dict[str, list[dict]]:
     triggers: dict[str, list[dict]] = {}
     for stack in stacks:
         for layer, outputs in stack.template.get("Metadata", {}).get("RollbackTriggers", {}).items():
-            triggers[layer] = [{"stack": stack.name, "output": key} for key in outputs]
+            triggers[layer] = [{"stack": stack.name, "output": key, "type": _output_resource_type(stack.template, key)}
+                               for key in outputs]
     return triggers
+
+
+def _output_resource_type(template: dict, output: str) -> str:
+    """The type of the resource an output's Fn::GetAtt names (an alarm or a composite alarm)."""
+    value = template["Outputs"][output]["Value"]
+    logical_id = value.get("Fn::GetAtt", [None])[0] if isinstance(value, dict) else None
+    return template["Resources"].get(logical_id, {}).get("Type", "AWS::CloudWatch::Alarm")
 
 
 def manifest_entry(stack: StackBuild, alarms: dict[str, list[dict]], config: EnvironmentConfig) -> dict:

@@ -96,17 +96,18 @@ def rollback_configuration(ctx: Context, manifest: Manifest, spec: StackSpec, en
     Triggers are the monitoring layer's alarms once that stack has them; `enabled` False (the
     --no-rollback-triggers hotfix during an incident, when a firing alarm would roll the hotfix
     back) sends the empty list."""
-    arns = _rollback_alarm_arns(ctx, manifest, spec) if enabled and spec.serves_traffic else []
-    if not arns:
+    triggers = _rollback_triggers(ctx, manifest, spec) if enabled and spec.serves_traffic else []
+    if not triggers:
         return {"RollbackTriggers": []}
     return {
-        "RollbackTriggers": [{"Arn": arn, "Type": "AWS::CloudWatch::Alarm"} for arn in arns[:5]],
+        "RollbackTriggers": triggers[:5],
         "MonitoringTimeInMinutes": ROLLBACK_MONITORING_MINUTES,
     }
 
 
-def _rollback_alarm_arns(ctx: Context, manifest: Manifest, spec: StackSpec) -> list[str]:
-    arns = []
+def _rollback_triggers(ctx: Context, manifest: Manifest, spec: StackSpec) -> list[dict]:
+    """The alarms that exist already, each with its type (a composite alarm is its own type)."""
+    triggers = []
     outputs_by_stack: dict[str, dict[str, str]] = {}
     for alarm in spec.rollback_alarms:
         if alarm.stack not in outputs_by_stack:
@@ -115,8 +116,8 @@ def _rollback_alarm_arns(ctx: Context, manifest: Manifest, spec: StackSpec) -> l
             outputs_by_stack[alarm.stack] = stack_outputs(describe_stack(ctx, region, alarm.stack))
         arn = outputs_by_stack[alarm.stack].get(alarm.output)
         if arn:
-            arns.append(arn)
-    return arns
+            triggers.append({"Arn": arn, "Type": alarm.type})
+    return triggers
 
 
 def delete_stale_change_sets(ctx: Context, spec: StackSpec, stack_id: str) -> None:

@@ -33,6 +33,7 @@ class Artifact:
 class RollbackAlarm:
     stack: str
     output: str
+    type: str = "AWS::CloudWatch::Alarm"  # or AWS::CloudWatch::CompositeAlarm
 
 
 @dataclass(frozen=True)
@@ -193,7 +194,8 @@ def _parse_stack(item: dict, base: Path, raw: dict, where: str) -> StackSpec:
     name = _require(item, "name", f"{where} stacks")
     here = f"{where} stack {name}"
     alarms = tuple(
-        RollbackAlarm(stack=_require(a, "stack", here), output=_require(a, "output", here))
+        RollbackAlarm(stack=_require(a, "stack", here), output=_require(a, "output", here),
+                      type=a.get("type", "AWS::CloudWatch::Alarm"))
         for a in item.get("rollback_alarms", [])
     )
     if len(alarms) > 5:

@@ -176,3 +176,14 @@ def test_the_manifest_says_what_the_account_must_provide(built_environments):
     assert stacks["network"]["lifecycle_parameter"] is None
     named = {r["logical_id"]: r["physical_name"] for r in stacks["storage"]["stateful_resources"]}
     assert named["AuditBucket"] == "payments-staging-audit-222222222222-eu-west-1"
+
+
+def test_rollback_alarms_carry_the_type_of_the_alarm_they_name(built_environments):
+    for env in ("staging", "prod"):
+        manifest = built_environments[env]["manifest"]
+        templates = built_environments[env]["templates"]
+        alarms = [alarm for stack in manifest["stacks"] for alarm in stack["rollback_alarms"]]
+        assert alarms
+        for alarm in alarms:
+            value = templates["monitoring"]["Outputs"][alarm["output"]]["Value"]
+            assert alarm["type"] == templates["monitoring"]["Resources"][value["Fn::GetAtt"][0]]["Type"]

@@ -577,3 +577,19 @@ def test_destroy_empties_again_when_late_access_logs_arrive(dev_env, world, moto
     assert code == 0, text
     assert "a bucket received objects after it was emptied: emptying again" in text
     assert dev_env.bucket_name not in {b["Name"] for b in moto_aws.list_buckets()["Buckets"]}
+
+
+def test_a_composite_alarm_trigger_is_sent_with_its_own_type(env, world):
+    # past 10 functions the Lambda alarms are composite alarms: CloudFormation needs the type
+    arn = "arn:aws:cloudwatch:eu-west-1:123456789012:alarm:lambda-errors"
+    env.layers["monitoring"].outputs = {"LambdaErrorsAlarmArn": {"Value": arn}}
+    env.layers["api"].rollback_alarms = [{"stack": env.stack_name("monitoring"), "output": "LambdaErrorsAlarmArn",
+                                          "type": "AWS::CloudWatch::CompositeAlarm"}]
+    env.write()
+    first_deploy(env, world)
+    env.layers["api"].resources["Extra"] = {"Type": "AWS::SNS::Topic", "Properties": {}}
+    env.write()
+    world.calls.clear()
+    assert run_deploy(env, world, "deploy", "--yes")[0] == 0
+    call = world.calls_of("create_change_set", env.stack_name("api"))[0]
+    assert call["RollbackConfiguration"]["RollbackTriggers"] == [{"Arn": arn, "Type": "AWS::CloudWatch::CompositeAlarm"}]
