@@ -22,10 +22,11 @@ snapstart.register(SERVICES)
 
 
 def create(event: dict) -> dict:
+    merchant_id = apigw.merchant_id(event)  # first: without a merchant nothing else is looked at (401)
     body = apigw.json_body(event)
     request = parse_payment_request(body)
     key = idempotency.validate_key(apigw.header(event, "Idempotency-Key"))
-    status, view = payments.create_payment(request, body, apigw.merchant_id(event), key)
+    status, view = payments.create_payment(request, body, merchant_id, key)
     return response(status, view, {"Location": f"/payments/{view['payment_id']}"})
 
 

@@ -307,3 +307,9 @@ def test_the_cold_start_benchmark_measures_the_authorizer(tmp_path):
     names = [name for name, _, _ in module.targets(ROOT / "functions", tmp_path)]
     assert "authorizer" in names
     assert (tmp_path / "authorizer" / "app.py").exists() and (tmp_path / "authorizer" / "paylib" / "merchants.py").exists()
+
+
+def test_without_a_merchant_even_a_bad_request_is_401(payment_api, aws):
+    # authentication comes first: a body or Idempotency-Key problem must not answer 400 instead
+    for body, key in (({"amount": "not a number"}, None), (payment_body(), "4111 1111 1111 1111")):
+        assert post(payment_api, None, body, key)[0] == 401
