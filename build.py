@@ -29,11 +29,11 @@ import json
 import os
 import re
 import sys
+from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
-from typing import Iterator
 
 from templates_src.common import LIFECYCLE_PARAMETER, STATEFUL_TYPES, stack_name, standard_tags
 from templates_src.common import TEMPLATE_BODY_LIMIT_BYTES as BODY_LIMIT_BYTES

@@ -82,7 +82,7 @@ def setup() -> dict:
                        ("bench-velocity", [("counter_key", "S"), ("window_start", "N")])):
         arguments = {"TableName": name, "BillingMode": "PAY_PER_REQUEST",
                      "KeySchema": [{"AttributeName": key, "KeyType": kind}
-                                   for (key, _), kind in zip(keys, ("HASH", "RANGE"))],
+                                   for (key, _), kind in zip(keys, ("HASH", "RANGE"), strict=False)],
                      "AttributeDefinitions": [{"AttributeName": key, "AttributeType": type_} for key, type_ in keys]}
         if name == "bench-transactions":
             arguments["AttributeDefinitions"] += [{"AttributeName": "customer_id", "AttributeType": "S"},
@@ -129,7 +129,7 @@ def naive_ingest(s3, key: str, limit: int) -> tuple[int, float]:
     created_at = repository.iso(now)
     written = 0
     for number, values in enumerate(data, start=1):
-        row = batch.build_row(number, dict(zip(header, values)), ring, now)
+        row = batch.build_row(number, dict(zip(header, values, strict=False)), ring, now)
         risk = fraud.score(row.candidate, None, {})  # the naive design screens nothing: it only writes
         item = repository.build_item(row.request, row.payment_id, risk, row.candidate.card_fingerprints, created_at, "batch")
         client.put_item(TableName=repository.table_name(), Item=aws.to_dynamo(item))
@@ -157,7 +157,8 @@ def _ingest_new_file(clients, name: str, rows: int, seed: int) -> tuple[dict, fl
 
 def _fresh_moto():
     """A new, empty moto account: every measurement starts from the same state."""
-    from paylib import aws as paylib_aws, keys
+    from paylib import aws as paylib_aws
+    from paylib import keys
     context = mock_aws()
     context.start()
     paylib_aws.reset()

@@ -35,12 +35,12 @@ os.environ.pop("AWS_PROFILE", None)
 
 import boto3  # noqa: E402
 from moto import mock_aws  # noqa: E402
+from synthetic_env import SyntheticEnvironment, fake_world, make_context, standard_layers  # noqa: E402
 
 import deploy  # noqa: E402
 from deploylib.manifest import load_manifest  # noqa: E402
 from deploylib.output import Printer  # noqa: E402
 from deploylib.scheduler import critical_path_seconds  # noqa: E402
-from synthetic_env import SyntheticEnvironment, fake_world, make_context, standard_layers  # noqa: E402
 
 # seconds per stack, spread evenly over the stack's resources. Chosen so that slow stacks sit
 # on different chains (network -> data, security -> messaging): a level-by-level scheduler then

@@ -51,7 +51,7 @@ class CallCounter:
     def __call__(self, model, **kwargs):
         self.calls[(model.service_model.service_name, model.name)] += 1
 
-    def attach(self) -> "CallCounter":
+    def attach(self) -> CallCounter:
         from paylib import aws
         for service in SERVICES:
             aws.client(service).meta.events.register("before-call", self)
@@ -123,6 +123,7 @@ def _authorizer_calls(functions: Path) -> dict[str, collections.Counter]:
     """One request per verdict on a warm authorizer (pepper cached, client created)."""
     import boto3
     from paylib import merchants
+
     from tests.functions.conftest import LambdaContext, issue_test_key, put_merchant
     authorizer = load_app(functions, "authorizer")
     dynamodb = boto3.client("dynamodb")
@@ -149,6 +150,7 @@ BATCH_ROWS = 100
 def _ingest(functions: Path, rows: int) -> None:
     """One file of `rows` valid rows, distinct customers and cards (the most reads per row)."""
     import boto3
+
     from tests.functions.conftest import LambdaContext, batch_key, fresh_card
     header = "merchant_reference,customer_id,amount,currency,card_number,exp_month,exp_year"
     lines = [header] + [f"rt-{index},cus_rt_{uuid.uuid4().hex[:10]},1000,EUR,{fresh_card()},12,2031" for index in range(rows)]

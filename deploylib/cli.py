@@ -3,13 +3,13 @@ summary of a run."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, TextIO
+from typing import TextIO
 
 from .output import Printer
 from .plans import Label
 from .scheduler import RunResult
-
 
 
 @dataclass

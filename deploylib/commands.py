@@ -15,8 +15,8 @@ from .artifacts import check_template_delivery
 from .aws import Context, error_message
 from .cli import Options, confirm, print_summary
 from .deployed import write_and_publish
-from .errors import INTERRUPTED_EXIT, UsageError
 from .destroy import Destroyer
+from .errors import INTERRUPTED_EXIT, UsageError
 from .executor import Executor
 from .lifecycle import effective_parameters
 from .manifest import Manifest
@@ -24,11 +24,12 @@ from .output import Printer
 from .planfile import load_saved_plan, plan_from_saved, saved_plan_problem
 from .planner import PlanInterrupted, Planner, RunOptions, plan_environment, where
 from .plans import NOTHING_TO_RUN, Action, Label, StackPlan
-from .preflight import Scope, preflight_of, render as render_preflight, run_preflight
+from .preflight import Scope, preflight_of, run_preflight
+from .preflight import render as render_preflight
+from .recovery import Recovery
 from .scheduler import RunResult, reverse_graph, run_graph
 from .stacks import describe_stack, format_event, wait_for_stack
 from .status import cmd_outputs, cmd_status
-from .recovery import Recovery
 
 
 def _planner(ctx: Context, manifest: Manifest, printer: Printer, options: Options) -> Planner:
@@ -97,9 +98,8 @@ def _deploy(ctx: Context, manifest: Manifest, printer: Printer, options: Options
     if _report_blocked(printer, plans):
         printer.line("deploy stopped before execution: nothing executed")
         return 1
-    if not all(p.action in NOTHING_TO_RUN for p in plans):
-        if not confirm(printer, options, f"Deploy {where(manifest)}?"):
-            return 2
+    if not all(p.action in NOTHING_TO_RUN for p in plans) and not confirm(printer, options, f"Deploy {where(manifest)}?"):
+        return 2
     return _run(ctx, manifest, printer, Executor(planner), {p.spec.name: p for p in plans}, options, True)
 
 

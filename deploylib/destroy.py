@@ -14,10 +14,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 from .aws import Context, Interrupted, error_message
 from .changesets import deployed_template
 from .executor import Executor
-from .planner import Planner
 from .lifecycle import CREATING, ESTABLISHED, deployed_lifecycle
 from .manifest import Manifest, StackSpec
 from .output import Printer
+from .planner import Planner
 from .plans import Label
 from .protection import set_termination_protection
 from .scheduler import Outcome

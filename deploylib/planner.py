@@ -16,7 +16,12 @@ from .adopt import existing_named_resources, in_the_way_note
 from .artifacts import artifact_bucket_name, template_source, upload_all
 from .aws import Context, error_message
 from .changesets import (
-    ChangeSetFailed, deployed_template, delete_stale_change_sets, is_unchanged, prepare_change_set, rollback_configuration,
+    ChangeSetFailed,
+    delete_stale_change_sets,
+    deployed_template,
+    is_unchanged,
+    prepare_change_set,
+    rollback_configuration,
 )
 from .errors import INTERRUPTED_EXIT, DeployError
 from .guards import GuardFinding, export_guard, exports_at_risk, stateful_guard

@@ -14,10 +14,11 @@ import json
 import re
 import textwrap
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
@@ -25,7 +26,6 @@ from botocore.parsers import ResponseParserError
 from .aws import Context, RetryingClient, error_code, error_message
 from .manifest import Manifest, ManifestError, manifest_path
 from .stacks import describe_stack, is_in_progress
-
 
 # ---------------------------------------------------------------------------------------------
 # Input: the manifest's preflight section
@@ -908,13 +908,13 @@ def _wrap(text: str, width: int, cut_words: bool = True) -> list[str]:
 
 
 def _table_line(widths: tuple[int, ...], cells: tuple[str, ...]) -> str:
-    return GAP.join(cell.ljust(width) for cell, width in zip(cells, widths)).rstrip()
+    return GAP.join(cell.ljust(width) for cell, width in zip(cells, widths, strict=False)).rstrip()
 
 
 def _row_lines(widths: tuple[int, ...], row: Row) -> list[str]:
     cells = (row.status.value, row.check, row.subject, row.detail)
     columns = [_wrap(text, width, cut_words=index < len(cells) - 1)
-               for index, (text, width) in enumerate(zip(cells, widths))]
+               for index, (text, width) in enumerate(zip(cells, widths, strict=False))]
     height = max(len(column) for column in columns)
     lines = [_table_line(widths, tuple(column[i] if i < len(column) else "" for column in columns))
              for i in range(height)]

@@ -4,8 +4,8 @@ deletion protection rides on the StackLifecycle parameter (lifecycle.py)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from botocore.exceptions import ClientError
 from botocore.parsers import ResponseParserError

@@ -12,8 +12,8 @@ UPDATE_ROLLBACK_FAILED, which is why the action follows the state and nothing el
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from .adopt import existing_named_resources, in_the_way_note
 from .aws import Context

@@ -11,9 +11,9 @@ CloudFormation operations go on) and report it, and the result says it was inter
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Callable
 
 from .plans import Label
 

@@ -5,8 +5,8 @@ Our own waiter instead of boto3's: boto3 waiters give up after a fixed number of
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from botocore.exceptions import ClientError
 

@@ -37,7 +37,7 @@ class EmulatorProcess:
     def powertools_layer_arn(self) -> str:
         return provisioning.powertools_layer_arn(self.region)
 
-    def start(self) -> "EmulatorProcess":
+    def start(self) -> EmulatorProcess:
         root = Path(__file__).resolve().parent.parent
         environment = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
         environment.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
@@ -83,7 +83,7 @@ class EmulatorProcess:
             "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": self.region, "AWS_REGION": self.region,
         }
 
-    def __enter__(self) -> "EmulatorProcess":
+    def __enter__(self) -> EmulatorProcess:
         if self._process is None:
             self.start()
         return self

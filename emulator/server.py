@@ -45,7 +45,7 @@ class Emulator:
     def powertools_layer_arn(self) -> str:
         return provisioning.powertools_layer_arn(self.region)
 
-    def start(self) -> "Emulator":
+    def start(self) -> Emulator:
         for key, value in _SERVER_ENVIRONMENT.items():
             os.environ.setdefault(key, value)
         from . import compat
@@ -100,7 +100,7 @@ class Emulator:
             "AWS_REGION": self.region,
         }
 
-    def __enter__(self) -> "Emulator":
+    def __enter__(self) -> Emulator:
         if self._server is None:
             self.start()
         return self

@@ -38,8 +38,9 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 from troposphere import GetAtt, Ref, Sub, Template, apigateway, awslambda, encode_to_dict, iam, wafv2
@@ -432,7 +433,7 @@ def _usage_plan(template: Template, config: EnvironmentConfig, api, stage) -> ap
 def _invoke_permissions(template, config, routed: list[FunctionDeclaration], authorizers: list[FunctionDeclaration], api) -> None:
     """One permission per function: only this API's stage may invoke a routed function's alias,
     only this API's authorizers an authorizer's."""
-    stage_arn = "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${Api}/%s/*" % config.api.stage_name
+    stage_arn = f"arn:${{AWS::Partition}}:execute-api:${{AWS::Region}}:${{AWS::AccountId}}:${{Api}}/{config.api.stage_name}/*"
     for functions, source_arn in ((routed, stage_arn), (authorizers, AUTHORIZERS_SOURCE_ARN)):
         for function in functions:
             template.add_resource(
@@ -468,7 +469,7 @@ def build(config: EnvironmentConfig, functions_dir: Path = FUNCTIONS_DIR) -> Tem
         template,
         config,
         "ExecutionLogGroup",
-        Sub("API-Gateway-Execution-Logs_${Api}/%s" % config.api.stage_name, Api=Ref(api)),
+        Sub(f"API-Gateway-Execution-Logs_${{Api}}/{config.api.stage_name}", Api=Ref(api)),
         logs_key,
     )
     account = template.add_resource(

@@ -5,7 +5,7 @@ public access blocked, TLS only, retention, stateful policies), so a layer canno
 """
 from __future__ import annotations
 
-from typing import Iterable, Optional
+from collections.abc import Iterable
 
 import awacs.kms as kms_actions
 import awacs.logs as logs_actions
@@ -89,7 +89,7 @@ def key_admin_statement() -> Statement:
     )
 
 
-def service_use_statement(sid: str, service_principals: Iterable, condition: Optional[Condition] = None) -> Statement:
+def service_use_statement(sid: str, service_principals: Iterable, condition: Condition | None = None) -> Statement:
     """Lets AWS services (by service principal) use the key under a condition such as an
     encryption context (CloudWatch Logs' documented form)."""
     statement = dict(
@@ -116,7 +116,7 @@ def service_resource_statement(sid: str, service: str, actions: list, resource, 
 SERVICE_KEY_ACTIONS = [kms_actions.Decrypt, kms_actions.GenerateDataKey]
 
 
-def service_key_statement(sid: str, service: str, source_arn: Optional[str] = None,
+def service_key_statement(sid: str, service: str, source_arn: str | None = None,
                           actions: Iterable = tuple(SERVICE_KEY_ACTIONS)) -> Statement:
     """One AWS service may use the key as itself, only on behalf of this account
     (aws:SourceAccount) and, where `source_arn` (a Sub pattern) is given, of matching resources

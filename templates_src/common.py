@@ -6,7 +6,7 @@ the stack graph from the templates alone.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from troposphere import AWSObject, Equals, Export, If, ImportValue, Output, Parameter, Ref, Sub, Tag, Tags, Template
 

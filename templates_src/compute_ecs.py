@@ -41,8 +41,8 @@ from __future__ import annotations
 import awacs.ecr as ecr_actions
 import awacs.logs as logs_actions
 from awacs.aws import Action, Allow, Policy, Statement
-from troposphere import GetAtt, If, Parameter, Ref, Split, Sub, Template, applicationautoscaling as scaling
-from troposphere import certificatemanager, ecs, iam
+from troposphere import GetAtt, If, Parameter, Ref, Split, Sub, Template, certificatemanager, ecs, iam
+from troposphere import applicationautoscaling as scaling
 from troposphere import elasticloadbalancingv2 as elb
 
 from . import blocks

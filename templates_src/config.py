@@ -19,7 +19,7 @@ import itertools
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -57,11 +57,11 @@ class PeeringConfig(Section):
     """Optional VPC peering to another environment's VPC (off by default)."""
 
     enabled: bool = False
-    peer_vpc_id: Optional[str] = Field(default=None, pattern=r"^vpc-[0-9a-f]{8,17}$")
-    peer_cidr: Optional[str] = None
+    peer_vpc_id: str | None = Field(default=None, pattern=r"^vpc-[0-9a-f]{8,17}$")
+    peer_cidr: str | None = None
 
     @model_validator(mode="after")
-    def _complete_when_enabled(self) -> "PeeringConfig":
+    def _complete_when_enabled(self) -> PeeringConfig:
         if self.enabled and not (self.peer_vpc_id and self.peer_cidr):
             raise ValueError("peering.enabled needs peer_vpc_id and peer_cidr")
         if self.peer_cidr:
@@ -95,7 +95,7 @@ class NetworkConfig(Section):
         return zones
 
     @model_validator(mode="after")
-    def _peer_outside_vpc(self) -> "NetworkConfig":
+    def _peer_outside_vpc(self) -> NetworkConfig:
         peer_cidr = self.peering.peer_cidr
         if peer_cidr and _network(peer_cidr).overlaps(_network(self.cidr)):
             raise ValueError(f"peering.peer_cidr {peer_cidr} overlaps the VPC CIDR {self.cidr}: routes would clash")
@@ -112,7 +112,7 @@ class AuroraConfig(Section):
     monitoring_interval_s: Literal[1, 5, 10, 15, 30, 60] = 60
 
     @model_validator(mode="after")
-    def _capacity_order(self) -> "AuroraConfig":
+    def _capacity_order(self) -> AuroraConfig:
         if self.min_capacity_acu > self.max_capacity_acu:
             raise ValueError("min_capacity_acu must not exceed max_capacity_acu")
         return self
@@ -165,13 +165,13 @@ class EcsConfig(Section):
         return bool(IMAGE_DIGEST.match(self.image))
 
     @model_validator(mode="after")
-    def _task_bounds(self) -> "EcsConfig":
+    def _task_bounds(self) -> EcsConfig:
         if self.min_tasks > self.max_tasks:
             raise ValueError("min_tasks must not exceed max_tasks")
         return self
 
     @model_validator(mode="after")
-    def _fargate_size(self) -> "EcsConfig":
+    def _fargate_size(self) -> EcsConfig:
         allowed = FARGATE_MEMORY_MB[self.cpu]
         if self.memory_mb not in allowed:
             raise ValueError(
@@ -202,8 +202,8 @@ class CertificateConfig(Section):
     `domain_name` and validates it by DNS in that public zone). Never both."""
 
     domain_name: str
-    arn: Optional[str] = None
-    hosted_zone_id: Optional[str] = Field(default=None, pattern=r"^Z[A-Z0-9]{1,31}$")
+    arn: str | None = None
+    hosted_zone_id: str | None = Field(default=None, pattern=r"^Z[A-Z0-9]{1,31}$")
 
     @field_validator("domain_name")
     @classmethod
@@ -214,13 +214,13 @@ class CertificateConfig(Section):
 
     @field_validator("arn")
     @classmethod
-    def _arn(cls, value: Optional[str]) -> Optional[str]:
+    def _arn(cls, value: str | None) -> str | None:
         if value is not None and not CERTIFICATE_ARN.match(value):
             raise ValueError("must be an ACM certificate ARN: arn:aws:acm:<region>:<account>:certificate/<id>")
         return value
 
     @model_validator(mode="after")
-    def _one_source(self) -> "CertificateConfig":
+    def _one_source(self) -> CertificateConfig:
         if (self.arn is None) == (self.hosted_zone_id is None):
             raise ValueError("give exactly one of arn (an existing certificate) or hosted_zone_id (create one)")
         return self
@@ -285,10 +285,10 @@ class MonitoringConfig(Section):
 
 class DisasterRecoveryConfig(Section):
     enabled: bool = False
-    region: Optional[str] = None
+    region: str | None = None
 
     @model_validator(mode="after")
-    def _region_when_enabled(self) -> "DisasterRecoveryConfig":
+    def _region_when_enabled(self) -> DisasterRecoveryConfig:
         if self.enabled and not self.region:
             raise ValueError("dr.enabled needs a region")
         if self.region and not REGION.match(self.region):
@@ -523,7 +523,7 @@ def _schema_problems(error: ValidationError) -> list[tuple[str, str]]:
     problems = [(_key_path(p["loc"]), _reason(p)) for p in error.errors()]
     suggested = {
         _key_path((*p["loc"][:-1], match[1]))
-        for p, (_, reason) in zip(error.errors(), problems)
+        for p, (_, reason) in zip(error.errors(), problems, strict=False)
         if p["type"] == "extra_forbidden" and (match := re.search(r"did you mean '([^']+)'", reason))
     }
     return [(key, reason) for key, reason in problems if not (reason == "missing key" and key in suggested)]

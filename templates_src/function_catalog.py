@@ -38,10 +38,9 @@ A declaration looks like this (every key is checked; unknown keys are refused):
 from __future__ import annotations
 
 import functools
-
 import re
 from pathlib import Path
-from typing import Annotated, Literal, Optional, Union
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -138,7 +137,7 @@ class AuthorizerTrigger(Strict):
 
 
 Trigger = Annotated[
-    Union[ApiTrigger, SqsTrigger, S3Trigger, SnsTrigger, StepFunctionsTrigger, AuthorizerTrigger],
+    ApiTrigger | SqsTrigger | S3Trigger | SnsTrigger | StepFunctionsTrigger | AuthorizerTrigger,
     Field(discriminator="type"),
 ]
 
@@ -151,7 +150,7 @@ class FunctionDeclaration(Strict):
     timeout_s: int = Field(ge=1, le=900)
     returns: str = Field(min_length=3)
     triggers: list[Trigger] = Field(min_length=1)
-    environment: dict[str, Union[ExportRef, LiteralValue]] = Field(default_factory=dict)
+    environment: dict[str, ExportRef | LiteralValue] = Field(default_factory=dict)
     permissions: list[Permission] = Field(default_factory=list)
     # Lambda SnapStart on published versions (the `live` alias points at one): restores from a
     # snapshot taken after the handler's imports instead of initialising on a cold start.
@@ -237,7 +236,7 @@ def _load_functions(functions_dir: Path, _state: tuple) -> tuple[FunctionDeclara
     return tuple(declarations)
 
 
-def _describe_value(value: Union[ExportRef, LiteralValue]) -> str:
+def _describe_value(value: ExportRef | LiteralValue) -> str:
     if isinstance(value, LiteralValue):
         return f"`{value.value}`"
     return f"export `{value.export}`{value.suffix}"
@@ -327,7 +326,7 @@ DESIGN_NOTES = """
 
 
 def render_functions_readme(declarations: list[FunctionDeclaration],
-                            openapi_file: Optional[Path] = None) -> str:
+                            openapi_file: Path | None = None) -> str:
     """functions/README.md, generated from the declarations (a test keeps the file equal)."""
     routes = _api_routes(openapi_file or FUNCTIONS_DIR / "openapi.yaml")
     lines = [

@@ -4,9 +4,9 @@ Deploy order is not taken from this list: the build derives it from each templat
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Callable
 
 from . import api, artifacts, compute, data, dr, messaging, monitoring, network, security, storage, workflow
 from .config import EnvironmentConfig

@@ -28,8 +28,16 @@ from troposphere import GetAtt, Ref, Sub, Template, events, iam, sns, sqs, stepf
 
 from .blocks import deny_insecure_transport, log_group, service_resource_statement, service_trust, vended_logs_statements
 from .common import (
-    CONFIRMED_SUBSCRIPTIONS_METRIC, OPERATIONS_NAMESPACE, arn, export, ignore_cfn_lint, import_value, keep_data,
-    new_template, resource_name, tags,
+    CONFIRMED_SUBSCRIPTIONS_METRIC,
+    OPERATIONS_NAMESPACE,
+    arn,
+    export,
+    ignore_cfn_lint,
+    import_value,
+    keep_data,
+    new_template,
+    resource_name,
+    tags,
 )
 from .config import EnvironmentConfig
 from .function_catalog import load_functions

@@ -89,7 +89,7 @@ def sub_variables(config: EnvironmentConfig, functions: list[FunctionDeclaration
 
 
 def _ref(variable: str) -> str:
-    return "${%s}" % variable
+    return f"${{{variable}}}"
 
 
 def _widget(title: str, metrics: list, stat: str = "Sum") -> dict:

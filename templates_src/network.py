@@ -180,7 +180,7 @@ def _subnets(template: Template, config: EnvironmentConfig, vpc: ec2.VPC) -> dic
     return {
         tier: [
             _subnet(template, config, vpc, tier, zone, cidr)
-            for zone, cidr in zip(config.network.availability_zones, cidrs[tier])
+            for zone, cidr in zip(config.network.availability_zones, cidrs[tier], strict=False)
         ]
         for tier in TIERS
     }
@@ -233,7 +233,7 @@ def _public_routing(template: Template, config: EnvironmentConfig, vpc: ec2.VPC,
 
 def _nat_gateways(template: Template, config: EnvironmentConfig, public: list[ec2.Subnet]) -> dict[str, ec2.NatGateway]:
     """NAT gateways by AZ, each in that AZ's public subnet with its own Elastic IP."""
-    public_by_zone = dict(zip(config.network.availability_zones, public))
+    public_by_zone = dict(zip(config.network.availability_zones, public, strict=False))
     gateways = {}
     for zone in nat_zones(config):
         suffix = zone_suffix(zone)
@@ -261,7 +261,7 @@ def _private_routing(
 ) -> list[ec2.RouteTable]:
     gateways = _nat_gateways(template, config, subnets["public"])
     tables = []
-    for zone, subnet in zip(config.network.availability_zones, subnets["private"]):
+    for zone, subnet in zip(config.network.availability_zones, subnets["private"], strict=False):
         suffix = zone_suffix(zone)
         table = _route_table(template, config, vpc, f"PrivateRouteTable{suffix}", resource_name(config, "private-rt", zone))
         _associate(template, table, subnet)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import zipfile
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from .function_catalog import FUNCTIONS_DIR, SHARED_LIBRARY, FunctionDeclaration
@@ -46,7 +46,7 @@ def package_bytes(declaration: FunctionDeclaration, functions_dir: Path = FUNCTI
     return buffer.getvalue()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _cached_package(name: str, functions_dir: Path) -> tuple[bytes, str]:
     from .function_catalog import load_functions
 

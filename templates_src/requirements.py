@@ -12,7 +12,7 @@ from typing import Any
 
 from .artifacts import api_repository_name
 from .common import stack_name
-from .config import CertificateMode, EnvironmentConfig, display_path, PARAMETERS_DIR
+from .config import PARAMETERS_DIR, CertificateMode, EnvironmentConfig, display_path
 
 # Resource types that need a service-linked role the account may not have yet:
 # type -> (service, role name, required before the first create, who needs it).

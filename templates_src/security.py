@@ -30,7 +30,7 @@ import awacs.kms as kms_actions
 from troposphere import GetAtt, Ref, Template, secretsmanager, ssm
 
 from .blocks import kms_key, logs_service_statement, service_key_statement, via_services_statement
-from .common import export, keep_data, resource_name, skip_checkov, standard_tags, tags, new_template
+from .common import export, keep_data, new_template, resource_name, skip_checkov, standard_tags, tags
 from .config import EnvironmentConfig
 
 LAYER = "security"

@@ -75,7 +75,7 @@ def with_stack_partition(value):
     if isinstance(value, list):
         return [with_stack_partition(item) for item in value]
     if isinstance(value, str) and value.startswith(LOCAL_INTEGRATION_PREFIX):
-        return "arn:${%s}:states:::%s" % (PARTITION_PLACEHOLDER, value[len(LOCAL_INTEGRATION_PREFIX):])
+        return f"arn:${{{PARTITION_PLACEHOLDER}}}:states:::{value[len(LOCAL_INTEGRATION_PREFIX):]}"
     return value
 
 

@@ -214,7 +214,7 @@ def test_no_secret_values_in_parameter_files():
         def walk(node, trail):
             if isinstance(node, dict):
                 for key, value in node.items():
-                    assert not SECRET_WORDS.search(str(key)), f"{path.name}: {'.'.join(trail + [key])}"
+                    assert not SECRET_WORDS.search(str(key)), f"{path.name}: {'.'.join(trail + [key])}"  # noqa: B023 walk runs within this iteration
                     walk(value, trail + [str(key)])
         walk(yaml.safe_load(path.read_text()), [])
 
@@ -266,7 +266,7 @@ def test_every_taggable_resource_carries_the_standard_tags(built_environments):
             if "Tags" not in schema.get("properties", {}):
                 continue
             tags = resource.get("Properties", {}).get("Tags")
-            if not STANDARD_TAG_KEYS <= _tag_keys(tags):
+            if not _tag_keys(tags) >= STANDARD_TAG_KEYS:
                 untagged.append(f"{env}/{layer}/{logical_id} ({resource['Type']})")
             elif env not in json.dumps(tags):
                 untagged.append(f"{env}/{layer}/{logical_id}: Environment tag is not {env}")
@@ -306,7 +306,7 @@ AUDIT_BUCKETS = {"AuditBucket", "ReplicaAuditBucket"}
 
 def test_pci_10_3_audit_trail_buckets_are_locked_as_the_environment_requires(built_environments):
     found = 0
-    for env, layer, template in all_templates(built_environments):
+    for env, _layer, template in all_templates(built_environments):
         config = built_environments[env]["config"]
         for logical_id in AUDIT_BUCKETS & set(template["Resources"]):
             found += 1

@@ -27,10 +27,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, Optional, TextIO
+from typing import TextIO
 
 ROOT = Path(__file__).resolve().parent.parent
 for _path in (ROOT, ROOT / "functions"):
@@ -38,11 +39,11 @@ for _path in (ROOT, ROOT / "functions"):
         sys.path.insert(0, str(_path))
 
 from botocore.exceptions import BotoCoreError, ClientError  # noqa: E402
-
-from deploylib.aws import ClientFactory, Context  # noqa: E402
 from paylib import aws as items  # noqa: E402  (DynamoDB (de)serialisation only)
 from paylib import keys, merchants  # noqa: E402
 from paylib.merchants import MerchantStatus  # noqa: E402
+
+from deploylib.aws import ClientFactory, Context  # noqa: E402
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_AWS, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXPORTS = {"table": ("data", "MerchantsTableName"), "pepper_arn": ("security", "MerchantKeyPepperSecretArn"),
@@ -79,7 +80,7 @@ class Environment:
 
 
 def iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def region_of(environment: str) -> str:
@@ -170,7 +171,7 @@ class MerchantAdmin:
             raise
         return item
 
-    def issue_key(self, merchant_id: str, expires_in_days: Optional[int] = None) -> tuple[str, str]:
+    def issue_key(self, merchant_id: str, expires_in_days: int | None = None) -> tuple[str, str]:
         """(secret key, key id) of a new key; refused when two keys are already active."""
         merchant, now = self.merchant(merchant_id), int(self.clock())
         if merchant["status"] != MerchantStatus.ACTIVE.value:
@@ -227,7 +228,7 @@ class MerchantAdmin:
         return merchants.pepper_from_secret(secret)
 
     def _transact(self, merchant: dict, actions: list[dict], update: str, values: dict,
-                  names: Optional[dict] = None) -> None:
+                  names: dict | None = None) -> None:
         """`actions` and the merchant item's update, all or nothing, if nobody changed the
         merchant since it was read (its version)."""
         version = int(merchant["version"])
@@ -298,7 +299,7 @@ def print_merchants(admin: MerchantAdmin, out: TextIO) -> None:
               f"{merchant['name'][:30]:<30} {', '.join(described) or '-'}", file=out)
 
 
-def main(argv: Optional[list[str]] = None, context: Optional[Context] = None, out: TextIO = sys.stdout,
+def main(argv: list[str] | None = None, context: Context | None = None, out: TextIO = sys.stdout,
          err: TextIO = sys.stderr, clock: Callable[[], float] = time.time) -> int:
     try:
         args = parse_args(sys.argv[1:] if argv is None else argv)

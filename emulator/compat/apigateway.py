@@ -221,8 +221,8 @@ class UsagePlanProvider(Provider):
         for stage in request.properties.get("ApiStages") or []:
             api = apigw.get_rest_api(stage["ApiId"])
             if stage["Stage"] not in api.stages:
-                raise ResourceFailure(f"Resource handler returned message: \"Invalid stage identifier specified\" "
-                                      f"(Error Code: NotFoundException)")
+                raise ResourceFailure("Resource handler returned message: \"Invalid stage identifier specified\" "
+                                      "(Error Code: NotFoundException)")
         plan = apigw.create_usage_plan(_plan_payload(request))
         return State(physical_id=plan.id, handle=plan)
 

@@ -25,7 +25,7 @@ class ScalableTargetProvider(Provider):
         suspended = p.get("SuspendedState")
         return backend(request).register_scalable_target(
             p["ServiceNamespace"], p["ResourceId"], p["ScalableDimension"], int(p["MinCapacity"]), int(p["MaxCapacity"]),
-            p.get("RoleARN") or request.arn("iam", f"role/aws-service-role/ecs.application-autoscaling.amazonaws.com/"
+            p.get("RoleARN") or request.arn("iam", "role/aws-service-role/ecs.application-autoscaling.amazonaws.com/"
                                                   "AWSServiceRoleForApplicationAutoScaling_ECSService", region=""),
             suspended,
         )

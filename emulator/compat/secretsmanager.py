@@ -130,7 +130,7 @@ class SecretTargetAttachmentProvider(Provider):
 
 
 def _engine_family(engine: str) -> str:
-    return "postgres" if "postgres" in engine else ("mysql" if "mysql" in engine or "aurora" == engine else engine)
+    return "postgres" if "postgres" in engine else ("mysql" if "mysql" in engine or engine == "aurora" else engine)
 
 
 class RotationScheduleProvider(Provider):

@@ -14,7 +14,6 @@ logged: logs carry the key_id, or the first hex digits of its hash when the key 
 from __future__ import annotations
 
 import time
-from typing import Optional
 
 from paylib import merchants, snapstart
 from paylib.observability import lambda_handler, logger
@@ -25,11 +24,11 @@ SERVICES = ("dynamodb", "secretsmanager")
 snapstart.register(SERVICES)
 
 
-def bearer_token(event: dict) -> Optional[str]:
+def bearer_token(event: dict) -> str | None:
     headers = event.get("headers") or {}
     value = next((value for name, value in headers.items()
                   if isinstance(name, str) and name.lower() == "authorization"), None)
-    if not isinstance(value, str) or not value[:len(BEARER)].lower() == BEARER:
+    if not isinstance(value, str) or value[:len(BEARER)].lower() != BEARER:
         return None
     return value[len(BEARER):].strip()
 

@@ -15,7 +15,7 @@ import binascii
 import json
 import re
 from decimal import Decimal
-from typing import Any, Optional
+from typing import Any
 
 from .errors import ApiError, bad_request
 
@@ -23,7 +23,7 @@ MAX_BODY_BYTES = 16 * 1024
 MERCHANT_ID = re.compile(r"mer_[0-9a-f]{24}")  # as paylib.merchants (not imported: cold start)
 
 
-def header(event: dict, name: str) -> Optional[str]:
+def header(event: dict, name: str) -> str | None:
     headers = event.get("headers") or {}
     wanted = name.lower()
     for key, value in headers.items():
@@ -82,7 +82,7 @@ def json_body(event: dict) -> Any:
         raise bad_request("malformed_json", "request body is not valid JSON") from None
 
 
-def path_parameter(event: dict, name: str) -> Optional[str]:
+def path_parameter(event: dict, name: str) -> str | None:
     value = (event.get("pathParameters") or {}).get(name)
     return value if isinstance(value, str) else None
 

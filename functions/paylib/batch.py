@@ -41,6 +41,7 @@ Design decisions:
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -49,10 +50,10 @@ import re
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Iterator, Optional
 
 from . import aws, dynamo, fraud, identity, keys, merchants, repository, settlement_queue
 from .errors import ApiError
@@ -88,10 +89,10 @@ class Report:
     rejected_rows: list = field(default_factory=list)
     statuses: dict = field(default_factory=lambda: {"approved": 0, "review": 0, "declined": 0})
     scored_rows: list = field(default_factory=list)
-    file_error: Optional[str] = None
-    merchant_id: Optional[str] = None
+    file_error: str | None = None
+    merchant_id: str | None = None
 
-    def reject(self, row: int, column: Optional[str], code: str) -> None:
+    def reject(self, row: int, column: str | None, code: str) -> None:
         self.rejected += 1
         self.rejected_rows.append({"row": row, "field": column, "code": code})
 
@@ -140,7 +141,7 @@ class LeaseUnavailable(Exception):
 
 
 def batch_id_for(bucket: str, key: str, version: str) -> str:
-    return hashlib.sha256(f"{bucket}\x1f{key}\x1f{version}".encode("utf-8")).hexdigest()[:32]
+    return hashlib.sha256(f"{bucket}\x1f{key}\x1f{version}".encode()).hexdigest()[:32]
 
 
 def batch_ref(batch_id: str, row: int) -> str:
@@ -155,13 +156,13 @@ def report_key_for(object_key: str, batch_id: str) -> str:
     return f"{REPORTS}{stem}-{batch_id}.json"
 
 
-def merchant_prefix_of(object_key: str) -> Optional[str]:
+def merchant_prefix_of(object_key: str) -> str | None:
     """The merchant id of `incoming/<merchant_id>/<name>`; None for any other shape."""
     parts = object_key.split("/")
     return parts[1] if len(parts) == 3 and parts[0] + "/" == INCOMING and parts[1] and parts[2] else None
 
 
-def merchant_refusal(object_key: str) -> tuple[Optional[str], Optional[str]]:
+def merchant_refusal(object_key: str) -> tuple[str | None, str | None]:
     """(merchant_id, None) for a known, active merchant's upload, else (merchant_id or None,
     the reason the whole file is refused)."""
     merchant_id = merchant_prefix_of(object_key)
@@ -208,7 +209,7 @@ def build_row(merchant_id: str, number: int, values: dict[str, str], ring: keys.
 
 # ---------------------------------------------------------------- reading the object
 
-def records(stream) -> Iterator[Optional[list[str]]]:
+def records(stream) -> Iterator[list[str] | None]:
     """CSV records from a byte stream; None for a record the csv module cannot read (an
     oversized field), so one bad record is rejected instead of failing the file. Invalid UTF-8
     and NUL bytes become U+FFFD and fail the row's validation."""
@@ -223,7 +224,7 @@ def records(stream) -> Iterator[Optional[list[str]]]:
             yield None
 
 
-def _read_header(reader: Iterator[list[str]], report: Report) -> Optional[dict[str, int]]:
+def _read_header(reader: Iterator[list[str]], report: Report) -> dict[str, int] | None:
     header = next(reader, None)
     while header == []:  # blank lines before the header
         header = next(reader, None)
@@ -239,7 +240,7 @@ def _read_header(reader: Iterator[list[str]], report: Report) -> Optional[dict[s
     return {name: names.index(name) for name in COLUMNS}
 
 
-def reject_file(reader: Iterator, report: Report, code: str, column: Optional[str]) -> None:
+def reject_file(reader: Iterator, report: Report, code: str, column: str | None) -> None:
     """Every remaining record counted and rejected with the file's reason: nothing is lost
     without the report saying why."""
     report.file_error = code
@@ -285,15 +286,13 @@ class Lease:
             return False
 
     def release(self) -> None:
-        try:
+        with contextlib.suppress(self.client.exceptions.ConditionalCheckFailedException):
             self.client.delete_item(
                 TableName=self.table, Key={"batch_id": {"S": LEASE_KEY}},
                 ConditionExpression="#owner = :me",
                 ExpressionAttributeNames={"#owner": "owner"},
                 ExpressionAttributeValues={":me": {"S": self.owner}},
             )
-        except self.client.exceptions.ConditionalCheckFailedException:
-            pass
 
 
 # ---------------------------------------------------------------- writing a chunk
@@ -319,7 +318,7 @@ class FileScreening:
         missing = sorted(customer_ids - set(self.histories))
         with ThreadPoolExecutor(max_workers=HISTORY_READERS) as pool:
             histories = pool.map(lambda customer_id: repository.customer_history(self.merchant_id, customer_id), missing)
-            for customer_id, history in zip(missing, histories):
+            for customer_id, history in zip(missing, histories, strict=False):
                 self.histories[customer_id] = [_history_entry(payment) for payment in history]
         for customer_id in customer_ids:
             self.histories.move_to_end(customer_id)
@@ -444,7 +443,7 @@ def _write_group(group: list[Row], report: Report, screening: FileScreening, now
         raise ChunkContention() from None
     for name in touched:
         screening.counters[name] = fraud.Counter(name, screening.counters[name].version + 1, counters[name].events)
-    for row, item in zip(group, items):
+    for row, item in zip(group, items, strict=False):
         payment = repository.expand(dict(item))
         report.accept(row.number, payment)
         screening.remember(payment)
@@ -454,8 +453,8 @@ def _write_group(group: list[Row], report: Report, screening: FileScreening, now
 
 # ---------------------------------------------------------------- the whole file
 
-def ingest(bucket: str, key: str, version: str, version_id: Optional[str], deadline: float,
-           now: Optional[datetime] = None) -> Optional[dict]:
+def ingest(bucket: str, key: str, version: str, version_id: str | None, deadline: float,
+           now: datetime | None = None) -> dict | None:
     """Ingest one uploaded file; return the report (None when this batch was already done)."""
     now = now or repository.utc_now()
     batch_id = batch_id_for(bucket, key, version)
@@ -478,7 +477,7 @@ def ingest(bucket: str, key: str, version: str, version_id: Optional[str], deadl
     return report
 
 
-def _ingest_locked(bucket: str, key: str, version_id: Optional[str], batch_id: str, lease: Lease, now: datetime) -> dict:
+def _ingest_locked(bucket: str, key: str, version_id: str | None, batch_id: str, lease: Lease, now: datetime) -> dict:
     s3 = aws.client("s3")
     report = Report(batch_id, bucket, key)
     _set_status(batch_id, {"state": "processing", "bucket": bucket, "object_key": key})
@@ -511,7 +510,7 @@ def _ingest_locked(bucket: str, key: str, version_id: Optional[str], batch_id: s
     return result
 
 
-def _ingest_records(reader: Iterator[Optional[list[str]]], key: str, report: Report, lease: Lease,
+def _ingest_records(reader: Iterator[list[str] | None], key: str, report: Report, lease: Lease,
                     now: datetime) -> None:
     """Every record of the file into the report: refused as a whole when the upload is not a
     known, active merchant's, else one payment of that merchant per valid row."""
@@ -538,7 +537,7 @@ def _ingest_records(reader: Iterator[Optional[list[str]]], key: str, report: Rep
         _commit_chunk(chunk, report, screening, now)
 
 
-def _row_or_reject(merchant_id, number, values, columns, ring, now, report) -> Optional[Row]:
+def _row_or_reject(merchant_id, number, values, columns, ring, now, report) -> Row | None:
     if values is None:
         report.reject(number, None, "malformed_row")
         return None
@@ -554,7 +553,7 @@ def _row_or_reject(merchant_id, number, values, columns, ring, now, report) -> O
         return None
 
 
-def _status(batch_id: str) -> Optional[dict]:
+def _status(batch_id: str) -> dict | None:
     answer = aws.client("dynamodb").get_item(TableName=aws.env("BATCH_STATUS_TABLE"),
                                              Key={"batch_id": {"S": batch_id}}, ConsistentRead=True)
     return aws.from_dynamo(answer["Item"]) if "Item" in answer else None

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 MIN_LENGTH, MAX_LENGTH = 13, 19
 MAX_YEARS_AHEAD = 20
@@ -59,9 +59,8 @@ def detect_brand(number: str) -> str:
     for brand, ranges, lengths in _BRANDS:
         for low, high in ranges:
             width = len(str(low))
-            if len(number) >= width and low <= int(number[:width]) <= high:
-                if len(number) in lengths:
-                    return brand
+            if len(number) >= width and low <= int(number[:width]) <= high and len(number) in lengths:
+                return brand
     return "unknown"
 
 
@@ -81,7 +80,7 @@ def check_number(number: object) -> str:
 
 
 def check_expiry(exp_month: int, exp_year: int, now: datetime | None = None) -> None:
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     if not 1 <= exp_month <= 12:
         raise CardError("invalid_expiry", "exp_month must be between 1 and 12", "card.exp_month")
     if (exp_year, exp_month) < (now.year, now.month):

@@ -7,13 +7,13 @@ to the structured log, which never contains request bodies).
 from __future__ import annotations
 
 import json
-from typing import Any, Optional
+from typing import Any
 
 JSON_HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-store"}
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, field: Optional[str] = None):
+    def __init__(self, status: int, code: str, message: str, field: str | None = None):
         super().__init__(message)
         self.status = status
         self.code = code
@@ -28,11 +28,11 @@ class TransientError(Exception):
     """A dependency failed in a way worth retrying (the workflow retries on this name)."""
 
 
-def bad_request(code: str, message: str, field: Optional[str] = None) -> ApiError:
+def bad_request(code: str, message: str, field: str | None = None) -> ApiError:
     return ApiError(400, code, message, field)
 
 
-def response(status: int, body: Any, headers: Optional[dict] = None) -> dict:
+def response(status: int, body: Any, headers: dict | None = None) -> dict:
     return {
         "statusCode": status,
         "headers": {**JSON_HEADERS, **(headers or {})},

@@ -25,7 +25,6 @@ Design decisions:
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Optional
 
 from . import aws, identity, money
 from .keys import Keyring
@@ -65,7 +64,7 @@ class Candidate:
     card_fingerprints: tuple[str, ...]  # one per live key version, current first
     amount: int
     currency: str
-    billing_country: Optional[str] = None
+    billing_country: str | None = None
 
 
 def candidate_for(merchant_id: str, request: PaymentRequest, payment_id: str, ring: Keyring) -> Candidate:
@@ -99,7 +98,7 @@ def median(values: list[int]) -> int:
     return (ordered[middle - 1] + ordered[middle]) // 2
 
 
-def score(candidate: Candidate, history: Optional[list[dict]], velocity: dict[str, dict[int, int]]) -> Risk:
+def score(candidate: Candidate, history: list[dict] | None, velocity: dict[str, dict[int, int]]) -> Risk:
     """Pure scoring. `history` is the customer's earlier payments (None: unknown, history rules
     skipped); `velocity` maps counter kind -> {window seconds: earlier payments in window}."""
     reasons: list[str] = []
@@ -138,7 +137,7 @@ class Counter:
     version: int = 0
     events: tuple[tuple[int, str], ...] = ()  # (epoch second, payment id), oldest first
 
-    def with_event(self, epoch: int, payment_id: str) -> "Counter":
+    def with_event(self, epoch: int, payment_id: str) -> Counter:
         """This counter with the payment counted (once) and events older than the longest
         window, or beyond the most recent MAX_EVENTS, dropped."""
         events = self.events
@@ -164,7 +163,7 @@ def counter_names(candidate: Candidate) -> dict[str, list[str]]:
     return {"customer": [identity.customer_counter(candidate.merchant_id, candidate.customer_id)], "card": list(cards)}
 
 
-def counter_from_item(name: str, item: Optional[dict]) -> Counter:
+def counter_from_item(name: str, item: dict | None) -> Counter:
     if item is None:
         return Counter(name)
     events = tuple(sorted((int(epoch), payment_id) for epoch, payment_id in

@@ -7,7 +7,7 @@ an internal name never reaches a client.
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from collections.abc import Callable
 
 from .errors import ApiError, error_response, internal_error_response
 from .observability import logger

@@ -26,7 +26,6 @@ import hmac
 import json
 import re
 from dataclasses import dataclass
-from typing import Optional
 
 from . import aws, keys
 from .errors import ApiError
@@ -43,7 +42,7 @@ class Replay:
     body: dict
 
 
-def validate_key(value: Optional[str]) -> str:
+def validate_key(value: str | None) -> str:
     if value is None:
         raise ApiError(400, "missing_idempotency_key", "the Idempotency-Key header is required", "Idempotency-Key")
     if not KEY_PATTERN.fullmatch(value):
@@ -79,8 +78,8 @@ def _same_request(record: dict, request: PaymentRequest, body: dict, ring: keys.
     return any(hmac.compare_digest(stored, request_hash(request, version)) for version in versions)
 
 
-def replay_of(record: Optional[dict], request: PaymentRequest, body: dict, ring: keys.Keyring,
-              now_epoch: int) -> Optional[Replay]:
+def replay_of(record: dict | None, request: PaymentRequest, body: dict, ring: keys.Keyring,
+              now_epoch: int) -> Replay | None:
     """The first answer when `record` is a live record of this request; None when there is no
     live record; 422 when the key was used for another request."""
     if record is None or int(record["expires_at"]) < now_epoch:

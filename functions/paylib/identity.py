@@ -37,7 +37,7 @@ def new_payment_id() -> str:
 
 
 def batch_payment_id(merchant_id: str, customer_id: str, merchant_reference: str) -> str:
-    identity = f"batch-row\x1f{merchant_id}\x1f{customer_id}\x1f{merchant_reference}".encode("utf-8")
+    identity = f"batch-row\x1f{merchant_id}\x1f{customer_id}\x1f{merchant_reference}".encode()
     return PAYMENT_ID_PREFIX + hashlib.sha256(identity).hexdigest()[:PAYMENT_ID_HEX_DIGITS]
 
 

@@ -24,8 +24,8 @@ import hashlib
 import hmac
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Optional
 
 from . import aws
 
@@ -37,7 +37,7 @@ PURPOSE_REQUEST_HASH = b"payments/idempotency-request-hash/v1"
 
 CARD_FINGERPRINT_SETTING = "CARD_FINGERPRINT_SECRET_ARN"
 
-_cache: dict[str, tuple["Keyring", float]] = {}
+_cache: dict[str, tuple[Keyring, float]] = {}
 
 
 def hkdf_sha256(ikm: bytes, salt: bytes, info: bytes, length: int = 32) -> bytes:
@@ -72,7 +72,7 @@ class Keyring:
     def current(self) -> KeyVersion:
         return self.versions[0]
 
-    def version(self, version_id: str) -> Optional[KeyVersion]:
+    def version(self, version_id: str) -> KeyVersion | None:
         return next((version for version in self.versions if version.version_id == version_id), None)
 
 

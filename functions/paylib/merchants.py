@@ -25,9 +25,9 @@ import hmac
 import re
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Callable, Optional
 
 from . import aws, keys
 
@@ -41,7 +41,7 @@ SECRET_KEY = re.compile(r"sk_[a-z]{2,12}_[A-Za-z0-9_-]{43,128}")
 MAX_ACTIVE_KEYS = 2  # the one in use and its successor: keys rotate without downtime
 
 
-class MerchantStatus(str, Enum):
+class MerchantStatus(str, Enum):  # noqa: UP042 StrEnum would change str() of a member (stored and logged)
     ACTIVE = "active"
     SUSPENDED = "suspended"
 
@@ -107,12 +107,12 @@ class KeyRecord:
     merchant_id: str
     key_id: str
     revoked: bool
-    expires_at: Optional[int]
+    expires_at: int | None
     merchant_status: MerchantStatus
     usage_key: str
 
     @classmethod
-    def from_item(cls, item: dict) -> "KeyRecord":
+    def from_item(cls, item: dict) -> KeyRecord:
         expires_at = item.get("expires_at")
         return cls(item["merchant_id"], item["key_id"], bool(item.get("revoked")),
                    None if expires_at is None else int(expires_at), MerchantStatus(item["merchant_status"]),
@@ -128,7 +128,7 @@ class KeyRecord:
         return KeyVerdict.VALID
 
 
-def find_key(secret_key: str, pepper: bytes) -> Optional[KeyRecord]:
+def find_key(secret_key: str, pepper: bytes) -> KeyRecord | None:
     """The key's record, by one GetItem on its hash; None when no such key was ever issued.
     The stored hash is compared in constant time too (the lookup itself is by equality)."""
     hashed = key_hash(pepper, secret_key)
@@ -140,7 +140,7 @@ def find_key(secret_key: str, pepper: bytes) -> Optional[KeyRecord]:
     return KeyRecord.from_item(aws.from_dynamo(item))
 
 
-def merchant_status(merchant_id: str) -> Optional[MerchantStatus]:
+def merchant_status(merchant_id: str) -> MerchantStatus | None:
     """The status of a merchant; None for an id that names no merchant (or is malformed)."""
     if not MERCHANT_ID.fullmatch(merchant_id):
         return None
@@ -157,7 +157,7 @@ def merchant_item(merchant_id: str, name: str, usage_key: str, api_key_id: str, 
             "api_key_id": api_key_id, "keys": {}, "version": 1}
 
 
-def key_item(hashed: str, merchant: dict, key_id: str, created_at: str, expires_at: Optional[int]) -> dict:
+def key_item(hashed: str, merchant: dict, key_id: str, created_at: str, expires_at: int | None) -> dict:
     return {"pk": key_pk(hashed), "merchant_id": merchant["merchant_id"], "key_id": key_id,
             "created_at": created_at, "expires_at": expires_at, "revoked": False,
             "merchant_status": merchant["status"], "usage_key": merchant["usage_key"]}

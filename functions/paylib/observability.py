@@ -13,7 +13,7 @@ paid for with that cold-start time.
 from __future__ import annotations
 
 import os
-from typing import Callable
+from collections.abc import Callable
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit

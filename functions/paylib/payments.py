@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
-from typing import Optional
 
-from . import dynamo, fraud, identity, idempotency, keys, repository, settlement_queue
+from . import dynamo, fraud, idempotency, identity, keys, repository, settlement_queue
 from .errors import ApiError
 from .observability import MetricUnit, logger, metrics
 from .validation import PaymentRequest
@@ -33,7 +32,7 @@ MAX_ATTEMPTS = 12
 
 
 def create_payment(request: PaymentRequest, body: dict, merchant_id: str, idempotency_key: str,
-                   now: Optional[datetime] = None) -> tuple[int, dict]:
+                   now: datetime | None = None) -> tuple[int, dict]:
     started = time.monotonic()
     now = now or repository.utc_now()
     ring = keys.keyring()
@@ -56,7 +55,7 @@ def create_payment(request: PaymentRequest, body: dict, merchant_id: str, idempo
                    "Idempotency-Key")
 
 
-def _read(record_key: str, candidate: fraud.Candidate) -> tuple[Optional[dict], dict[str, list[fraud.Counter]]]:
+def _read(record_key: str, candidate: fraud.Candidate) -> tuple[dict | None, dict[str, list[fraud.Counter]]]:
     names = fraud.counter_names(candidate)
     counter_keys = [fraud.counter_key(name) for kind in names.values() for name in kind]
     found = dynamo.batch_get({idempotency.table_name(): [{"idempotency_key": {"S": record_key}}],

@@ -16,8 +16,8 @@ Design decisions:
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Optional
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from . import aws
 
@@ -36,7 +36,7 @@ FINAL_STATUSES = {"declined", "settled", "failed"}
 
 
 class InvalidTransition(Exception):
-    def __init__(self, payment_id: str, current: Optional[str], wanted: str):
+    def __init__(self, payment_id: str, current: str | None, wanted: str):
         super().__init__(f"payment {payment_id} cannot move from {current} to {wanted}")
         self.payment_id = payment_id
         self.current = current
@@ -48,11 +48,11 @@ class PaymentNotFound(Exception):
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def table_name() -> str:
@@ -97,20 +97,20 @@ def create_action(item: dict) -> dict:
                     "ConditionExpression": "attribute_not_exists(payment_id)"}}
 
 
-def get(payment_id: str) -> Optional[dict]:
+def get(payment_id: str) -> dict | None:
     answer = aws.client("dynamodb").get_item(
         TableName=table_name(), Key={"payment_id": {"S": payment_id}}, ConsistentRead=True,
     )
     return expand(aws.from_dynamo(answer["Item"])) if "Item" in answer else None
 
 
-def get_owned(payment_id: str, merchant_id: str) -> Optional[dict]:
+def get_owned(payment_id: str, merchant_id: str) -> dict | None:
     """The payment if `merchant_id` created it; None otherwise (absent and foreign look alike)."""
     item = get(payment_id)
     return item if item is not None and item.get("merchant_id") == merchant_id else None
 
 
-def transition(payment_id: str, wanted: str, now: datetime, extra: Optional[dict] = None) -> dict:
+def transition(payment_id: str, wanted: str, now: datetime, extra: dict | None = None) -> dict:
     """Move a payment to `wanted` if its current status allows it; return the new item."""
     allowed_from = sorted(status for status, targets in TRANSITIONS.items() if wanted in targets)
     if not allowed_from:

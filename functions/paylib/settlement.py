@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Optional
 
 from . import aws, repository
 from .observability import MetricUnit, logger, metrics
@@ -50,7 +49,7 @@ def notify(item: dict) -> None:
     )
 
 
-def settle(payment_id: str, now: Optional[datetime] = None) -> str:
+def settle(payment_id: str, now: datetime | None = None) -> str:
     """Settle one payment; return its final status. Raises on failures worth retrying."""
     now = now or repository.utc_now()
     item = repository.get(payment_id)

@@ -19,7 +19,7 @@ registered (and never needed), and tests call them directly.
 from __future__ import annotations
 
 import random
-from typing import Iterable
+from collections.abc import Iterable
 
 from . import aws, keys
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Optional
+from typing import Any
 
 from . import cards, money
 from .errors import bad_request
@@ -47,11 +47,11 @@ class PaymentRequest:
     card_number: str = field(repr=False)
     card: cards.CardSummary
     has_cvc: bool = False
-    merchant_reference: Optional[str] = None
-    description: Optional[str] = None
+    merchant_reference: str | None = None
+    description: str | None = None
     metadata: dict = field(default_factory=dict)
-    ip_address: Optional[str] = None
-    billing_country: Optional[str] = None
+    ip_address: str | None = None
+    billing_country: str | None = None
 
     def fingerprint(self, key: bytes) -> str:
         return cards.fingerprint(self.card_number, key)
@@ -87,7 +87,7 @@ def _require_integer(value: Any, field_name: str, low: int, high: int, code: str
     return value
 
 
-def _optional_string(body: dict, name: str, pattern: Optional[re.Pattern], max_length: int) -> Optional[str]:
+def _optional_string(body: dict, name: str, pattern: re.Pattern | None, max_length: int) -> str | None:
     if name not in body or body[name] is None:
         return None
     value = body[name]
@@ -127,7 +127,7 @@ def parse_customer_id(value: Any, field_name: str = "customer_id") -> str:
     return value
 
 
-def _parse_card(card: Any, now: Optional[datetime]) -> tuple[str, cards.CardSummary, bool]:
+def _parse_card(card: Any, now: datetime | None) -> tuple[str, cards.CardSummary, bool]:
     if not isinstance(card, dict):
         raise bad_request("invalid_field", "card must be an object", "card")
     unknown = sorted(set(card) - CARD_FIELDS)
@@ -179,14 +179,14 @@ def contains_card_number(text: str) -> bool:
             continue
         else:
             run = "".join(digits)
-            if cards.MIN_LENGTH <= len(run) <= cards.MAX_LENGTH and cards.luhn_valid(run):
-                if cards.detect_brand(run) != "unknown":
-                    return True
+            if (cards.MIN_LENGTH <= len(run) <= cards.MAX_LENGTH and cards.luhn_valid(run)
+                    and cards.detect_brand(run) != "unknown"):
+                return True
             digits = []
     return False
 
 
-def parse_payment_request(body: Any, now: Optional[datetime] = None) -> PaymentRequest:
+def parse_payment_request(body: Any, now: datetime | None = None) -> PaymentRequest:
     """Validate a decoded JSON body; raise ApiError(400) naming the first bad field."""
     if not isinstance(body, dict):
         raise bad_request("invalid_body", "request body must be a JSON object")

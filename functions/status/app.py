@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 
 from botocore.exceptions import BotoCoreError, ClientError
-
 from paylib import aws, snapstart
 from paylib.errors import response
 from paylib.handlers import api_endpoint

@@ -8,7 +8,6 @@ TransientError, which the workflow retries with backoff; a forbidden transition 
 from __future__ import annotations
 
 from botocore.exceptions import BotoCoreError, ClientError
-
 from paylib import repository, settlement_queue
 from paylib.errors import TransientError
 from paylib.observability import MetricUnit, lambda_handler, logger, metrics

@@ -36,8 +36,9 @@ import json
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlparse
 
 from botocore.exceptions import ClientError
@@ -210,7 +211,7 @@ class FakeAws:
     def next_id(self) -> int:
         return next(self._ids)
 
-    def cfn(self, region: str) -> "FakeCloudFormation":
+    def cfn(self, region: str) -> FakeCloudFormation:
         with self.lock:
             if region not in self.regions:
                 self.regions[region] = FakeCloudFormation(self, region)
@@ -428,7 +429,7 @@ class FakeCloudFormation:
         raise client_error(op, "ValidationError", "Either Template URL or Template Body must be specified.")
 
     # ---- change sets ----------------------------------------------------------------------------
-    def create_change_set(self, **kwargs: Any) -> dict:
+    def create_change_set(self, **kwargs: Any) -> dict:  # noqa: C901 the fake mirrors CloudFormation's branching; kept whole to stay readable against the API
         op = "CreateChangeSet"
         with self.world.lock:
             self._enter("create_change_set", kwargs)
@@ -658,7 +659,7 @@ class FakeCloudFormation:
             name = str(next(iter(item["ResourceIdentifier"].values()))).rstrip("/").rsplit("/", 1)[-1]
             self.world.named[(item["ResourceType"], name)] = stack.name
             stack.physical_ids[logical_id] = name
-            steps.append((t, lambda l=logical_id, r=item["ResourceType"]: self._event(stack, l, r, "IMPORT_COMPLETE")))
+            steps.append((t, lambda lid=logical_id, r=item["ResourceType"]: self._event(stack, lid, r, "IMPORT_COMPLETE")))
 
         def finish() -> None:
             stack.template, stack.parameters, stack.tags = change_set.template, change_set.parameters, change_set.tags
@@ -675,7 +676,7 @@ class FakeCloudFormation:
             return None
         return resource_type, self._resolve(stack, properties[prop], parameters, {})
 
-    def _schedule_operation(self, change_set: FakeChangeSet) -> None:
+    def _schedule_operation(self, change_set: FakeChangeSet) -> None:  # noqa: C901 the fake mirrors CloudFormation's branching; kept whole to stay readable against the API
         if change_set.type == "IMPORT":
             return self._schedule_import(change_set)
         stack = change_set.stack
@@ -708,7 +709,7 @@ class FakeCloudFormation:
                 at(t, lambda f=failed_reason: self._event(stack, *f[:3], f[3]))
                 failed_index = index
                 break
-            at(t, lambda l=logical_id, r=resource_type, v=verb, s=start_reason: self._event(stack, l, r, f"{v}_IN_PROGRESS", s))
+            at(t, lambda lid=logical_id, r=resource_type, v=verb, s=start_reason: self._event(stack, lid, r, f"{v}_IN_PROGRESS", s))
             t += self.world.resource_latency(stack.name, logical_id)
             named = None
             if action == "Add" or change.get("Replacement") == "True":
@@ -726,7 +727,7 @@ class FakeCloudFormation:
                 self.world.named[named] = stack.name
             if action == "Add" or change.get("Replacement") == "True":
                 new_physical[logical_id] = physical
-            at(t, lambda l=logical_id, r=resource_type, v=verb: self._created(stack, l, r, v))
+            at(t, lambda lid=logical_id, r=resource_type, v=verb: self._created(stack, lid, r, v))
             touched.append((logical_id, resource_type))
         if not failed_reason and not creating:
             conflict = self._export_conflict(stack, change_set.template, change_set.parameters, new_physical)
@@ -752,9 +753,9 @@ class FakeCloudFormation:
                                                     new_physical.get(logical_id, ""), change_set.retain_except_on_create)
                     if outcome[0] == "DELETE_FAILED":
                         stuck.append(logical_id)
-                    at(t, lambda l=logical_id, r=resource_type, o=outcome: self._event(stack, l, r, *o))
+                    at(t, lambda lid=logical_id, r=resource_type, o=outcome: self._event(stack, lid, r, *o))
                 else:
-                    at(t, lambda l=logical_id, r=resource_type: self._event(stack, l, r, "UPDATE_COMPLETE"))
+                    at(t, lambda lid=logical_id, r=resource_type: self._event(stack, lid, r, "UPDATE_COMPLETE"))
             if stuck:
                 at(t, lambda: self._stack_event(stack, "ROLLBACK_FAILED", f"The following resource(s) failed to delete: [{', '.join(stuck)}]. "))
             elif not creating and stack.name in self.world.rollback_fails:
@@ -866,8 +867,8 @@ class FakeCloudFormation:
                 if logical_id not in stack.physical_ids or stack.resource_status.get(logical_id) == "DELETE_COMPLETE":
                     continue
                 t += self.world.resource_latency(stack.name, logical_id) / 2
-                steps.append((t, lambda l=logical_id, b=body: self._delete_resource(
-                    stack, l, b, conditions, l in retain or force, failed, never_created)))
+                steps.append((t, lambda lid=logical_id, b=body: self._delete_resource(
+                    stack, lid, b, conditions, lid in retain or force, failed, never_created)))
 
             def finish() -> None:
                 if failed:
@@ -921,8 +922,8 @@ class FakeCloudFormation:
                 steps.append((t, lambda: self._stack_event(stack, "UPDATE_ROLLBACK_FAILED", "The following resource(s) failed to update")))
             else:
                 for logical_id in sorted(failing & skipped):
-                    steps.append((t, lambda l=logical_id: self._event(
-                        stack, l, stack.template["Resources"].get(l, {}).get("Type", "AWS::CloudFormation::Stack"),
+                    steps.append((t, lambda lid=logical_id: self._event(
+                        stack, lid, stack.template["Resources"].get(lid, {}).get("Type", "AWS::CloudFormation::Stack"),
                         "UPDATE_COMPLETE", "Resource skipped during UpdateRollback")))
                 steps.append((t, lambda: self._stack_event(stack, "UPDATE_ROLLBACK_COMPLETE")))
             stack.status = "UPDATE_ROLLBACK_IN_PROGRESS"

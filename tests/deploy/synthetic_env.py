@@ -10,20 +10,21 @@ import hashlib
 import io
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 import boto3  # noqa: E402
+from fake_cfn import FakeAws, FakeProtectionApi, s3_reader_from  # noqa: E402
 
 import deploy  # noqa: E402
 from deploylib.aws import Backoff, Clock, Context  # noqa: E402
 from deploylib.output import Printer  # noqa: E402
-from fake_cfn import FakeAws, FakeProtectionApi, s3_reader_from  # noqa: E402
 
 ACCOUNT = "123456789012"
 # The name property of the types the synthetic tests give fixed names (as the build's manifest does).

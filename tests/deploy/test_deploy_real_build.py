@@ -11,7 +11,6 @@ import json
 import shutil
 
 import pytest
-
 from synthetic_env import ACCOUNT, run_deploy
 
 

@@ -5,7 +5,6 @@ import hashlib
 import json
 
 import pytest
-
 from synthetic_env import Layer, make_context, run_deploy, virtual_context
 
 ALL_LAYERS = ["artifacts", "network", "security", "data", "storage", "messaging", "compute", "workflow",

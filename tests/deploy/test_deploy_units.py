@@ -11,7 +11,6 @@ from deploylib.manifest import ManifestError, load_manifest
 from deploylib.review import console_url, parameter_changes
 from deploylib.scheduler import Outcome, critical_path_seconds, reverse_graph, run_graph
 
-
 WAIT = 30  # seconds: only ever reached if the scheduler is broken (then the test fails, never hangs)
 
 
@@ -222,8 +221,8 @@ def test_export_guard_warns_when_an_emulator_lacks_list_imports(env):
 def test_termination_protection_errors_from_aws_are_not_swallowed(env):
     from botocore.exceptions import ClientError
 
-    from deploylib.protection import set_termination_protection
     from deploylib.output import Printer
+    from deploylib.protection import set_termination_protection
 
     spec = load_manifest(env.build_dir, "staging").by_name["payments-staging-network"]
     client, stubber = _stubbed_cfn()

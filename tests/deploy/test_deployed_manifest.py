@@ -5,7 +5,6 @@ import hashlib
 import json
 
 from botocore.exceptions import ClientError
-
 from synthetic_env import make_context, run_deploy, virtual_context
 
 SECRET = "s3cr3t-signing-key-value"

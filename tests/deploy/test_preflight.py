@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import boto3
 import pytest
@@ -19,7 +19,14 @@ from botocore.stub import Stubber
 from deploylib.aws import Backoff, Clock, Context
 from deploylib.manifest import ManifestError
 from deploylib.preflight import (
-    CHECKS, Row, Scope, Status, covers, parse_preflight, render, run_preflight,
+    CHECKS,
+    Row,
+    Scope,
+    Status,
+    covers,
+    parse_preflight,
+    render,
+    run_preflight,
 )
 
 REGION = "eu-west-1"
@@ -151,7 +158,7 @@ def stub_identity(aws, account=ACCOUNT, arn=CALLER_ARN, region=REGION):
 def stub_lambda(aws, total=1000, unreserved=1000, reserved_today=(None, None)):
     aws.ok("lambda", "get_account_settings",
            {"AccountLimit": {"ConcurrentExecutions": total, "UnreservedConcurrentExecutions": unreserved}})
-    for name, reserved in zip(FUNCTIONS, reserved_today):
+    for name, reserved in zip(FUNCTIONS, reserved_today, strict=False):
         if reserved is None:
             aws.error("lambda", "get_function_concurrency", "ResourceNotFoundException",
                       f"Function not found: {name}", {"FunctionName": name}, status=404)
@@ -177,7 +184,7 @@ def stub_image(aws, image_id=None):
 def role(name):
     return {"Role": {"Path": "/aws-service-role/", "RoleName": name, "RoleId": "AROAEXAMPLEEXAMPLE1",
                      "Arn": f"arn:aws:iam::{ACCOUNT}:role/aws-service-role/{name}",
-                     "CreateDate": datetime(2024, 1, 1, tzinfo=timezone.utc)}}
+                     "CreateDate": datetime(2024, 1, 1, tzinfo=UTC)}}
 
 
 def stub_role_exists(aws, name):
@@ -200,7 +207,7 @@ def stub_stack(aws, name, status=None, region=REGION):
     else:
         aws.ok("cloudformation", "describe_stacks",
                {"Stacks": [{"StackName": name, "StackStatus": status,
-                            "CreationTime": datetime(2024, 1, 1, tzinfo=timezone.utc)}]},
+                            "CreationTime": datetime(2024, 1, 1, tzinfo=UTC)}]},
                {"StackName": name}, region=region)
 
 
@@ -911,7 +918,7 @@ def test_load_preflight_reads_the_manifest_section(tmp_path):
 
 
 def test_an_arn_in_a_detail_is_never_cut(aws):
-    from deploylib.preflight import Row, PreflightReport, Scope
+    from deploylib.preflight import PreflightReport, Row, Scope
 
     arn = "arn:aws:acm:eu-west-1:222222222222:certificate/3f1b2c44-9d1e-4b7a-8c2e-5a6b7c8d9e0f"
     report = PreflightReport("staging", "222222222222", REGION, Scope.PREFLIGHT,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 
-
 from synthetic_env import ACCOUNT, run_deploy
 
 LIFECYCLE = "StackLifecycle"

@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from synthetic_env import SyntheticEnvironment, run_deploy, standard_layers, virtual_context
 
 import deploy
 from deploylib import scheduler
-from synthetic_env import SyntheticEnvironment, run_deploy, standard_layers, virtual_context
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,14 +1,13 @@
 """The CloudFormation behaviour the emulator adds to moto, one behaviour per test."""
 from __future__ import annotations
 
-from templates_src.compute_functions import POWERTOOLS_LAYER_SSM_PATH
-
 import json
 
 import pytest
 from botocore.exceptions import ClientError
-
 from cfn_helpers import create_stack, events, resource_statuses, template, unique, update_stack
+
+from templates_src.compute_functions import POWERTOOLS_LAYER_SSM_PATH
 
 QUEUE = {"Type": "AWS::SQS::Queue", "Properties": {}}
 

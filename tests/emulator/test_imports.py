@@ -5,7 +5,6 @@ import json
 
 import pytest
 from botocore.exceptions import ClientError
-
 from cfn_helpers import create_stack, resource_statuses, template
 
 

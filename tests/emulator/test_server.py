@@ -1,8 +1,6 @@
 """Starting and stopping the emulator: Python API and `python -m emulator`."""
 from __future__ import annotations
 
-from templates_src.compute_functions import POWERTOOLS_LAYER_SSM_PATH
-
 import re
 import signal
 import subprocess
@@ -11,6 +9,8 @@ from pathlib import Path
 
 import boto3
 import pytest
+
+from templates_src.compute_functions import POWERTOOLS_LAYER_SSM_PATH
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -272,7 +272,8 @@ def find_card_numbers(aws) -> list[str]:
 @pytest.fixture(scope="session")
 def aws():
     with mock_aws():
-        from paylib import aws as paylib_aws, keys
+        from paylib import aws as paylib_aws
+        from paylib import keys
         paylib_aws.reset()
         keys.clear_cache()
         resources = create_resources()
@@ -318,7 +319,8 @@ def batch_key(name: str | None = None, merchant_id: str = TEST_MERCHANT) -> str:
 
 def put_merchant(dynamodb, merchant_id: str, status: str = "active") -> dict:
     """A MERCHANT item written directly (the operator tool has its own tests)."""
-    from paylib import aws as paylib_aws, merchants
+    from paylib import aws as paylib_aws
+    from paylib import merchants
     item = {**merchants.merchant_item(merchant_id, f"Merchant {merchant_id[-4:]}", f"usage-{merchant_id}",
                                       f"apikey-{merchant_id[-6:]}", "2030-01-01T00:00:00.000000Z"), "status": status}
     dynamodb.put_item(TableName=os.environ["MERCHANTS_TABLE"], Item=paylib_aws.to_dynamo(item))
@@ -327,7 +329,8 @@ def put_merchant(dynamodb, merchant_id: str, status: str = "active") -> dict:
 
 def issue_test_key(dynamodb, merchant: dict, expires_at: int | None = None, revoked: bool = False) -> tuple[str, str]:
     """(secret key, key_id) of a KEY item written directly under the session's pepper."""
-    from paylib import aws as paylib_aws, merchants
+    from paylib import aws as paylib_aws
+    from paylib import merchants
     secret_key = register_secret_key(merchants.new_secret_key("test"))
     key_id = merchants.new_key_id()
     hashed = merchants.key_hash(merchants.current_pepper(), secret_key)
@@ -427,6 +430,7 @@ def atomic_aws_calls(monkeypatch):
     interleave only between calls, which is where read-then-write races live. (moto alone checks
     a condition and writes in two steps that another thread can split.)"""
     import threading
+
     from moto.core.botocore_stubber import BotocoreStubber
     lock = threading.RLock()
     original = BotocoreStubber.__call__

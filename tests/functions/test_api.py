@@ -5,8 +5,17 @@ import json
 
 import pytest
 
-from tests.functions.conftest import (AMEX, MASTERCARD, TEST_MERCHANT, api_event, card_number, new_key,
-                                      payment_body, queued_bodies, table_counts)
+from tests.functions.conftest import (
+    AMEX,
+    MASTERCARD,
+    TEST_MERCHANT,
+    api_event,
+    card_number,
+    new_key,
+    payment_body,
+    queued_bodies,
+    table_counts,
+)
 
 
 @pytest.fixture(scope="module")
@@ -193,6 +202,7 @@ def test_a_request_still_in_flight_under_the_earlier_code_is_409(payment_api, co
     the same body waits for them (409), another body is 422."""
     import hashlib
     import hmac
+
     from paylib import identity, keys
     body, key = payment_body(), new_key()
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)

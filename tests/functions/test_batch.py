@@ -6,8 +6,8 @@ import json
 import uuid
 
 import pytest
-
 from paylib import repository
+
 from tests.functions.conftest import LambdaContext, batch_key, fresh_card, load_app, queued_bodies
 
 BUCKET = "payments-test-batch"
@@ -180,6 +180,7 @@ def test_objects_outside_incoming_csv_are_ignored(aws, ingestion):
 
 def test_the_lease_serialises_ingestions(aws):
     import time
+
     from paylib import batch
     holder = batch.Lease("someone-else")
     holder.acquire(time.monotonic() + 1)
@@ -210,6 +211,7 @@ def test_an_object_deleted_before_ingestion_is_skipped(aws, ingestion):
 def test_records_are_streamed_not_read_whole():
     """Reading the first rows of a large object touches only the first bytes of the stream."""
     import io
+
     from paylib import batch
 
     class CountingStream(io.RawIOBase):

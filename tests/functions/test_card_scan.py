@@ -21,6 +21,7 @@ def test_scanner_finds_a_planted_number_in_s3_and_logs(aws):
 
 def test_nothing_stored_or_logged_so_far_holds_a_card_number(aws, context):
     import json
+
     from tests.functions.conftest import api_event, load_app, new_key, payment_body
     body = payment_body()
     answer = load_app("payment_api").handler(api_event("POST", "/payments", body=body, headers={"Idempotency-Key": new_key()}), context)
@@ -48,6 +49,7 @@ def test_no_stored_value_of_a_payment_is_an_unkeyed_digest_of_its_card(aws, cont
     """Every value the create path stores (payment, idempotency record, velocity events) and the
     batch path stores (payment, counters, report) is scanned; both paths run here first."""
     import json
+
     from tests.functions.conftest import api_event, batch_key, fresh_card, load_app, new_key, payment_body
     body = payment_body()
     answer = load_app("payment_api").handler(

@@ -86,9 +86,9 @@ def test_environment_variables_read_by_the_code_are_declared():
 def _env_reads(path) -> set[str]:
     names = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) == "env":
-            if node.args and isinstance(node.args[0], ast.Constant):
-                names.add(node.args[0].value)
+        if (isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) == "env"
+                and node.args and isinstance(node.args[0], ast.Constant)):
+            names.add(node.args[0].value)
     return names
 
 
@@ -106,8 +106,8 @@ def test_openapi_is_valid_and_routes_name_existing_functions():
     validate(document)
     names = {declaration.name for declaration in load_functions() if "api" in declaration.trigger_types()}
     routed, operation_ids = set(), set()
-    for path, operations in document["paths"].items():
-        for method, operation in operations.items():
+    for _path, operations in document["paths"].items():
+        for _method, operation in operations.items():
             routed.add(operation["x-function"])
             assert operation["operationId"] not in operation_ids
             operation_ids.add(operation["operationId"])
@@ -172,9 +172,10 @@ def test_the_contract_answers_404_for_a_malformed_payment_id():
 def test_function_packages_hold_no_compiled_code():
     """What keeps arm64 (Graviton) open: the zips carry Python sources only, boto3 comes with the
     runtime and Powertools from the layer published for each architecture (docs/payments.md)."""
-    from templates_src.packaging import package_bytes
     import io
     import zipfile
+
+    from templates_src.packaging import package_bytes
     for declaration in load_functions():
         with zipfile.ZipFile(io.BytesIO(package_bytes(declaration))) as archive:
             names = archive.namelist()

@@ -10,8 +10,18 @@ import uuid
 
 import pytest
 
-from tests.functions.conftest import (TEST_MERCHANT, LambdaContext, batch_key, ReadsBeforeWrites, api_event, fresh_card, load_app, new_key,
-                                      payment_body, run_together)
+from tests.functions.conftest import (
+    TEST_MERCHANT,
+    LambdaContext,
+    ReadsBeforeWrites,
+    api_event,
+    batch_key,
+    fresh_card,
+    load_app,
+    new_key,
+    payment_body,
+    run_together,
+)
 
 VELOCITY_TABLE = "payments-test-velocity"
 TRANSACTIONS_TABLE = "payments-test-transactions"

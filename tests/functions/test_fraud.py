@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
-
-
 from paylib import fraud
+
 from tests.functions.conftest import api_event, fresh_card, new_key, payment_body
 
 
@@ -57,7 +56,7 @@ def test_score_is_capped_at_100():
 
 
 def test_counters_slide_and_count_each_payment_once():
-    now = int(datetime(2026, 11, 23, 12, 0, 30, tzinfo=timezone.utc).timestamp())
+    now = int(datetime(2026, 11, 23, 12, 0, 30, tzinfo=UTC).timestamp())
     counter = fraud.Counter("card#x").with_event(now - 30 * 60, "pay_old")
     recent = [f"pay_recent{index}" for index in range(3)]
     for payment_id in recent:
@@ -78,7 +77,7 @@ def test_counters_keep_what_the_rules_need_and_no_more():
     assert len(counter.events) == fraud.MAX_EVENTS
     counts = fraud.velocity_counts({"customer": [counter]}, "pay_probe", now + 100)
     assert all(count > limit for (window, limit, _), count in
-               zip(fraud.VELOCITY_LIMITS["customer"], counts["customer"].values()))  # still over every limit
+               zip(fraud.VELOCITY_LIMITS["customer"], counts["customer"].values(), strict=False))  # still over every limit
 
 
 def test_a_card_counted_under_two_key_versions_is_counted_once():
@@ -108,7 +107,7 @@ def test_card_velocity_moves_payments_to_review_then_decline(aws, context):
     app = load_app("payment_api")
     card = fresh_card()
     statuses, reasons = [], []
-    for index in range(5):
+    for _ in range(5):
         body = payment_body(customer_id=f"cus_{uuid.uuid4().hex[:10]}", billing_country=None,
                             card={"number": card, "exp_month": 1, "exp_year": 2031})
         answer = app.handler(api_event("POST", "/payments", body=body, headers={"Idempotency-Key": new_key()}), context)
@@ -131,7 +130,7 @@ def test_declined_payment_is_not_queued(aws, context):
     app = load_app("payment_api")
     customer = f"cus_{uuid.uuid4().hex[:10]}"
     card = fresh_card()
-    for index in range(8):
+    for _index in range(8):
         body = payment_body(customer_id=customer, card={"number": card, "exp_month": 1, "exp_year": 2031})
         payment = json.loads(app.handler(api_event("POST", "/payments", body=body, headers={"Idempotency-Key": new_key()}), context)["body"])
     assert payment["status"] == "declined"

@@ -6,8 +6,7 @@ import json
 
 import pytest
 
-from tests.functions.conftest import (AMEX, CVC, api_event, card_number, fresh_card, new_key, payment_body,
-                                      rotate_secret)
+from tests.functions.conftest import AMEX, CVC, api_event, card_number, fresh_card, new_key, payment_body, rotate_secret
 
 IDEMPOTENCY_TABLE = "payments-test-idempotency"
 

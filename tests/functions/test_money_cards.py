@@ -1,11 +1,10 @@
 """Unit rules: ISO 4217 table, amounts, Luhn, brands, expiry, fingerprints."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import iso4217
 import pytest
-
 from paylib import cards, money
 
 
@@ -72,7 +71,7 @@ def test_luhn():
 
 
 def test_expiry_is_end_of_month_utc():
-    now = datetime(2026, 11, 30, 23, 59, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 30, 23, 59, tzinfo=UTC)
     cards.check_expiry(11, 2026, now)
     with pytest.raises(cards.CardError, match="expired"):
         cards.check_expiry(10, 2026, now)

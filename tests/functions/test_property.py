@@ -9,8 +9,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import event as record_event
 from hypothesis import strategies as st
 
-from tests.functions.conftest import (api_event, fresh_card, load_app, payment_body, queue_depths,
-                                      register_number, table_counts)
+from tests.functions.conftest import api_event, fresh_card, load_app, payment_body, queue_depths, register_number, table_counts
 
 json_scalars = st.none() | st.booleans() | st.integers(min_value=-(10**20), max_value=10**20) | \
     st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=30)

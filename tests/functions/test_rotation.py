@@ -7,8 +7,16 @@ import uuid
 
 import pytest
 
-from tests.functions.conftest import (LambdaContext, batch_key, api_event, fresh_card, load_app, new_key, payment_body,
-                                      rotate_secret)
+from tests.functions.conftest import (
+    LambdaContext,
+    api_event,
+    batch_key,
+    fresh_card,
+    load_app,
+    new_key,
+    payment_body,
+    rotate_secret,
+)
 
 BATCH_BUCKET = "payments-test-batch"
 HEADER = "merchant_reference,customer_id,amount,currency,card_number,exp_month,exp_year"

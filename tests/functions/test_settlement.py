@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC
 
 import pytest
-
 from paylib import repository, settlement
+
 from tests.functions.conftest import api_event, drain, load_app, new_key, payment_body
 
 
@@ -68,8 +69,8 @@ def test_state_never_moves_backwards(aws, context):
 
 def test_expired_card_at_settlement_fails_the_payment(aws, context):
     payment = create_payment(context)
-    from datetime import datetime, timezone
-    assert settlement.settle(payment["payment_id"], datetime(2040, 1, 1, tzinfo=timezone.utc)) == "failed"
+    from datetime import datetime
+    assert settlement.settle(payment["payment_id"], datetime(2040, 1, 1, tzinfo=UTC)) == "failed"
     assert repository.get(payment["payment_id"])["failure_reason"] == "card_expired"
 
 
@@ -92,7 +93,7 @@ def test_a_message_that_keeps_failing_lands_in_the_dlq(aws, worker, context):
         if not messages:
             break
         event = sqs_event([message["Body"] for message in messages])
-        for record, message in zip(event["Records"], messages):
+        for record, message in zip(event["Records"], messages, strict=False):
             record["messageId"] = message["MessageId"]
         failures = {failure["itemIdentifier"] for failure in worker.handler(event, context)["batchItemFailures"]}
         for message in messages:
@@ -122,7 +123,7 @@ def test_audit_logger_writes_notifications(aws, context):
     app.handler(event, context)  # redelivery overwrites the same record
     versions = aws.s3.list_object_versions(Bucket="payments-test-audit", Prefix=result["written"][0])["Versions"]
     assert len(versions) == 2 and all(v["Key"] == result["written"][0] for v in versions)
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017 a malformed record must fail, whatever the error type
         app.handler({"Records": [{"nope": 1}]}, context)
 
 

@@ -8,9 +8,9 @@ import sys
 
 import boto3
 import pytest
-
 from paylib import aws as paylib_aws
 from paylib import keys, snapstart
+
 from tests.functions.conftest import FUNCTIONS, REGION
 
 

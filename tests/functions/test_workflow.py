@@ -4,8 +4,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from paylib import repository
+
 from tests.functions.conftest import FUNCTIONS, api_event, load_app, new_key, payment_body
 
 DEFINITION = json.loads((FUNCTIONS / "workflow.asl.json").read_text(encoding="utf-8"))

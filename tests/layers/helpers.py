@@ -1,9 +1,8 @@
 """Helpers shared by the layer tests."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import json
+from pathlib import Path
 
 import yaml
 

@@ -13,7 +13,7 @@ from templates_src import api
 from templates_src.config import ConfigError, load_environment
 from templates_src.function_catalog import FUNCTIONS_DIR, load_functions
 
-from .helpers import logical, write_function, assert_data_policy
+from .helpers import assert_data_policy, logical, write_function
 
 ENVIRONMENTS = ("dev", "staging", "prod")
 REAL_CONTRACT = FUNCTIONS_DIR / api.CONTRACT_FILE
@@ -58,7 +58,7 @@ def test_every_operation_is_integrated_with_its_function(contract):
     source_operations = api.operations(contract)
     assert [(p, m) for p, m, _ in api.operations(body)] == [(p, m) for p, m, _ in source_operations]
     assert len(source_operations) >= 5
-    for (path, method, source), (_, _, operation) in zip(source_operations, api.operations(body)):
+    for (path, method, source), (_, _, operation) in zip(source_operations, api.operations(body), strict=False):
         integration = operation["x-amazon-apigateway-integration"]
         assert integration["type"] == "aws_proxy" and integration["httpMethod"] == "POST", (method, path)
         template_string, variables = integration["uri"].to_dict()["Fn::Sub"]

@@ -119,7 +119,7 @@ def test_every_function_runs_hardened_in_the_private_subnets(built, env):
     config = load_environment(env)
     functions = resources_of(template, "AWS::Lambda::Function")
     assert sorted(functions) == sorted(f"{n}Function" for n in ("PaymentApi", "QueueWorker", "BatchIngestion", "AuditLogger"))
-    for logical_id, function in functions.items():
+    for _logical_id, function in functions.items():
         props = function["Properties"]
         assert props["Runtime"] == "python3.12"
         assert props["TracingConfig"] == {"Mode": "Active"}
@@ -427,7 +427,7 @@ def test_alb_terminates_tls_and_redirects_http(built, env):
     assert attributes["routing.http.drop_invalid_header_fields.enabled"] == "true"
     protection = {"Fn::If": ["StackEstablished", "true", "false"]} if config.retains_data else "false"
     assert attributes["deletion_protection.enabled"] == protection
-    listeners = {l["Properties"]["Port"]: l["Properties"] for l in resources_of(template, "AWS::ElasticLoadBalancingV2::Listener").values()}
+    listeners = {lst["Properties"]["Port"]: lst["Properties"] for lst in resources_of(template, "AWS::ElasticLoadBalancingV2::Listener").values()}
     assert listeners[443]["SslPolicy"] == "ELBSecurityPolicy-TLS13-1-2-2021-06"
     assert listeners[443]["DefaultActions"] == [{"Type": "forward", "TargetGroupArn": {"Ref": "ApiTargetGroup"}}]
     if config.compute.http_redirect:  # dev only: staging and prod have no port 80 at all (PCI DSS 4.2)
@@ -450,8 +450,8 @@ def test_created_certificate_is_validated_by_dns_in_the_configured_zone(built):
     assert certificate["ValidationMethod"] == "DNS"
     assert certificate["DomainValidationOptions"] == [
         {"DomainName": config.compute.certificate.domain_name, "HostedZoneId": config.compute.certificate.hosted_zone_id}]
-    (https,) = [l for l in resources_of(template, "AWS::ElasticLoadBalancingV2::Listener").values()
-                if l["Properties"]["Port"] == 443]
+    (https,) = [lst for lst in resources_of(template, "AWS::ElasticLoadBalancingV2::Listener").values()
+                if lst["Properties"]["Port"] == 443]
     assert https["Properties"]["Certificates"] == [{"CertificateArn": {"Ref": "ApiCertificate"}}]
 
 
@@ -459,8 +459,8 @@ def test_existing_certificate_is_named_by_id_in_this_stacks_account_and_region()
     config = load_environment("local")
     template = json.loads(compute.build(config).to_json())
     assert not resources_of(template, "AWS::CertificateManager::Certificate")
-    (https,) = [l for l in resources_of(template, "AWS::ElasticLoadBalancingV2::Listener").values()
-                if l["Properties"]["Port"] == 443]
+    (https,) = [lst for lst in resources_of(template, "AWS::ElasticLoadBalancingV2::Listener").values()
+                if lst["Properties"]["Port"] == 443]
     certificate_id = config.compute.certificate.certificate_id
     assert https["Properties"]["Certificates"] == [{"CertificateArn": {"Fn::Sub":
         f"arn:${{AWS::Partition}}:acm:${{AWS::Region}}:${{AWS::AccountId}}:certificate/{certificate_id}"}}]

@@ -10,7 +10,7 @@ from templates_src.blocks import dr_key_alias_name
 from templates_src.config import load_environment
 from templates_src.layers import layers_for
 
-from .helpers import of_type, assert_data_policy
+from .helpers import assert_data_policy, of_type
 
 REPLICAS = ("ReplicaAuditBucket", "ReplicaDocumentsBucket")
 

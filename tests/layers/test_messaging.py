@@ -10,7 +10,7 @@ from templates_src import messaging
 from templates_src.config import load_environment
 from templates_src.function_catalog import load_functions
 
-from .helpers import exports_contract, assert_data_policy
+from .helpers import assert_data_policy, exports_contract
 
 ROOT = Path(__file__).resolve().parents[2]
 ENVIRONMENTS = ("dev", "staging", "prod")

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from templates_src import monitoring
-from templates_src.config import load_environment
-from templates_src.layers import LAYERS
 from templates_src.compute_functions import PLATFORM_ENVIRONMENT_DEFAULTS
+from templates_src.config import load_environment
 from templates_src.function_catalog import FUNCTIONS_DIR
+from templates_src.layers import LAYERS
 
 from .helpers import logical, write_function
 
@@ -165,7 +165,7 @@ def test_dashboard_covers_every_required_metric(functions_dir):
     latency_stats = {m[-1]["stat"] for m in all_metrics(body) if m[:2] == ["AWS/ApiGateway", "Latency"]}
     assert {"p50", "p99"} <= latency_stats
     lambda_functions = {m[3] for m in all_metrics(body) if m[:2] == ["AWS/Lambda", "Errors"]}
-    assert lambda_functions == {"${%sFunctionName}" % logical(n) for n in FUNCTION_NAMES}
+    assert lambda_functions == {f"${{{logical(n)}FunctionName}}" for n in FUNCTION_NAMES}
     queues = {m[3] for m in all_metrics(body) if m[1] == "ApproximateNumberOfMessagesVisible"}
     assert queues == {"${QueueName}", "${DlqName}", "${AlarmDlqName}"}
 
@@ -176,7 +176,7 @@ def test_business_metrics_use_the_documented_dimensions(env, functions_dir):
     business = [m for m in all_metrics(body) if m[0] == monitoring.BUSINESS_NAMESPACE]
     assert business
     for metric in business:
-        dimensions = dict(zip(metric[2:-1:2], metric[3:-1:2]))
+        dimensions = dict(zip(metric[2:-1:2], metric[3:-1:2], strict=False))
         assert dimensions == {"service": "payments"}
 
 

@@ -15,7 +15,7 @@ from moto import mock_aws
 from templates_src import network
 from templates_src.config import ConfigError, load_environment
 
-from .helpers import exports_contract, of_type, assert_data_policy
+from .helpers import assert_data_policy, exports_contract, of_type
 
 ROOT = Path(__file__).resolve().parents[2]
 ENVIRONMENTS = ("dev", "staging", "prod")

@@ -9,7 +9,7 @@ import pytest
 
 from templates_src import security
 
-from .helpers import exports_contract, of_type, rendered, assert_data_policy
+from .helpers import assert_data_policy, exports_contract, of_type, rendered
 
 ROOT = Path(__file__).resolve().parents[2]
 ENVIRONMENTS = ("dev", "staging", "prod")

@@ -11,7 +11,7 @@ from templates_src import workflow
 from templates_src.config import load_environment
 from templates_src.function_catalog import FUNCTIONS_DIR, load_functions
 
-from .helpers import write_function, assert_data_policy
+from .helpers import assert_data_policy, write_function
 
 ENVIRONMENTS = ("dev", "staging", "prod")
 REAL_DEFINITION = FUNCTIONS_DIR / workflow.DEFINITION_FILE
@@ -101,7 +101,7 @@ def test_role_is_least_privilege(env, functions_dir):
     }
     assert {resource["Fn::ImportValue"] for resource in invoked["Resource"]} == expected_aliases
     assert invoked["Action"] == ["lambda:InvokeFunction"]
-    assert "payments-{}-compute-UnrelatedWorkerAliasArn".format(env) not in json.dumps(template)
+    assert f"payments-{env}-compute-UnrelatedWorkerAliasArn" not in json.dumps(template)
     assert statements["PublishPaymentNotifications"]["Action"] == ["sns:Publish"]
     assert statements["PublishPaymentNotifications"]["Resource"] == [
         {"Fn::ImportValue": f"payments-{env}-messaging-PaymentNotificationsTopicArn"}

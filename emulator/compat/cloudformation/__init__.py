@@ -1,7 +1,7 @@
 """The emulator's CloudFormation: its own stack engine on top of moto's resource models."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 # Called after every reset of moto's state (the emulator provisions AWS-owned things again).
 RESET_HOOKS: list[Callable[[], None]] = []

@@ -28,19 +28,26 @@ or DeleteStack returns, the stack is in its final state and every event is there
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
 import re
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlparse
 
 from ..errors import (
-    AlreadyExists, ChangeSetNotFound, InsufficientCapabilities, InvalidChangeSetStatus,
-    ResourceFailure, ValidationError,
+    AlreadyExists,
+    ChangeSetNotFound,
+    InsufficientCapabilities,
+    InvalidChangeSetStatus,
+    ResourceFailure,
+    ValidationError,
 )
-from . import schemas, template as tpl, transforms
+from . import schemas, transforms
+from . import template as tpl
 from .model import CLOCK, LOCK, UPDATABLE_STATUSES, ChangeSet, ResourceRecord, Stack, Store
 from .providers import Provider, Request, generated_name, provider_for, run_safely
 
@@ -234,7 +241,7 @@ def check_capabilities(template: dict, original: dict, granted: list[str]) -> No
         raise InsufficientCapabilities(f"Requires capabilities : [{', '.join(missing)}]")
 
 
-def check_template(store: Store, template: dict) -> None:
+def check_template(store: Store, template: dict) -> None:  # noqa: C901 mirrors CloudFormation's own branching; split with the engine refactor
     """What CloudFormation refuses synchronously: structure, types, references, GetAtts, cycles."""
     resources = template.get("Resources")
     if not isinstance(resources, dict) or not resources:
@@ -374,10 +381,8 @@ class Evaluation:
         names: set[str] = set()
         active = {k: v for k, v in self.resources.items() if self.exists(k)}
         node = tpl.active_node({"Resources": active, "Outputs": self.template.get("Outputs") or {}}, self.conditions)
-        try:
+        with contextlib.suppress(tpl.TemplateError):
             names = tpl.imported_names(node, self.evaluator.resolve)
-        except tpl.TemplateError:
-            pass
         return names
 
     def missing_imports(self) -> list[str]:
@@ -484,7 +489,7 @@ def _policy_action(policy: str, replace: bool = False) -> str:
     return f"ReplaceAnd{policy}" if replace else policy
 
 
-def compute_changes(store: Store, stack: Stack, new: Evaluation, new_tags: dict[str, str], creating: bool,
+def compute_changes(store: Store, stack: Stack, new: Evaluation, new_tags: dict[str, str], creating: bool,  # noqa: C901 mirrors CloudFormation's own branching; split with the engine refactor
                     new_parameters: dict[str, str]) -> list[dict]:
     changes: list[dict] = []
     region = store.region
@@ -607,7 +612,7 @@ def new_stack_id(store: Store, name: str) -> str:
     return f"arn:{tpl.partition_of(store.region)}:cloudformation:{store.region}:{store.account_id}:stack/{name}/{uuid.uuid4()}"
 
 
-def create_change_set(store: Store, args: dict) -> ChangeSet:
+def create_change_set(store: Store, args: dict) -> ChangeSet:  # noqa: C901 mirrors CloudFormation's own branching; split with the engine refactor
     with LOCK:
         name = args["StackName"]
         change_set_name = args["ChangeSetName"]
@@ -615,9 +620,8 @@ def create_change_set(store: Store, args: dict) -> ChangeSet:
         if not _NAME.fullmatch(change_set_name) or len(change_set_name) > 128:
             raise ValidationError(f"1 validation error detected: Value '{change_set_name}' at 'changeSetName' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z][-a-zA-Z0-9]*")
         stack = store.find_stack(name, include_deleted_by_id=False)
-        if change_set_type in ("CREATE", "IMPORT") and stack is None:
-            if not _NAME.fullmatch(name) or len(name) > 128:
-                raise ValidationError(f"1 validation error detected: Value '{name}' at 'stackName' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z][-a-zA-Z0-9]*")
+        if change_set_type in ("CREATE", "IMPORT") and stack is None and (not _NAME.fullmatch(name) or len(name) > 128):
+            raise ValidationError(f"1 validation error detected: Value '{name}' at 'stackName' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z][-a-zA-Z0-9]*")
         if change_set_type == "CREATE":
             if stack is not None and stack.status != "REVIEW_IN_PROGRESS":
                 raise AlreadyExists(f"Stack [{name}] already exists and cannot be created again with the changeSet [{change_set_name}].")
@@ -882,10 +886,7 @@ def _policy_denies(stack: Stack, logical_id: str, resource_type: str, action: st
     target = f"LogicalResourceId/{logical_id}"
     allowed = denied = False
     for statement in statements:
-        if "Action" in statement:
-            action_ok = matches(statement["Action"], action)
-        else:
-            action_ok = not matches(statement.get("NotAction"), action)
+        action_ok = matches(statement["Action"], action) if "Action" in statement else not matches(statement.get("NotAction"), action)
         if "Resource" in statement:
             resource_ok = matches(statement["Resource"], target)
         else:
@@ -1071,7 +1072,7 @@ def _export_conflicts(store: Store, stack: Stack, outputs: list[dict]) -> str | 
     return None
 
 
-def _execute_update(store: Store, stack: Stack, change_set: ChangeSet, no_rollback: bool,
+def _execute_update(store: Store, stack: Stack, change_set: ChangeSet, no_rollback: bool,  # noqa: C901 mirrors CloudFormation's own branching; split with the engine refactor
                     retain_created: bool, token: str | None) -> bool:
     saved = {
         "template_body": stack.template_body, "template": stack.template, "original_template": stack.original_template,
@@ -1135,7 +1136,7 @@ def _execute_update(store: Store, stack: Stack, change_set: ChangeSet, no_rollba
         stack.outputs = outputs
         stack.imports = evaluation.imports()
         stack.stack_event("UPDATE_COMPLETE_CLEANUP_IN_PROGRESS", token=token)
-        for logical_id, kind, previous in reversed(touched):
+        for _logical_id, kind, previous in reversed(touched):
             if kind == "replace" and previous is not None:
                 op.delete(previous, previous.update_replace_policy())
         for logical_id in reversed(old_order):

@@ -14,12 +14,14 @@ Supported types: S3 buckets, DynamoDB tables, SQS queues, log groups, Secrets Ma
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..errors import ResourceFailure, ValidationError
 from . import schemas
 from .model import CLOCK, ChangeSet, ResourceRecord, Stack, Store
 from .providers import State, provider_for
+
 
 class ImportValidationError(ValidationError):
     """A refusal CreateChangeSet answers synchronously (the others make the change set FAILED)."""

@@ -38,12 +38,12 @@ class Clock:
     """Strictly increasing UTC timestamps, so events sort as they happened."""
 
     def __init__(self) -> None:
-        self._last = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+        self._last = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
         self._lock = threading.Lock()
 
     def now(self) -> datetime.datetime:
         with self._lock:
-            current = datetime.datetime.now(datetime.timezone.utc)
+            current = datetime.datetime.now(datetime.UTC)
             current = current.replace(microsecond=current.microsecond // 1000 * 1000)  # AWS shows milliseconds
             if current <= self._last:
                 current = self._last + datetime.timedelta(milliseconds=1)

@@ -16,8 +16,9 @@ import json
 import logging
 import string
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from moto.moto_api._internal import mock_random
 

@@ -18,7 +18,8 @@ from moto.core.responses import ActionResult, EmptyResult
 
 from ..errors import ValidationError
 from . import engine
-from .model import LOCK, ChangeSet, Stack, Store, store as store_for
+from .model import LOCK, ChangeSet, Stack, Store
+from .model import store as store_for
 
 PAGE = 100
 
@@ -228,10 +229,7 @@ class Handlers:
         store = _store(self)
         name = self._get_param("StackName")
         with LOCK:
-            if name:
-                stacks = [_stack_or_fail(store, name)]
-            else:
-                stacks = store.live_stacks()
+            stacks = [_stack_or_fail(store, name)] if name else store.live_stacks()
             page, token = _page([describe(s) for s in stacks], self._get_param("NextToken"))
         return ActionResult({"Stacks": page, **({"NextToken": token} if token else {})})
 

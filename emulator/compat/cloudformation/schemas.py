@@ -11,7 +11,7 @@ attribute name. The registry schemas answer all three the way CloudFormation doe
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from functools import cache
 
 try:  # schema patterns are ECMA regexes (\p{L} & co.): the `regex` module understands them
     import regex as _ecma
@@ -19,8 +19,7 @@ except ImportError:  # pragma: no cover
     _ecma = re
 from typing import Any
 
-from cfnlint.schema.manager import PROVIDER_SCHEMA_MANAGER
-from cfnlint.schema.manager import ResourceNotFoundError
+from cfnlint.schema.manager import PROVIDER_SCHEMA_MANAGER, ResourceNotFoundError
 
 CUSTOM_TYPE_PREFIXES = ("Custom::",)
 CUSTOM_TYPES = frozenset({"AWS::CloudFormation::CustomResource"})
@@ -35,7 +34,7 @@ def is_custom(resource_type: str) -> bool:
     return resource_type.startswith(CUSTOM_TYPE_PREFIXES) or resource_type in CUSTOM_TYPES
 
 
-@lru_cache(maxsize=None)
+@cache
 def schema_for(resource_type: str, region: str) -> dict | None:
     """The provider schema of a type in a region, None when CloudFormation does not know it."""
     if is_custom(resource_type):
@@ -52,7 +51,7 @@ def is_known_type(resource_type: str, region: str) -> bool:
     return is_custom(resource_type) or resource_type in BUILTIN_TYPES or schema_for(resource_type, region) is not None
 
 
-@lru_cache(maxsize=None)
+@cache
 def getatt_names(resource_type: str, region: str) -> frozenset[str] | None:
     """Attribute names Fn::GetAtt accepts for a type; None means "any" (custom resources)."""
     if is_custom(resource_type) or resource_type in BUILTIN_TYPES:
@@ -72,19 +71,19 @@ def _pointer_paths(schema: dict, key: str) -> list[tuple[str, ...]]:
     return paths
 
 
-@lru_cache(maxsize=None)
+@cache
 def create_only_paths(resource_type: str, region: str) -> tuple[tuple[str, ...], ...]:
     schema = schema_for(resource_type, region) or {}
     return tuple(_pointer_paths(schema, "createOnlyProperties"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def conditional_create_only_paths(resource_type: str, region: str) -> tuple[tuple[str, ...], ...]:
     schema = schema_for(resource_type, region) or {}
     return tuple(_pointer_paths(schema, "conditionalCreateOnlyProperties"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def write_only_properties(resource_type: str, region: str) -> frozenset[str]:
     schema = schema_for(resource_type, region) or {}
     return frozenset(path[0] for path in _pointer_paths(schema, "writeOnlyProperties") if path)
@@ -116,7 +115,7 @@ def is_create_only(resource_type: str, region: str, prop: str) -> bool:
     return any(path and path[0] == prop for path in create_only_paths(resource_type, region))
 
 
-@lru_cache(maxsize=None)
+@cache
 def tag_property(resource_type: str, region: str) -> str | None:
     """The property holding the resource's tags when the type is taggable."""
     schema = schema_for(resource_type, region) or {}
@@ -142,7 +141,7 @@ def _resolve_ref(node: dict, root: dict) -> dict:
     return node
 
 
-@lru_cache(maxsize=None)
+@cache
 def _pattern(pattern: str):
     try:
         return _ecma.compile(pattern)

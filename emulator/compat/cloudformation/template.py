@@ -11,12 +11,14 @@ created so far.
 from __future__ import annotations
 
 import base64
+import contextlib
 import ipaddress
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
@@ -397,10 +399,8 @@ def references(node: Any) -> set[str]:
         if key == "Ref" and isinstance(value, str):
             found.add(value)
         elif key == "Fn::GetAtt":
-            try:
+            with contextlib.suppress(TemplateError):
                 found.add(getatt_parts(value)[0])
-            except TemplateError:
-                pass
         elif key == "Fn::Sub":
             text, variables = sub_parts(value)
             if isinstance(text, str):
@@ -418,10 +418,8 @@ def attribute_references(node: Any) -> set[tuple[str, str]]:
 
     def visit(key: str, value: Any) -> None:
         if key == "Fn::GetAtt":
-            try:
+            with contextlib.suppress(TemplateError):
                 found.add(getatt_parts(value))
-            except TemplateError:
-                pass
         elif key == "Fn::Sub":
             text, variables = sub_parts(value)
             if isinstance(text, str):
