@@ -33,6 +33,10 @@ from .validation import PaymentRequest, contains_card_number
 
 RETENTION_SECONDS = 24 * 3600
 KEY_PATTERN = re.compile(r"[\x20-\x7e]{1,255}")
+# 13 or more digits in a row (spaces and dashes between them included): room for a card number.
+# Free text leaves longer runs alone as order numbers; a key is an opaque token and needs none,
+# and it is stored for 24 h, so a card number hidden inside a longer run is refused too.
+CARD_LENGTH_DIGIT_RUN = re.compile(r"\d(?:[ -]?\d){12,}")
 EXPIRED_OR_ABSENT = "attribute_not_exists(idempotency_key) OR expires_at < :now"
 
 
@@ -49,6 +53,9 @@ def validate_key(value: str | None) -> str:
         raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key must be 1-255 printable ASCII characters", "Idempotency-Key")
     if contains_card_number(value):  # the key is stored; a careless client must not make us store a card
         raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key must not contain a card number", "Idempotency-Key")
+    if CARD_LENGTH_DIGIT_RUN.search(value):
+        raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key must not hold 13 or more digits in a row",
+                       "Idempotency-Key")
     return value
 
 

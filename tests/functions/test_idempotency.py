@@ -113,3 +113,13 @@ def test_no_stored_idempotency_value_holds_the_cvc_or_number(payment_api, contex
     record = json.dumps(idempotency_records(aws, key)[0])
     assert body["card"]["number"] not in record
     assert f'"{CVC}"' not in record and '"cvc"' not in record
+
+
+@pytest.mark.parametrize("key", ["order-94111111111111111111", "x5555555555554444123", "ref 4111 1111 1111 1111 00"])
+def test_a_key_holding_a_card_number_inside_a_longer_digit_run_is_refused(payment_api, context, aws, key):
+    # keys are stored for 24 h: a card number inside a longer run of digits must not be stored
+    # either (free-text fields leave long runs alone as order numbers; a key needs no such run)
+    from paylib import idempotency
+    from paylib.errors import ApiError
+    with pytest.raises(ApiError, match="digits"):
+        idempotency.validate_key(key)
