@@ -33,10 +33,11 @@ from .validation import PaymentRequest, contains_card_number
 
 RETENTION_SECONDS = 24 * 3600
 KEY_PATTERN = re.compile(r"[\x20-\x7e]{1,255}")
-# 13 or more digits in a row (spaces and dashes between them included): room for a card number.
-# Free text leaves longer runs alone as order numbers; a key is an opaque token and needs none,
-# and it is stored for 24 h, so a card number hidden inside a longer run is refused too.
-CARD_LENGTH_DIGIT_RUN = re.compile(r"\d(?:[ -]?\d){12,}")
+# 13 or more digits in a row: room for a card number. Free text leaves longer runs alone as order
+# numbers; a key is an opaque token and needs none, and it is stored for 24 h, so a card number
+# hidden inside a longer run is refused too. Contiguous digits only: the groups of a UUID (the
+# usual key) are split by dashes, and a separated card number is caught by contains_card_number.
+CARD_LENGTH_DIGIT_RUN = re.compile(r"\d{13,}")
 EXPIRED_OR_ABSENT = "attribute_not_exists(idempotency_key) OR expires_at < :now"
 
 
