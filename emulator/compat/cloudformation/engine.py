@@ -981,13 +981,9 @@ def _execute_create(store: Store, stack: Stack, change_set: ChangeSet, no_rollba
             break
     outputs: list[dict] = []
     if failed is None:
-        try:
-            outputs = evaluation.outputs()
-            conflict = _export_conflicts(store, stack, outputs) or _rollback_trigger_problem(store, stack)
-            if conflict:
-                failed, reason = stack.name, conflict
-        except (tpl.TemplateError, ResourceFailure) as error:
-            failed, reason = stack.name, f"Template error in Outputs: {error}"
+        outputs, problem = _evaluated_outputs(store, stack, evaluation)
+        if problem:
+            failed, reason = stack.name, problem
     if failed is None:
         stack.outputs = outputs
         stack.imports = evaluation.imports()
@@ -1051,6 +1047,16 @@ def _rollback_trigger_problem(store: Store, stack: Stack) -> str | None:
         if alarm.state_value == "ALARM":
             return f"Rolling back because alarm {arn} is in ALARM state"
     return None
+
+
+def _evaluated_outputs(store, stack, evaluation) -> tuple[list[dict], str | None]:
+    """The stack's outputs once every resource exists, or why the operation fails on them
+    (an export another stack owns, a rollback trigger that is not an alarm, a template error)."""
+    try:
+        outputs = evaluation.outputs()
+    except (tpl.TemplateError, ResourceFailure) as error:
+        return [], f"Template error in Outputs: {error}"
+    return outputs, _export_conflicts(store, stack, outputs) or _rollback_trigger_problem(store, stack)
 
 
 def _export_conflicts(store: Store, stack: Stack, outputs: list[dict]) -> str | None:
@@ -1125,13 +1131,9 @@ def _execute_update(store: Store, stack: Stack, change_set: ChangeSet, no_rollba
             break
     outputs: list[dict] = []
     if failed is None:
-        try:
-            outputs = evaluation.outputs()
-            conflict = _export_conflicts(store, stack, outputs) or _rollback_trigger_problem(store, stack)
-            if conflict:
-                failed, reason = stack.name, conflict
-        except (tpl.TemplateError, ResourceFailure) as error:
-            failed, reason = stack.name, f"Template error in Outputs: {error}"
+        outputs, problem = _evaluated_outputs(store, stack, evaluation)
+        if problem:
+            failed, reason = stack.name, problem
     if failed is None:
         stack.outputs = outputs
         stack.imports = evaluation.imports()
