@@ -40,6 +40,7 @@ from templates_src.common import TEMPLATE_BODY_LIMIT_BYTES as BODY_LIMIT_BYTES
 from templates_src.config import DEFAULT_BUILD, ENVIRONMENTS, PARAMETERS_DIR, ConfigError, EnvironmentConfig, load_environments
 from templates_src.function_catalog import DeclarationError, load_functions
 from templates_src.layers import LAYERS, Layer, layers_for
+from templates_src.messaging import QueueError
 from templates_src.packaging import artifact_key, package
 from templates_src.requirements import account_requirements, named_resources
 
@@ -597,7 +598,7 @@ def main(argv: list[str] | None = None) -> int:
                 if manifest:
                     print(f"{name}: {len(manifest['stacks'])} stacks, {len(manifest['artifacts'])} function packages "
                           f"-> {args.build_dir / name / 'manifest.json'}")
-    except (ConfigError, DeclarationError) as error:
+    except (ConfigError, DeclarationError, QueueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except BuildError as error:

@@ -1,4 +1,4 @@
-"""Secure building blocks used by more than one layer: KMS keys, S3 buckets, log groups.
+"""Secure building blocks used by more than one layer: KMS keys, S3 buckets, SQS queues, log groups.
 
 Each returns resources that already satisfy the platform's rules (encryption, versioning,
 public access blocked, TLS only, retention, stateful policies), so a layer cannot forget one.
@@ -10,6 +10,7 @@ from collections.abc import Iterable
 import awacs.kms as kms_actions
 import awacs.logs as logs_actions
 import awacs.s3 as s3_actions
+import awacs.sqs as sqs_actions
 import awacs.sts as sts_actions
 import awacs.xray as xray_actions
 from awacs.aws import (
@@ -25,7 +26,7 @@ from awacs.aws import (
     Statement,
     StringEquals,
 )
-from troposphere import GetAtt, Ref, Sub, Template, kms, logs, s3
+from troposphere import GetAtt, Ref, Sub, Template, kms, logs, s3, sqs
 
 from .common import global_bucket_name, keep_data, resource_name, skip_checkov, tags
 from .config import EnvironmentConfig
@@ -344,6 +345,59 @@ def _public_access_blocked() -> s3.PublicAccessBlockConfiguration:
 
 def _owner_enforced() -> s3.OwnershipControls:
     return s3.OwnershipControls(Rules=[s3.OwnershipControlsRule(ObjectOwnership="BucketOwnerEnforced")])
+
+
+# SQS: the data-carrying queues are encrypted with a customer-managed key, keep their data as the
+# environment says, refuse plain HTTP and send what fails `max_receives` times to their own DLQ.
+SQS_LONG_POLL_WAIT_S = 20
+SQS_KMS_DATA_KEY_REUSE_S = 300
+SQS_MAX_RETENTION_S = 14 * 24 * 60 * 60
+
+
+def queue_with_dead_letters(
+    template: Template,
+    config: EnvironmentConfig,
+    stem: str,
+    purpose: str,
+    kms_key_arn,
+    *,
+    visibility_timeout_s: int,
+    retention_s: int,
+    max_receives: int,
+) -> tuple[sqs.Queue, sqs.Queue]:
+    """`<stem>Queue` (`payments-<env>-<purpose>`) and `<stem>Dlq` (`...-<purpose>-dlq`, kept 14 days,
+    the SQS maximum, accepting redrives from its queue only) with one TLS-only policy
+    `<stem>QueuesPolicy`. Returns (queue, dlq)."""
+    queue_name = resource_name(config, purpose)
+    dlq_name = resource_name(config, f"{purpose}-dlq")
+    encryption = dict(KmsMasterKeyId=kms_key_arn, KmsDataKeyReusePeriodSeconds=SQS_KMS_DATA_KEY_REUSE_S)
+    dlq = template.add_resource(keep_data(sqs.Queue(
+        f"{stem}Dlq",
+        QueueName=dlq_name,
+        MessageRetentionPeriod=SQS_MAX_RETENTION_S,
+        **encryption,
+        # The queue's ARN is built from its name: a GetAtt would be a cycle (the queue names us).
+        RedriveAllowPolicy={"redrivePermission": "byQueue", "sourceQueueArnList": [
+            Sub(f"arn:${{AWS::Partition}}:sqs:${{AWS::Region}}:${{AWS::AccountId}}:{queue_name}")]},
+        Tags=tags(config, dlq_name),
+    ), config))
+    queue = template.add_resource(keep_data(sqs.Queue(
+        f"{stem}Queue",
+        QueueName=queue_name,
+        VisibilityTimeout=visibility_timeout_s,
+        MessageRetentionPeriod=retention_s,
+        ReceiveMessageWaitTimeSeconds=SQS_LONG_POLL_WAIT_S,
+        **encryption,
+        RedrivePolicy=sqs.RedrivePolicy(deadLetterTargetArn=GetAtt(dlq, "Arn"), maxReceiveCount=max_receives),
+        Tags=tags(config, queue_name),
+    ), config))
+    template.add_resource(sqs.QueuePolicy(
+        f"{stem}QueuesPolicy",
+        Queues=[Ref(queue), Ref(dlq)],
+        PolicyDocument=Policy(Version="2012-10-17", Statement=[
+            deny_insecure_transport([sqs_actions.Action("*")], [GetAtt(queue, "Arn"), GetAtt(dlq, "Arn")])]),
+    ))
+    return queue, dlq
 
 
 def log_group(

@@ -2,8 +2,9 @@
 
 Design decisions:
 - One role per function. Its inline policy holds only what is specific to the function: writing
-  to its own log group, the declared permissions, polling its SQS trigger, sending to the
-  failure queue. What every function needs (X-Ray, decrypting its data-key-encrypted environment)
+  to its own log group, what its `uses` and triggers grant (one statement per resource ARN, one
+  per KMS key, derived by `resources.grants`), any escape-hatch permission of its declaration
+  (`Exception<n>`), sending to the failure queue. What every function needs (X-Ray, decrypting its data-key-encrypted environment)
   is one shared managed policy, and ENI management for the VPC is AWS's
   AWSLambdaVPCAccessExecutionRole: both keep the template small and say the same thing once.
 - Rollout: each function publishes an `AWS::Lambda::Version` whose logical id carries the first
@@ -40,8 +41,9 @@ from troposphere.validators import integer
 from . import blocks
 from .common import import_value, keep_data, resource_name, skip_checkov, tags
 from .config import EnvironmentConfig
-from .function_catalog import DeclarationError, ExportRef, FunctionDeclaration, split_export_ref
+from .function_catalog import DeclarationError, ExportRef, FunctionDeclaration
 from .packaging import artifact_key, package
+from .resources import RESOURCES, Grants
 
 RUNTIME = "python3.12"
 # Graviton: about 20 % cheaper per GB-second; the packages hold Python sources only (a test keeps
@@ -84,17 +86,22 @@ class FunctionTemplateError(DeclarationError):
     build reports it like any other declaration error, without a traceback)."""
 
 
-def export_ref(reference: str, function_name: str) -> tuple[str, str]:
-    """`split_export_ref`, with an error that names the function."""
-    try:
-        return split_export_ref(reference)
-    except ValueError as error:
-        raise FunctionTemplateError(f"function {function_name}: {error}") from None
-
-
 def imported(config: EnvironmentConfig, reference: ExportRef):
-    value = import_value(config, reference.layer, reference.key)
-    return Join("", [value, reference.suffix]) if reference.suffix else value
+    return _imported(config, reference.layer, reference.key, reference.suffix)
+
+
+def _imported(config: EnvironmentConfig, layer: str, key: str, suffix: str = ""):
+    value = import_value(config, layer, key)
+    return Join("", [value, suffix]) if suffix else value
+
+
+def resource_value(config: EnvironmentConfig, name: str):
+    """What a resource's environment variable holds (its name, URL or ARN), imported."""
+    return import_value(config, RESOURCES[name].layer, RESOURCES[name].value_key)
+
+
+def resource_arn(config: EnvironmentConfig, name: str):
+    return import_value(config, RESOURCES[name].layer, RESOURCES[name].arn_key)
 
 
 def function_name(config: EnvironmentConfig, declaration: FunctionDeclaration) -> str:
@@ -234,8 +241,7 @@ def _allow_failure_delivery(
             if trigger.type == "s3":
                 sources["events.amazonaws.com"].append(GetAtt(_rule_id(declaration, index), "Arn"))
             elif trigger.type == "sns":
-                layer, key = export_ref(trigger.topic, declaration.name)
-                sources["sns.amazonaws.com"].append(import_value(config, layer, key))
+                sources["sns.amazonaws.com"].append(resource_arn(config, trigger.topic))
     statements = [
         Statement(
             Sid=principal.split(".")[0].capitalize() + "DeliversFailures",
@@ -326,6 +332,8 @@ def _environment(config: EnvironmentConfig, declaration: FunctionDeclaration) ->
             "is set by the platform or reserved by Lambda; remove it from function.yaml"
         )
     variables = {"ENVIRONMENT": config.name, **PLATFORM_ENVIRONMENT_DEFAULTS}
+    for key, (layer, export_key) in declaration.grants().variables.items():
+        variables[key] = import_value(config, layer, export_key)
     for key, value in sorted(declaration.environment.items()):
         variables[key] = imported(config, value) if isinstance(value, ExportRef) else value.value
     return variables
@@ -352,16 +360,16 @@ def _function_role(
             Resource=[GetAtt(log_group, "Arn")],
         )
     ]
+    statements += _granted_statements(config, declaration.grants())
     for index, permission in enumerate(declaration.permissions):
         statements.append(
             Statement(
-                Sid=f"Declared{index}",
+                Sid=f"Exception{index}",
                 Effect=Allow,
-                Action=[Action(*action.split(":", 1)) for action in permission.actions],
+                Action=_actions(permission.actions),
                 Resource=[imported(config, resource) for resource in permission.resources],
             )
         )
-    statements += _trigger_statements(config, declaration)
     if failures is not None:
         statements += [
             Statement(Sid="SendFailures", Effect=Allow, Action=[sqs_actions.SendMessage], Resource=[failures.arn]),
@@ -384,25 +392,31 @@ def _function_role(
     )
 
 
-def _trigger_statements(config: EnvironmentConfig, declaration: FunctionDeclaration) -> list[Statement]:
-    """The event source mapping polls with the function's role: it needs these on its queue."""
-    statements = []
-    for index, trigger in enumerate(declaration.triggers):
-        if trigger.type == "sqs":
-            layer, key = export_ref(trigger.queue, declaration.name)
-            statements.append(
-                Statement(
-                    Sid=f"PollQueue{index}",
-                    Effect=Allow,
-                    Action=[
-                        sqs_actions.ReceiveMessage,
-                        sqs_actions.DeleteMessage,
-                        sqs_actions.ChangeMessageVisibility,
-                        sqs_actions.GetQueueAttributes,
-                    ],
-                    Resource=[import_value(config, layer, key)],
-                )
-            )
+def _actions(actions) -> list[Action]:
+    return [Action(*action.split(":", 1)) for action in actions]
+
+
+def _sid(*words: str) -> str:
+    """payment_queue, KMS -> PaymentQueueKms: statement ids are alphanumeric."""
+    return "".join(part[:1].upper() + part[1:] for word in words for part in word.split("_") if part)
+
+
+def _granted_statements(config: EnvironmentConfig, grants: Grants) -> list[Statement]:
+    """One statement per resource ARN the function's uses and triggers reach, then one per KMS key."""
+    statements = [
+        Statement(
+            Sid=_sid(grant.resource, "indexes" if grant.arn[2].endswith("/index/*") else ""),
+            Effect=Allow,
+            Action=_actions(grant.actions),
+            Resource=[_imported(config, *grant.arn)],
+        )
+        for grant in grants.statements
+    ]
+    statements += [
+        Statement(Sid=_sid(key_export.removesuffix("Arn")), Effect=Allow, Action=_actions(actions),
+                  Resource=[import_value(config, "security", key_export)])
+        for key_export, actions in grants.kms.items()
+    ]
     return statements
 
 
@@ -453,12 +467,11 @@ def _add_triggers(
     logical = declaration.logical_name
     for index, trigger in enumerate(declaration.triggers):
         if trigger.type == "sqs":
-            layer, key = export_ref(trigger.queue, declaration.name)
             template.add_resource(
                 awslambda.EventSourceMapping(
                     f"{logical}Queue{index}",
                     FunctionName=Ref(alias),
-                    EventSourceArn=import_value(config, layer, key),
+                    EventSourceArn=resource_arn(config, trigger.queue),
                     BatchSize=trigger.batch_size,
                     FunctionResponseTypes=["ReportBatchItemFailures"],
                     Tags=tags(config),
@@ -472,8 +485,7 @@ def _add_triggers(
         elif trigger.type == "s3":
             _s3_object_rule(template, config, declaration, index, trigger, alias, failures)
         elif trigger.type == "sns":
-            layer, key = export_ref(trigger.topic, declaration.name)
-            topic_arn = import_value(config, layer, key)
+            topic_arn = resource_arn(config, trigger.topic)
             template.add_resource(
                 sns.SubscriptionResource(
                     f"{logical}Topic{index}",
@@ -502,8 +514,7 @@ def s3_key_filter(prefix: str, suffix: str) -> list | None:
 
 
 def _s3_object_rule(template, config, declaration, index, trigger, alias, failures: FailureQueue) -> None:
-    layer, key = export_ref(trigger.bucket, declaration.name)
-    detail = {"bucket": {"name": [import_value(config, layer, key)]}}
+    detail = {"bucket": {"name": [resource_value(config, trigger.bucket)]}}
     key_filter = s3_key_filter(trigger.prefix, trigger.suffix)
     if key_filter:
         detail["object"] = {"key": key_filter}

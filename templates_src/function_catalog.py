@@ -12,28 +12,32 @@ A declaration looks like this (every key is checked; unknown keys are refused):
     returns: API Gateway proxy response (see openapi.yaml)
     triggers:
       - type: api                 # routes come from functions/openapi.yaml (x-function)
-      - type: sqs                 # queue worker
-        queue: messaging.PaymentQueueArn
+      - type: sqs                 # queue worker: grants `consume` on the queue
+        queue: payment_queue
         batch_size: 10
-      - type: s3                  # via EventBridge "Object Created" (no bucket notification)
-        bucket: storage.BatchBucketName
-        prefix: incoming/
+      - type: s3                  # via EventBridge "Object Created": grants `read` on the prefix
+        bucket: batch_incoming    # a bucket prefix of the catalogue (its prefix filters the events)
         suffix: .csv
       - type: sns
-        topic: messaging.PaymentNotificationsTopicArn
+        topic: payment_notifications_topic
       - type: stepfunctions       # invoked by the workflow state machine
       - type: authorizer          # the API's Lambda REQUEST authorizer (Authorization header)
-    environment:
-      TRANSACTIONS_TABLE: {export: data.TransactionsTableName}
-      LOG_LEVEL: {value: INFO}
-    permissions:
-      - actions: [dynamodb:GetItem, dynamodb:PutItem]
-        resources:
-          - {export: data.TransactionsTableArn}
-          - {export: data.TransactionsTableArn, suffix: /index/*}
+    uses:                         # resource -> access level (or a list of levels)
+      transactions_table: [read_write, query_indexes]
+      payment_queue: send
+      card_fingerprint_secret: read
+    environment:                  # settings only; resources come from `uses`
+      LOG_LEVEL: {value: DEBUG}
+    permissions:                  # the escape hatch: what no access level says, with the reason
+      - actions: [dynamodb:ConditionCheckItem]
+        resources: [{export: data.VelocityTableArn}]
+        reason: conditions on counters written by another transaction
 
-`layer.Key` names an export published by another layer: the compute layer turns it into
-`Fn::ImportValue` of `payments-<env>-<layer>-<Key>`. Permissions never carry a `*` action.
+Resources and access levels are those of `templates_src/resources.py`: each use gives the
+function an environment variable, the IAM actions and the KMS actions on the resource's key.
+`layer.Key` (escape hatch only) names an export published by another layer: the compute layer
+turns it into `Fn::ImportValue` of `payments-<env>-<layer>-<Key>`. Permissions never carry a `*`
+action.
 """
 from __future__ import annotations
 
@@ -43,7 +47,9 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from . import resources
 
 FUNCTIONS_DIR = Path(__file__).resolve().parent.parent / "functions"
 SHARED_LIBRARY = "paylib"  # functions/paylib is packaged into every function's zip
@@ -90,9 +96,18 @@ class LiteralValue(Strict):
     value: str
 
 
+class ExportedSetting(ExportRef):
+    """An environment variable holding an export that is not a usable resource (escape hatch)."""
+
+    reason: str = Field(min_length=10)
+
+
 class Permission(Strict):
+    """The escape hatch for what no access level of `resources.ACCESS` expresses; `reason` says why."""
+
     actions: list[str] = Field(min_length=1)
     resources: list[ExportRef] = Field(min_length=1)
+    reason: str = Field(min_length=10)
 
     @field_validator("actions")
     @classmethod
@@ -109,20 +124,53 @@ class ApiTrigger(Strict):
 
 class SqsTrigger(Strict):
     type: Literal["sqs"]
-    queue: str
+    queue: str  # a queue of resources.RESOURCES
     batch_size: int = Field(default=10, ge=1, le=10)
+
+    @field_validator("queue")
+    @classmethod
+    def _known_queue(cls, value: str) -> str:
+        resources.trigger_resource("sqs", value)
+        return value
+
+    @property
+    def resource(self) -> str:
+        return self.queue
 
 
 class S3Trigger(Strict):
     type: Literal["s3"]
-    bucket: str
-    prefix: str = ""
+    bucket: str  # a bucket prefix of resources.RESOURCES: its prefix filters the events
     suffix: str = ""
+
+    @field_validator("bucket")
+    @classmethod
+    def _known_bucket(cls, value: str) -> str:
+        resources.trigger_resource("s3", value)
+        return value
+
+    @property
+    def resource(self) -> str:
+        return self.bucket
+
+    @property
+    def prefix(self) -> str:
+        return resources.RESOURCES[self.bucket].prefix
 
 
 class SnsTrigger(Strict):
     type: Literal["sns"]
-    topic: str
+    topic: str  # a topic of resources.RESOURCES
+
+    @field_validator("topic")
+    @classmethod
+    def _known_topic(cls, value: str) -> str:
+        resources.trigger_resource("sns", value)
+        return value
+
+    @property
+    def resource(self) -> str:
+        return self.topic
 
 
 class StepFunctionsTrigger(Strict):
@@ -150,19 +198,48 @@ class FunctionDeclaration(Strict):
     timeout_s: int = Field(ge=1, le=900)
     returns: str = Field(min_length=3)
     triggers: list[Trigger] = Field(min_length=1)
-    environment: dict[str, ExportRef | LiteralValue] = Field(default_factory=dict)
+    uses: dict[str, str | list[str]] = Field(default_factory=dict)
+    environment: dict[str, LiteralValue | ExportedSetting] = Field(default_factory=dict)
     permissions: list[Permission] = Field(default_factory=list)
     # Lambda SnapStart on published versions (the `live` alias points at one): restores from a
     # snapshot taken after the handler's imports instead of initialising on a cold start.
     snapstart: bool = False
 
+    @field_validator("uses")
+    @classmethod
+    def _known_uses(cls, uses: dict[str, str | list[str]]) -> dict[str, str | list[str]]:
+        for name, levels in uses.items():
+            resources.check_use(name, levels)
+        return uses
+
     @field_validator("environment")
     @classmethod
-    def _env_names(cls, environment: dict) -> dict:
-        for name in environment:
+    def _env_names(cls, environment: dict[str, LiteralValue | ExportedSetting]) -> dict[str, LiteralValue | ExportedSetting]:
+        usable = {(row.layer, row.value_key): row.name for row in resources.RESOURCES.values()}
+        for name, value in environment.items():
             if not ENV_VAR.match(name):
                 raise ValueError(f"environment variable {name!r} must be UPPER_SNAKE_CASE")
+            if isinstance(value, ExportedSetting) and (value.layer, value.key) in usable:
+                raise ValueError(f"environment {name}: {value.export} is the resource "
+                                 f"{usable[value.layer, value.key]}; declare it under `uses` instead")
         return environment
+
+    @model_validator(mode="after")
+    def _one_value_per_variable(self) -> FunctionDeclaration:
+        derived = self.grants().variables  # ValueError when two uses set one variable differently
+        clashes = sorted(set(derived) & set(self.environment))
+        if clashes:
+            raise ValueError(f"environment {', '.join(clashes)} is also set by `uses`; remove it from environment")
+        return self
+
+    def trigger_bindings(self) -> list[tuple[str, str]]:
+        """(trigger type, resource) for every trigger that names a resource."""
+        return [(trigger.type, trigger.resource) for trigger in self.triggers
+                if isinstance(trigger, SqsTrigger | S3Trigger | SnsTrigger)]
+
+    def grants(self) -> resources.Grants:
+        """The variables, IAM statements and KMS actions the uses and triggers imply."""
+        return resources.grants(self.uses, self.trigger_bindings())
 
     @property
     def directory(self) -> Path:
@@ -231,9 +308,19 @@ def _load_functions(functions_dir: Path, _state: tuple) -> tuple[FunctionDeclara
             raise DeclarationError(f"{declaration_file}: must be a mapping")
         try:
             declarations.append(FunctionDeclaration(name=directory.name, **raw))
-        except Exception as error:  # pydantic.ValidationError, reported with the file name
+        except ValidationError as error:
+            raise DeclarationError(f"{declaration_file}: {_problems(error)}") from None
+        except Exception as error:  # anything else pydantic raises, reported with the file name
             raise DeclarationError(f"{declaration_file}: {error}") from None
     return tuple(declarations)
+
+
+def _problems(error: ValidationError) -> str:
+    """`uses.payment_queue: unknown access level ...`, one per problem, without pydantic's boilerplate."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in problem['loc'])}: {problem['msg'].removeprefix('Value error, ')}"
+        for problem in error.errors()
+    )
 
 
 def _describe_value(value: ExportRef | LiteralValue) -> str:
@@ -242,13 +329,37 @@ def _describe_value(value: ExportRef | LiteralValue) -> str:
     return f"export `{value.export}`{value.suffix}"
 
 
+def _describe_use(name: str, levels: str | list[str]) -> str:
+    row = resources.RESOURCES[name]
+    return f"`{name}` ({row.kind.value}): {', '.join(resources.levels_of(levels))}, in `{row.variable}`"
+
+
+def _access_lines(declaration: FunctionDeclaration) -> list[str]:
+    """What the function uses and, for the odd cases, what it declares beyond its uses."""
+    lines = ["- uses:" if declaration.uses else "- uses: nothing"]
+    lines += [f"  - {_describe_use(name, levels)}" for name, levels in sorted(declaration.uses.items())]
+    for trigger_type, name in declaration.trigger_bindings():
+        kind, level = resources.TRIGGER_ACCESS[trigger_type]
+        if level:
+            lines.append(f"  - `{name}` ({kind.value}): {level}, for its {trigger_type} trigger")
+    if declaration.environment:
+        lines.append("- environment (settings):")
+        lines += [f"  - `{name}`: {_describe_value(value)}" for name, value in sorted(declaration.environment.items())]
+    if declaration.permissions:
+        lines.append("- permissions beyond its uses:")
+        for permission in declaration.permissions:
+            targets = ", ".join(_describe_value(resource) for resource in permission.resources)
+            lines.append(f"  - {', '.join(permission.actions)} on {targets}: {permission.reason}")
+    return lines
+
+
 def _describe_trigger(trigger) -> str:
     if trigger.type == "api":
         return "API Gateway (routes: see openapi.yaml, x-function)"
     if trigger.type == "sqs":
         return f"SQS `{trigger.queue}` (batch {trigger.batch_size}, partial batch responses)"
     if trigger.type == "s3":
-        return f"S3 Object Created via EventBridge on `{trigger.bucket}` `{trigger.prefix}*{trigger.suffix}`"
+        return f"S3 Object Created via EventBridge on `{trigger.bucket}` (`{trigger.prefix}*{trigger.suffix}`)"
     if trigger.type == "sns":
         return f"SNS `{trigger.topic}`"
     if trigger.type == "authorizer":
@@ -341,7 +452,9 @@ def render_functions_readme(declarations: list[FunctionDeclaration],
         "Logging, metrics (namespace `Payments`) and tracing use Powertools for AWS Lambda",
         "(public layer, same pinned version in tests). The compute layer sets `ENVIRONMENT` and the",
         "defaults `POWERTOOLS_SERVICE_NAME=payments`, `POWERTOOLS_METRICS_NAMESPACE=Payments` and",
-        "`LOG_LEVEL=INFO`; a declaration's `environment` may override the defaults.",
+        "`LOG_LEVEL=INFO`; a declaration's `environment` may override the defaults. What a function",
+        "uses (`uses:`) gives it the variable, the IAM actions and the KMS actions of each access level",
+        "(`templates_src/resources.py`); triggers grant what their event source needs.",
         "",
         "| function | trigger | memory / timeout | returns |",
         "|---|---|---|---|",
@@ -361,11 +474,17 @@ def render_functions_readme(declarations: list[FunctionDeclaration],
         lines.append(f"- returns: {declaration.returns}")
         if declaration.snapstart:
             lines.append("- SnapStart: on published versions (the `live` alias)")
-        lines.append("- environment:")
-        for name, value in sorted(declaration.environment.items()):
-            lines.append(f"  - `{name}`: {_describe_value(value)}")
-        lines.append("- permissions:")
-        for permission in declaration.permissions:
-            resources = ", ".join(_describe_value(resource) for resource in permission.resources)
-            lines.append(f"  - {', '.join(permission.actions)} on {resources}")
-    return "\n".join(lines) + "\n" + DESIGN_NOTES
+        lines += _access_lines(declaration)
+    return "\n".join(lines + _access_level_table()) + "\n" + DESIGN_NOTES
+
+
+def _access_level_table() -> list[str]:
+    """What each access level grants (templates_src/resources.py ACCESS), for reviewers."""
+    lines = ["", "## Access levels", "", "What `uses: {<resource>: <level>}` grants: the IAM actions on the resource "
+             "(a bucket resource is one prefix), the KMS actions on the key encrypting it, and the resource's variable.",
+             "", "| kind | level | IAM actions | KMS actions |", "|---|---|---|---|"]
+    for kind, levels in resources.ACCESS.items():
+        for level, access in levels.items():
+            where = f" on `<arn>{access.arn_suffix}`" if access.arn_suffix else ""
+            lines.append(f"| {kind.value} | `{level}` | {', '.join(access.actions)}{where} | {', '.join(access.kms) or '-'} |")
+    return lines

@@ -1,12 +1,16 @@
-"""messaging layer: the payment queue with its dead-letter queue, and the SNS topics.
+"""messaging layer: the work queues with their dead-letter queues (one row each in QUEUES), and
+the SNS topics.
 
 Design decisions:
-- The payment queue's visibility timeout is 6x the queue worker's timeout (AWS's guidance for
-  Lambda event sources: the function may be retried within one visibility window). The timeout
-  is read from `functions/queue_worker/function.yaml` through function_catalog, so changing the
-  function changes the queue.
-- A message that fails 3 receives moves to the DLQ, which keeps it 14 days (the SQS maximum)
-  and accepts redrives from the payment queue only.
+- Queues are rows of `QUEUES`, built by one loop (queue, DLQ, TLS-only policy, exports); the
+  function catalogue (`templates_src/resources.py`) makes each row usable by functions as
+  `uses: {<name>: send}` or an sqs trigger, and monitoring derives each row's alarms.
+- A queue's visibility timeout is 6x the longest timeout of the functions whose sqs trigger
+  names it (AWS's guidance for Lambda event sources: the function may be retried within one
+  visibility window), read from their `function.yaml`, so changing a consumer changes the
+  queue. A queue no function consumes is refused: nothing would ever drain it.
+- A message that fails `max_receives` receives moves to the DLQ, which keeps it 14 days (the SQS
+  maximum) and accepts redrives from its queue only.
 - Queue and topic policies grant nothing to anyone but CloudWatch (publishing alarms, only for
   this account). They deny every request without TLS; the same account's IAM policies grant
   the rest.
@@ -19,14 +23,26 @@ Design decisions:
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+
 import awacs.cloudwatch as cloudwatch_actions
 import awacs.sns as sns_actions
 import awacs.sqs as sqs_actions
 import awacs.states as states_actions
 from awacs.aws import Allow, ArnEquals, Condition, Policy, Statement, StringEquals
-from troposphere import GetAtt, Ref, Sub, Template, events, iam, sns, sqs, stepfunctions
+from troposphere import GetAtt, Ref, Template, events, iam, sns, sqs, stepfunctions
 
-from .blocks import deny_insecure_transport, log_group, service_resource_statement, service_trust, vended_logs_statements
+from .blocks import (
+    SQS_KMS_DATA_KEY_REUSE_S,
+    SQS_MAX_RETENTION_S,
+    deny_insecure_transport,
+    log_group,
+    queue_with_dead_letters,
+    service_resource_statement,
+    service_trust,
+    vended_logs_statements,
+)
 from .common import (
     CONFIRMED_SUBSCRIPTIONS_METRIC,
     OPERATIONS_NAMESPACE,
@@ -40,50 +56,91 @@ from .common import (
     tags,
 )
 from .config import EnvironmentConfig
-from .function_catalog import load_functions
 
 LAYER = "messaging"
 
-QUEUE_WORKER = "queue_worker"
 VISIBILITY_TIMEOUT_FACTOR = 6
 MAX_VISIBILITY_TIMEOUT_S = 12 * 60 * 60  # SQS upper bound
-MAX_RECEIVES_BEFORE_DLQ = 3
-PAYMENT_RETENTION_S = 4 * 24 * 60 * 60
-DLQ_RETENTION_S = 14 * 24 * 60 * 60  # SQS maximum
-LONG_POLL_WAIT_S = 20
-KMS_DATA_KEY_REUSE_S = 300
 WATCH_SCHEDULE = "rate(1 hour)"
+DAY_S = 24 * 60 * 60
 
 
-class QueueWorkerMissing(LookupError):
-    """The queue's visibility timeout depends on a function that is not declared."""
+@dataclass(frozen=True)
+class Queue:
+    """One work queue and its dead-letter queue.
+
+    `name` is what functions write: `uses: {payment_queue: send}` (the URL arrives in
+    `<NAME>_URL`) or `triggers: [{type: sqs, queue: payment_queue}]`. `stem` names the logical ids
+    and exports (`<stem>Queue`, `<stem>Dlq`, `<stem>QueueUrl|Arn|Name`, `<stem>DlqUrl|Arn|Name`);
+    `purpose` the queues (`payments-<env>-<purpose>` and `...-<purpose>-dlq`). Monitoring alarms
+    when the DLQ holds a message and, where set, when the oldest message is older than
+    `oldest_message_alarm_s` or more than `depth_alarm` messages wait."""
+
+    name: str
+    stem: str
+    purpose: str
+    description: str
+    retention_s: int
+    max_receives: int = 3
+    oldest_message_alarm_s: int | None = None
+    depth_alarm: int | None = None
+
+    @property
+    def variable(self) -> str:
+        return f"{self.name.upper()}_URL"
+
+    def export_key(self, which: str, attribute: str) -> str:
+        """`which` is "Queue" or "Dlq", `attribute` "Url", "Arn" or "Name"."""
+        return f"{self.stem}{which}{attribute}"
 
 
-def queue_worker_timeout_s() -> int:
+QUEUES = (
+    Queue(
+        "payment_queue", "Payment", "payments", "approved payments waiting for settlement",
+        retention_s=4 * DAY_S,
+        # Settlement normally follows approval within seconds; half an hour means the worker
+        # is not draining the queue (failing messages reach the DLQ within 3 visibility windows).
+        oldest_message_alarm_s=30 * 60,
+    ),
+)
+
+
+class QueueError(ValueError):
+    """A queue row cannot be built as declared (reported by the build as bad input)."""
+
+
+def consumer_timeouts_s() -> dict[str, int]:
+    """Queue name -> the longest timeout of the functions whose sqs trigger names it."""
+    from .function_catalog import load_functions  # the catalogue reads QUEUES: import late
+
+    timeouts: dict[str, int] = {}
     for declaration in load_functions():
-        if declaration.name == QUEUE_WORKER:
-            return declaration.timeout_s
-    raise QueueWorkerMissing(
-        f"functions/{QUEUE_WORKER}/function.yaml is missing: the payment queue's visibility timeout "
-        f"is {VISIBILITY_TIMEOUT_FACTOR}x that function's timeout"
-    )
+        for trigger in declaration.triggers:
+            if trigger.type == "sqs":
+                timeouts[trigger.queue] = max(timeouts.get(trigger.queue, 0), declaration.timeout_s)
+    return timeouts
 
 
-def visibility_timeout_s(worker_timeout_s: int) -> int:
-    timeout = VISIBILITY_TIMEOUT_FACTOR * worker_timeout_s
+def visibility_timeout_s(queue: Queue, consumer_timeout_s: int | None) -> int:
+    if consumer_timeout_s is None:
+        raise QueueError(f"messaging.QUEUES {queue.name}: no function has an sqs trigger on it, nothing would "
+                         "drain it (add `triggers: [{type: sqs, queue: " + queue.name + "}]` to its consumer)")
+    timeout = VISIBILITY_TIMEOUT_FACTOR * consumer_timeout_s
     if timeout > MAX_VISIBILITY_TIMEOUT_S:
-        raise ValueError(
-            f"{QUEUE_WORKER} timeout {worker_timeout_s}s needs a visibility timeout of {timeout}s, "
-            f"above the SQS maximum of {MAX_VISIBILITY_TIMEOUT_S}s"
+        raise QueueError(
+            f"messaging.QUEUES {queue.name}: consumer timeout {consumer_timeout_s}s needs a visibility timeout "
+            f"of {timeout}s, above the SQS maximum of {MAX_VISIBILITY_TIMEOUT_S}s"
         )
     return timeout
 
 
-def build(config: EnvironmentConfig, worker_timeout_s: int | None = None) -> Template:
-    """`worker_timeout_s` overrides the declared queue worker timeout (tests only)."""
-    template = new_template(config, LAYER, "payment queue, dead-letter queue and SNS topics")
-    timeout = visibility_timeout_s(worker_timeout_s if worker_timeout_s is not None else queue_worker_timeout_s())
-    _queues(template, config, timeout)
+def build(config: EnvironmentConfig, consumer_timeouts: Mapping[str, int] | None = None,
+          queues: tuple[Queue, ...] = QUEUES) -> Template:
+    """`consumer_timeouts` (queue name -> seconds) and `queues` replace the declared ones (tests only)."""
+    template = new_template(config, LAYER, "work queues, dead-letter queues and SNS topics")
+    timeouts = consumer_timeouts_s() if consumer_timeouts is None else consumer_timeouts
+    for queue in queues:
+        _queue(template, config, queue, visibility_timeout_s(queue, timeouts.get(queue.name)))
     _topics(template, config)
     return template
 
@@ -91,55 +148,16 @@ def build(config: EnvironmentConfig, worker_timeout_s: int | None = None) -> Tem
 # --- SQS ----------------------------------------------------------------------------------------
 
 
-def _queue_arn(name: str) -> Sub:
-    return Sub(f"arn:${{AWS::Partition}}:sqs:${{AWS::Region}}:${{AWS::AccountId}}:{name}")
-
-
-def _queues(template: Template, config: EnvironmentConfig, visibility_timeout: int) -> None:
-    data_key = import_value(config, "security", "DataKeyArn")
-    queue_name = resource_name(config, "payments")
-    dlq_name = resource_name(config, "payments-dlq")
-    dlq = sqs.Queue(
-        "PaymentDlq",
-        QueueName=dlq_name,
-        MessageRetentionPeriod=DLQ_RETENTION_S,
-        KmsMasterKeyId=data_key,
-        KmsDataKeyReusePeriodSeconds=KMS_DATA_KEY_REUSE_S,
-        # The payment queue's ARN is built from its name: a GetAtt would be a cycle (it names us).
-        RedriveAllowPolicy={"redrivePermission": "byQueue", "sourceQueueArnList": [_queue_arn(queue_name)]},
-        Tags=tags(config, dlq_name),
+def _queue(template: Template, config: EnvironmentConfig, queue: Queue, visibility_timeout: int) -> None:
+    work, dead_letters = queue_with_dead_letters(
+        template, config, queue.stem, queue.purpose, import_value(config, "security", "DataKeyArn"),
+        visibility_timeout_s=visibility_timeout, retention_s=queue.retention_s, max_receives=queue.max_receives,
     )
-    template.add_resource(keep_data(dlq, config))
-    queue = sqs.Queue(
-        "PaymentQueue",
-        QueueName=queue_name,
-        VisibilityTimeout=visibility_timeout,
-        MessageRetentionPeriod=PAYMENT_RETENTION_S,
-        ReceiveMessageWaitTimeSeconds=LONG_POLL_WAIT_S,
-        KmsMasterKeyId=data_key,
-        KmsDataKeyReusePeriodSeconds=KMS_DATA_KEY_REUSE_S,
-        RedrivePolicy=sqs.RedrivePolicy(
-            deadLetterTargetArn=GetAtt(dlq, "Arn"), maxReceiveCount=MAX_RECEIVES_BEFORE_DLQ
-        ),
-        Tags=tags(config, queue_name),
-    )
-    template.add_resource(keep_data(queue, config))
-    template.add_resource(
-        sqs.QueuePolicy(
-            "PaymentQueuesPolicy",
-            Queues=[Ref(queue), Ref(dlq)],
-            PolicyDocument=Policy(
-                Version="2012-10-17",
-                Statement=[
-                    deny_insecure_transport([sqs_actions.Action("*")], [GetAtt(queue, "Arn"), GetAtt(dlq, "Arn")])
-                ],
-            ),
-        )
-    )
-    for key, resource in (("PaymentQueue", queue), ("PaymentDlq", dlq)):
-        export(template, config, LAYER, f"{key}Url", Ref(resource), f"{key} URL")
-        export(template, config, LAYER, f"{key}Arn", GetAtt(resource, "Arn"), f"{key} ARN")
-        export(template, config, LAYER, f"{key}Name", GetAtt(resource, "QueueName"), f"{key} name")
+    for which, resource in (("Queue", work), ("Dlq", dead_letters)):
+        what = f"{queue.stem}{which}"
+        export(template, config, LAYER, queue.export_key(which, "Url"), Ref(resource), f"{what} URL")
+        export(template, config, LAYER, queue.export_key(which, "Arn"), GetAtt(resource, "Arn"), f"{what} ARN")
+        export(template, config, LAYER, queue.export_key(which, "Name"), GetAtt(resource, "QueueName"), f"{what} name")
 
 
 # --- SNS ----------------------------------------------------------------------------------------
@@ -219,9 +237,9 @@ def _alarm_dead_letters(template: Template, config: EnvironmentConfig, alarms: s
             sqs.Queue(
                 "AlarmDlq",
                 QueueName=name,
-                MessageRetentionPeriod=DLQ_RETENTION_S,
+                MessageRetentionPeriod=SQS_MAX_RETENTION_S,
                 KmsMasterKeyId=import_value(config, "security", "DataKeyArn"),
-                KmsDataKeyReusePeriodSeconds=KMS_DATA_KEY_REUSE_S,
+                KmsDataKeyReusePeriodSeconds=SQS_KMS_DATA_KEY_REUSE_S,
                 Tags=tags(config, name),
             ),
             config,

@@ -36,6 +36,7 @@ from troposphere import GetAtt, Sub, Template, cloudwatch
 from .common import CONFIRMED_SUBSCRIPTIONS_METRIC, OPERATIONS_NAMESPACE, import_value, new_template, output, resource_name, tags
 from .config import EnvironmentConfig
 from .function_catalog import FUNCTIONS_DIR, DeclarationError, FunctionDeclaration, function_name_export_key, load_functions
+from .messaging import QUEUES, Queue
 
 LAYER = "monitoring"
 BUSINESS_NAMESPACE = "Payments"
@@ -66,7 +67,7 @@ def _function_variable(function: FunctionDeclaration) -> str:
     return f"{function.logical_name}FunctionName"
 
 
-def sub_variables(config: EnvironmentConfig, functions: list[FunctionDeclaration]) -> dict:
+def sub_variables(config: EnvironmentConfig, functions: list[FunctionDeclaration], queues: tuple[Queue, ...] = QUEUES) -> dict:
     """Variable name -> Fn::ImportValue for every name the dashboard and alarms use."""
     imports = {
         "ApiName": ("api", "RestApiName"),
@@ -75,12 +76,12 @@ def sub_variables(config: EnvironmentConfig, functions: list[FunctionDeclaration
         "EcsClusterName": ("compute", "EcsClusterName"),
         "EcsServiceName": ("compute", "EcsServiceName"),
         "DbClusterIdentifier": ("data", "DbClusterIdentifier"),
-        "QueueName": ("messaging", "PaymentQueueName"),
-        "DlqName": ("messaging", "PaymentDlqName"),
         "AlarmDlqName": ("messaging", "AlarmDlqName"),
         "AlarmTopicName": ("messaging", "AlarmTopicName"),
     }
     imports.update({f"{table}TableName": ("data", f"{table}TableName") for table in TABLES})
+    for queue in queues:
+        imports.update({key: ("messaging", key) for key in (queue.export_key("Queue", "Name"), queue.export_key("Dlq", "Name"))})
     imports.update({_function_variable(f): ("compute", function_name_export_key(f.logical_name)) for f in functions})
     return {name: import_value(config, layer, key) for name, (layer, key) in sorted(imports.items())}
 
@@ -111,7 +112,8 @@ DEPTH = "ApproximateNumberOfMessagesVisible"
 P50, P99 = {"stat": "p50", "label": "p50"}, {"stat": "p99", "label": "p99"}
 # Widgets in reading order: (title, default stat, repeated over, lines); a line is (namespace,
 # metric, dimension set, options). A widget repeated over "function" or "table" draws its lines once
-# per declared function / table, labelled with it (functions keep the line's statistic).
+# per declared function / table, labelled with it (functions keep the line's statistic); one
+# repeated over "queue" is drawn once per row of messaging.QUEUES ("{}" in its title: the stem).
 WIDGETS = (
     ("Payments accepted, declined, settled", "Sum", None, tuple(
         (BUSINESS_NAMESPACE, metric, "business", {"label": metric})
@@ -137,7 +139,7 @@ WIDGETS = (
     ("DynamoDB throttled requests", "Sum", "table", (
         ("AWS/DynamoDB", "ReadThrottleEvents", "table", {}),
         ("AWS/DynamoDB", "WriteThrottleEvents", "table", {}))),
-    ("Payment queue and DLQ depth", "Maximum", None, (
+    ("{} queue and DLQ depth", "Maximum", "queue", (
         ("AWS/SQS", DEPTH, "queue", {"label": "queue"}),
         ("AWS/SQS", DEPTH, "dlq", {"label": "DLQ"}),
         ("AWS/SQS", "ApproximateAgeOfOldestMessage", "queue", {"label": "oldest (s)", "yAxis": "right"}))),
@@ -169,8 +171,6 @@ def _dimension_sets(config: EnvironmentConfig) -> dict[str, list[str]]:
         "alb": ["LoadBalancer", _ref("AlbFullName")],
         "ecs": ["ClusterName", _ref("EcsClusterName"), "ServiceName", _ref("EcsServiceName")],
         "db": ["DBClusterIdentifier", _ref("DbClusterIdentifier")],
-        "queue": ["QueueName", _ref("QueueName")],
-        "dlq": ["QueueName", _ref("DlqName")],
         "alarm topic": ["TopicName", _ref("AlarmTopicName")],
         "alarm dlq": ["QueueName", _ref("AlarmDlqName")],
     }
@@ -192,21 +192,34 @@ def _widget_lines(repeated_over, lines: tuple, dimension_sets: dict, functions: 
     return [[namespace, metric, *dimension_sets[dimensions], dict(options)] for namespace, metric, dimensions, options in lines]
 
 
-def dashboard_widgets(config: EnvironmentConfig, functions: list[FunctionDeclaration]) -> list[dict]:
+def _queue_dimension_sets(queue: Queue) -> dict[str, list[str]]:
+    return {
+        "queue": ["QueueName", _ref(queue.export_key("Queue", "Name"))],
+        "dlq": ["QueueName", _ref(queue.export_key("Dlq", "Name"))],
+    }
+
+
+def dashboard_widgets(config: EnvironmentConfig, functions: list[FunctionDeclaration],
+                      queues: tuple[Queue, ...] = QUEUES) -> list[dict]:
     """Every widget, laid out two per row in reading order."""
     dimension_sets = _dimension_sets(config)
-    widgets = [
-        _widget(title, _widget_lines(repeated_over, lines, dimension_sets, functions), stat)
-        for title, stat, repeated_over, lines in WIDGETS
-    ]
+    widgets = []
+    for title, stat, repeated_over, lines in WIDGETS:
+        if repeated_over == "queue":
+            widgets += [
+                _widget(title.format(queue.stem), _widget_lines(None, lines, _queue_dimension_sets(queue), functions), stat)
+                for queue in queues
+            ]
+        else:
+            widgets.append(_widget(title, _widget_lines(repeated_over, lines, dimension_sets, functions), stat))
     for index, widget in enumerate(widgets):
         widget.update(x=(index % 2) * WIDGET_WIDTH, y=(index // 2) * WIDGET_HEIGHT, width=WIDGET_WIDTH, height=WIDGET_HEIGHT)
     return widgets
 
 
-def dashboard_body(config: EnvironmentConfig, functions: list[FunctionDeclaration]) -> Sub:
-    body = json.dumps({"widgets": dashboard_widgets(config, functions)}, sort_keys=True, separators=(",", ":"))
-    return Sub(body, **sub_variables(config, functions))
+def dashboard_body(config: EnvironmentConfig, functions: list[FunctionDeclaration], queues: tuple[Queue, ...] = QUEUES) -> Sub:
+    body = json.dumps({"widgets": dashboard_widgets(config, functions, queues)}, sort_keys=True, separators=(",", ":"))
+    return Sub(body, **sub_variables(config, functions, queues))
 
 
 # --- alarms ------------------------------------------------------------------------------------
@@ -266,8 +279,6 @@ ALARMS = (
      "notBreaching", 1, LambdaSum("Errors"), "compute"),
     ("LambdaThrottles", "{} or more Lambda throttles in 5 minutes, all payment functions", "lambda_throttles_per_5min", GE,
      "notBreaching", 1, LambdaSum("Throttles"), "compute"),
-    ("DlqNotEmpty", "Payment messages reached the dead-letter queue", 0, GT, "notBreaching", 1,
-     Metric("AWS/SQS", "ApproximateNumberOfMessagesVisible", (("QueueName", "DlqName"),), "Maximum", 60), None),
     ("AlarmsUndelivered", "Alarm notifications the alarm topic could not deliver are in its dead-letter queue", 0, GT,
      "notBreaching", 1, Metric("AWS/SQS", "ApproximateNumberOfMessagesVisible", (("QueueName", "AlarmDlqName"),), "Maximum"), None),
     # no data: the hourly watch did not run, so nobody knows: as bad as none confirmed
@@ -284,6 +295,25 @@ ALARMS = (
     ("EcsCpu", "ECS service CPU above {}% for 15 minutes", "ecs_cpu_percent", GT, "missing", 3,
      Metric("AWS/ECS", "CPUUtilization", (("ClusterName", "EcsClusterName"), ("ServiceName", "EcsServiceName")), "Average"), None),
 )
+
+
+def queue_alarm_rows(queue: Queue) -> tuple:
+    """ALARMS rows for one row of messaging.QUEUES: its DLQ holds a message; where the row sets
+    them, its oldest message is too old or too many messages wait."""
+    queue_name = (("QueueName", queue.export_key("Queue", "Name")),)
+    dlq_name = (("QueueName", queue.export_key("Dlq", "Name")),)
+    rows: list[tuple] = [
+        (f"{queue.stem}DlqNotEmpty", f"{queue.stem} messages reached the dead-letter queue", 0, GT, "notBreaching", 1,
+         Metric("AWS/SQS", DEPTH, dlq_name, "Maximum", 60), None),
+    ]
+    if queue.oldest_message_alarm_s is not None:
+        rows.append((f"{queue.stem}QueueOldestMessage", f"A {queue.stem} queue message has waited more than {{}} s",
+                     queue.oldest_message_alarm_s, GT, "notBreaching", 1,
+                     Metric("AWS/SQS", "ApproximateAgeOfOldestMessage", queue_name, "Maximum"), None))
+    if queue.depth_alarm is not None:
+        rows.append((f"{queue.stem}QueueDepth", f"More than {{}} messages wait in the {queue.stem} queue", queue.depth_alarm,
+                     GT, "notBreaching", 1, Metric("AWS/SQS", DEPTH, queue_name, "Maximum"), None))
+    return tuple(rows)
 
 
 def _dimensions(**names_to_variables: str) -> list[cloudwatch.MetricDimension]:
@@ -367,9 +397,11 @@ def _threshold(source, limits) -> tuple[float, object]:
     return source, source
 
 
-def alarm_specs(config: EnvironmentConfig, functions: list[FunctionDeclaration], variables: dict) -> list[AlarmSpec]:
+def alarm_specs(config: EnvironmentConfig, functions: list[FunctionDeclaration], variables: dict,
+                queues: tuple[Queue, ...] = QUEUES) -> list[AlarmSpec]:
     specs = []
-    for name, description, source, comparison, missing, periods, signal, guards in ALARMS:
+    rows = ALARMS + tuple(row for queue in queues for row in queue_alarm_rows(queue))
+    for name, description, source, comparison, missing, periods, signal, guards in rows:
         threshold, limit = _threshold(source, config.monitoring.alarms)
         spec = AlarmSpec(
             name, description.format(limit), threshold, comparison, missing,
@@ -436,20 +468,21 @@ def _add_alarm(template: Template, config: EnvironmentConfig, spec: AlarmSpec, t
     return alarm
 
 
-def build(config: EnvironmentConfig, functions_dir: Path = FUNCTIONS_DIR) -> Template:
+def build(config: EnvironmentConfig, functions_dir: Path = FUNCTIONS_DIR, queues: tuple[Queue, ...] = QUEUES) -> Template:
+    """`queues` replaces messaging.QUEUES (tests only)."""
     functions = load_functions(functions_dir)
     template = new_template(config, LAYER, "dashboard and alarms (thresholds per environment)")
     template.add_resource(
         cloudwatch.Dashboard(
             "Dashboard",
             DashboardName=resource_name(config, "overview"),
-            DashboardBody=dashboard_body(config, functions),
+            DashboardBody=dashboard_body(config, functions, queues),
             Tags=tags(config, resource_name(config, "overview")),
         )
     )
     topic = import_value(config, "messaging", "AlarmTopicArn")
-    variables = sub_variables(config, functions)
-    specs = alarm_specs(config, functions, variables)
+    variables = sub_variables(config, functions, queues)
+    specs = alarm_specs(config, functions, variables, queues)
     for spec in specs:
         _add_alarm(template, config, spec, topic)
     template.metadata["RollbackTriggers"] = rollback_triggers(specs)

@@ -7,19 +7,10 @@ import yaml
 from openapi_spec_validator import validate
 
 from templates_src.function_catalog import load_functions, render_functions_readme
+from templates_src.resources import RESOURCES
 from tests.functions.conftest import FUNCTIONS
+from tests.layers.helpers import exports_contract
 
-EXPORTS = {
-    "data": {"TransactionsTableName", "TransactionsTableArn", "IdempotencyTableName", "IdempotencyTableArn",
-             "VelocityTableName", "VelocityTableArn", "BatchStatusTableName", "BatchStatusTableArn",
-             "MerchantsTableName", "MerchantsTableArn"},
-    "storage": {"AuditBucketName", "AuditBucketArn", "BatchBucketName", "BatchBucketArn", "DocumentsBucketName",
-                "DocumentsBucketArn"},
-    "messaging": {"PaymentQueueUrl", "PaymentQueueArn", "PaymentDlqUrl", "PaymentDlqArn",
-                  "PaymentNotificationsTopicArn", "AlarmTopicArn"},
-    "security": {"DataKeyArn", "LogsKeyArn", "SecretsKeyArn", "ApiSigningSecretArn", "CardFingerprintSecretArn",
-                 "MerchantKeyPepperSecretArn"},
-}
 DRAFT4_KEYWORDS = {"type", "properties", "required", "additionalProperties", "pattern", "minLength", "maxLength",
                    "minimum", "maximum", "enum", "items", "minItems", "maxItems", "maxProperties", "description",
                    "$ref", "title"}
@@ -40,17 +31,15 @@ def test_readme_is_generated_from_the_declarations():
 
 
 def test_exports_are_the_published_keys():
+    """Every export a usable resource or an escape hatch names is one docs/exports.md promises."""
+    for row in RESOURCES.values():
+        assert {row.value_key, row.arn_key} <= exports_contract(row.layer), row.name
+        assert row.key_export in exports_contract("security"), row.name
     for declaration in load_functions():
-        references = list(declaration.environment.values())
+        references = [value for value in declaration.environment.values() if hasattr(value, "export")]
         references += [resource for permission in declaration.permissions for resource in permission.resources]
-        references += [getattr(trigger, attribute) for trigger in declaration.triggers
-                       for attribute in ("queue", "bucket", "topic") if hasattr(trigger, attribute)]
         for reference in references:
-            export = getattr(reference, "export", reference if isinstance(reference, str) else None)
-            if export is None:
-                continue
-            layer, key = export.split(".")
-            assert key in EXPORTS[layer], f"{declaration.name}: unknown export {export}"
+            assert reference.key in exports_contract(reference.layer), f"{declaration.name}: unknown export {reference.export}"
 
 
 def test_environment_variables_read_by_the_code_are_declared():
@@ -80,7 +69,7 @@ def test_environment_variables_read_by_the_code_are_declared():
         "status": {"TRANSACTIONS_TABLE", "IDEMPOTENCY_TABLE", "VELOCITY_TABLE", "PAYMENT_QUEUE_URL"},
     }
     for declaration in load_functions():
-        assert needs[declaration.name] <= set(declaration.environment), declaration.name
+        assert needs[declaration.name] <= set(declaration.grants().variables) | set(declaration.environment), declaration.name
 
 
 def _env_reads(path) -> set[str]:
@@ -94,6 +83,9 @@ def _env_reads(path) -> set[str]:
 
 def test_permissions_are_exact_and_scoped():
     for declaration in load_functions():
+        for grant in declaration.grants().statements:
+            assert all("*" not in action for action in grant.actions)
+            assert grant.arn[2] in ("", "/index/*") or grant.arn[2].startswith("/") and grant.arn[2].endswith("/*")
         for permission in declaration.permissions:
             for action in permission.actions:
                 assert "*" not in action
@@ -186,12 +178,12 @@ def test_the_pepper_secret_is_granted_to_the_authorizer_only():
     """Among the functions only the authorizer may read the merchant key pepper (the operator
     tool reads it with the operator's own credentials), and only it and batch ingestion read
     the merchants table."""
-    readers = {declaration.name: {resource.export for permission in declaration.permissions
-                                  for resource in permission.resources} for declaration in load_functions()}
-    assert {name for name, exports in readers.items() if "security.MerchantKeyPepperSecretArn" in exports} == {"authorizer"}
-    assert {name for name, exports in readers.items() if "data.MerchantsTableArn" in exports} == {
-        "authorizer", "batch_ingestion"}
+    readers = {declaration.name: {grant.arn[1] for grant in declaration.grants().statements}
+               | {resource.key for permission in declaration.permissions for resource in permission.resources}
+               for declaration in load_functions()}
+    assert {name for name, exports in readers.items() if "MerchantKeyPepperSecretArn" in exports} == {"authorizer"}
+    assert {name for name, exports in readers.items() if "MerchantsTableArn" in exports} == {"authorizer", "batch_ingestion"}
     authorizer = next(declaration for declaration in load_functions() if declaration.name == "authorizer")
     assert authorizer.trigger_types() == {"authorizer"}
-    assert [permission.actions for permission in authorizer.permissions if
-            any(resource.export == "data.MerchantsTableArn" for resource in permission.resources)] == [["dynamodb:GetItem"]]
+    assert [grant.actions for grant in authorizer.grants().statements if grant.arn[1] == "MerchantsTableArn"] == [
+        ("dynamodb:BatchGetItem", "dynamodb:GetItem")]

@@ -16,10 +16,10 @@ import pytest
 from templates_src import compute
 from templates_src.compute_functions import FunctionTemplateError, s3_key_filter
 from templates_src.config import ConfigError, load_environment
-from templates_src.function_catalog import load_functions
+from templates_src.function_catalog import DeclarationError, load_functions
 from templates_src.packaging import package
 
-from .helpers import assert_data_policy
+from .helpers import assert_data_policy, contract_cell_keys
 
 ROOT = Path(__file__).resolve().parents[2]
 ENVIRONMENTS = ("dev", "staging", "prod")
@@ -32,14 +32,10 @@ DECLARATIONS = {
         returns: API Gateway proxy response
         triggers:
           - type: api
+        uses:
+          transactions_table: [read_write, query_indexes]
         environment:
-          TRANSACTIONS_TABLE: {export: data.TransactionsTableName}
           LOG_LEVEL: {value: DEBUG}
-        permissions:
-          - actions: [dynamodb:GetItem, dynamodb:PutItem]
-            resources:
-              - {export: data.TransactionsTableArn}
-              - {export: data.TransactionsTableArn, suffix: /index/*}
     """,
     "queue_worker": """
         description: Works the payment queue.
@@ -48,7 +44,7 @@ DECLARATIONS = {
         returns: SQS batch item failures
         triggers:
           - type: sqs
-            queue: messaging.PaymentQueueArn
+            queue: payment_queue
             batch_size: 5
     """,
     "batch_ingestion": """
@@ -58,8 +54,7 @@ DECLARATIONS = {
         returns: nothing
         triggers:
           - type: s3
-            bucket: storage.BatchBucketName
-            prefix: incoming/
+            bucket: batch_incoming
             suffix: .csv
     """,
     "audit_logger": """
@@ -69,7 +64,7 @@ DECLARATIONS = {
         returns: nothing
         triggers:
           - type: sns
-            topic: messaging.PaymentNotificationsTopicArn
+            topic: payment_notifications_topic
     """,
 }
 
@@ -175,11 +170,14 @@ def test_each_role_writes_only_its_own_log_group_and_declared_resources(built):
     role = template["Resources"]["PaymentApiRole"]
     by_sid = {s["Sid"]: s for s in statements(role)}
     assert by_sid["OwnLogGroup"]["Resource"] == [{"Fn::GetAtt": ["PaymentApiLogGroup", "Arn"]}]
-    assert by_sid["Declared0"]["Action"] == ["dynamodb:GetItem", "dynamodb:PutItem"]
-    assert by_sid["Declared0"]["Resource"] == [
-        imported("prod", "data", "TransactionsTableArn"),
-        {"Fn::Join": ["", [imported("prod", "data", "TransactionsTableArn"), "/index/*"]]},
-    ]
+    assert by_sid["TransactionsTable"]["Action"] == [
+        "dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
+    assert by_sid["TransactionsTable"]["Resource"] == [imported("prod", "data", "TransactionsTableArn")]
+    assert by_sid["TransactionsTableIndexes"] == {
+        "Sid": "TransactionsTableIndexes", "Effect": "Allow", "Action": ["dynamodb:Query"],
+        "Resource": [{"Fn::Join": ["", [imported("prod", "data", "TransactionsTableArn"), "/index/*"]]}]}
+    assert by_sid["DataKey"]["Action"] == ["kms:Decrypt", "kms:GenerateDataKey"]
+    assert by_sid["DataKey"]["Resource"] == [imported("prod", "security", "DataKeyArn")]
     # Roles are not shared: every function has its own.
     roles = {f["Properties"]["Role"]["Fn::GetAtt"][0] for f in resources_of(template, "AWS::Lambda::Function").values()}
     assert len(roles) == 4
@@ -230,9 +228,14 @@ def test_queue_worker_polls_through_the_alias_with_partial_batch_responses(built
     assert mapping["EventSourceArn"] == imported("dev", "messaging", "PaymentQueueArn")
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert mapping["BatchSize"] == 5
-    poll = next(s for s in statements(template["Resources"]["QueueWorkerRole"]) if s["Sid"].startswith("PollQueue"))
-    assert "sqs:ReceiveMessage" in poll["Action"] and "sqs:DeleteMessage" in poll["Action"]
-    assert poll["Resource"] == [imported("dev", "messaging", "PaymentQueueArn")]
+    # the trigger binds `consume` on its queue (and decrypting its messages), like any use
+    by_sid = {s["Sid"]: s for s in statements(template["Resources"]["QueueWorkerRole"])}
+    assert by_sid["PaymentQueue"]["Action"] == [
+        "sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"]
+    assert by_sid["PaymentQueue"]["Resource"] == [imported("dev", "messaging", "PaymentQueueArn")]
+    assert by_sid["DataKey"]["Action"] == ["kms:Decrypt"]
+    variables = template["Resources"]["QueueWorkerFunction"]["Properties"]["Environment"]["Variables"]
+    assert "PAYMENT_QUEUE_URL" not in variables  # the event names the queue
 
 
 def test_csv_uploads_reach_the_batch_function_through_eventbridge(built):
@@ -327,9 +330,10 @@ def test_platform_environment_variables_cannot_be_overridden(tmp_path):
         compute.build(load_environment("dev"), catalog)
 
 
-def test_a_malformed_trigger_reference_names_the_function(tmp_path):
-    broken = {"queue_worker": DECLARATIONS["queue_worker"].replace("messaging.PaymentQueueArn", "PaymentQueueArn")}
-    with pytest.raises(FunctionTemplateError, match="function queue_worker: 'PaymentQueueArn' must be 'layer.ExportKey'"):
+def test_a_trigger_naming_no_queue_names_the_file(tmp_path):
+    broken = {"queue_worker": DECLARATIONS["queue_worker"].replace("queue: payment_queue", "queue: messaging.PaymentQueueArn")}
+    with pytest.raises(DeclarationError, match=r"queue_worker/function.yaml: triggers.0.sqs.queue: sqs trigger names "
+                                               r"'messaging.PaymentQueueArn', not a queue \(known: payment_queue\)"):
         compute.build(load_environment("dev"), write_catalog(tmp_path, broken))
 
 
@@ -589,7 +593,7 @@ def contract_keys() -> set[str]:
     for line in (ROOT / "docs" / "exports.md").read_text().splitlines():
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
         if len(cells) == 2 and re.fullmatch(r"[a-z]+", cells[0]):
-            names |= {f"{cells[0]}-{key.strip()}" for key in cells[1].split(",") if re.fullmatch(r"[A-Z][A-Za-z]+", key.strip())}
+            names |= {f"{cells[0]}-{key}" for key in contract_cell_keys(cells[1])}
     return names
 
 

@@ -17,7 +17,8 @@ ENVIRONMENTS = ("dev", "staging", "prod")
 
 
 def built_dict(env: str, worker_timeout_s: int | None = None) -> dict:
-    return json.loads(messaging.build(load_environment(env), worker_timeout_s).to_json())
+    timeouts = None if worker_timeout_s is None else {"payment_queue": worker_timeout_s}
+    return json.loads(messaging.build(load_environment(env), timeouts).to_json())
 
 
 @pytest.fixture(scope="module")
@@ -26,11 +27,12 @@ def built() -> dict[str, tuple]:
 
 
 def test_visibility_timeout_is_six_times_the_declared_worker_timeout(built):
-    declared = {d.name: d.timeout_s for d in load_functions()}
-    assert "queue_worker" in declared, "functions/queue_worker/function.yaml must declare the worker"
+    consumers = {d.name: d.timeout_s for d in load_functions()
+                 if any(t.type == "sqs" and t.queue == "payment_queue" for t in d.triggers)}
+    assert set(consumers) == {"queue_worker"}, "functions/queue_worker/function.yaml must consume the payment queue"
     for _, template in built.values():
         queue = template["Resources"]["PaymentQueue"]["Properties"]
-        assert queue["VisibilityTimeout"] == 6 * declared["queue_worker"]
+        assert queue["VisibilityTimeout"] == 6 * consumers["queue_worker"]
 
 
 @pytest.mark.parametrize("worker_timeout, expected", [(1, 6), (45, 270), (900, 5400)])
@@ -40,8 +42,33 @@ def test_visibility_timeout_follows_the_worker(worker_timeout, expected):
 
 
 def test_a_worker_too_slow_for_sqs_is_refused():
-    with pytest.raises(ValueError, match="above the SQS maximum"):
-        messaging.visibility_timeout_s(7201)
+    with pytest.raises(messaging.QueueError, match="payment_queue: consumer timeout 7201s .* above the SQS maximum"):
+        messaging.visibility_timeout_s(messaging.QUEUES[0], 7201)
+
+
+def test_a_queue_no_function_consumes_is_refused():
+    with pytest.raises(messaging.QueueError, match="QUEUES payment_queue: no function has an sqs trigger on it"):
+        messaging.build(load_environment("dev"), {})
+
+
+REFUNDS = messaging.Queue("refund_queue", "Refund", "refunds", "refunds waiting for the processor",
+                          retention_s=86400, max_receives=5, oldest_message_alarm_s=600, depth_alarm=1000)
+
+
+def test_a_queue_row_gives_queue_dlq_policy_and_exports():
+    """Adding a queue is one row of QUEUES: the loop builds the rest."""
+    template = json.loads(messaging.build(load_environment("staging"), {"payment_queue": 60, "refund_queue": 30},
+                                          (*messaging.QUEUES, REFUNDS)).to_json())
+    resources = template["Resources"]
+    queue, dlq = resources["RefundQueue"]["Properties"], resources["RefundDlq"]["Properties"]
+    assert queue["QueueName"] == "payments-staging-refunds" and dlq["QueueName"] == "payments-staging-refunds-dlq"
+    assert queue["VisibilityTimeout"] == 180 and queue["MessageRetentionPeriod"] == 86400
+    assert queue["RedrivePolicy"] == {"deadLetterTargetArn": {"Fn::GetAtt": ["RefundDlq", "Arn"]}, "maxReceiveCount": 5}
+    assert queue["KmsMasterKeyId"] == dlq["KmsMasterKeyId"] == {"Fn::ImportValue": "payments-staging-security-DataKeyArn"}
+    assert resources["RefundQueuesPolicy"]["Properties"]["Queues"] == [{"Ref": "RefundQueue"}, {"Ref": "RefundDlq"}]
+    assert_data_policy(resources["RefundQueue"], "staging")
+    assert {f"Refund{which}{attribute}" for which in ("Queue", "Dlq") for attribute in ("Url", "Arn", "Name")} <= set(
+        template["Outputs"])
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
@@ -171,6 +198,7 @@ def _imports(node):
 
 
 def test_a_missing_queue_worker_is_a_clear_error(monkeypatch):
-    monkeypatch.setattr(messaging, "load_functions", lambda: [])
-    with pytest.raises(messaging.QueueWorkerMissing, match="functions/queue_worker/function.yaml is missing"):
+    from templates_src import function_catalog
+    monkeypatch.setattr(function_catalog, "load_functions", lambda: [])
+    with pytest.raises(messaging.QueueError, match="payment_queue: no function has an sqs trigger on it"):
         messaging.build(load_environment("dev"))
