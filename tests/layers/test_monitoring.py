@@ -17,8 +17,8 @@ from .helpers import logical, write_function
 
 ENVIRONMENTS = ("dev", "staging", "prod")
 FUNCTION_NAMES = ("audit_logger", "fraud_screening", "payment_api", "queue_worker", "status")
-ALARMS = ("ApiLatencyP99", "Api5xx", "LambdaErrors", "LambdaThrottles", "DlqNotEmpty", "AuroraCpu", "Alb5xx", "AlbLatencyP99", "EcsCpu",
-          "AlarmsUndelivered", "AlarmsUnconfirmed")
+ALARMS = ("ApiLatencyP99", "Api5xx", "LambdaErrors", "LambdaThrottles", "AuroraCpu", "Alb5xx", "AlbLatencyP99", "EcsCpu",
+          "AlarmsUndelivered", "AlarmsUnconfirmed", "PaymentDlqNotEmpty", "PaymentQueueOldestMessage")
 
 
 @pytest.fixture
@@ -71,7 +71,7 @@ def test_thresholds_come_from_the_environment(env, functions_dir):
     assert alarms["Alb5xxAlarm"]["Threshold"] == limits.alb_5xx_per_5min
     assert alarms["AlbLatencyP99Alarm"]["Threshold"] == pytest.approx(limits.alb_latency_p99_ms / 1000)
     assert alarms["EcsCpuAlarm"]["Threshold"] == limits.ecs_cpu_percent
-    dlq = alarms["DlqNotEmptyAlarm"]
+    dlq = alarms["PaymentDlqNotEmptyAlarm"]
     assert (dlq["Threshold"], dlq["ComparisonOperator"]) == (0, "GreaterThanThreshold")
     assert dlq["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::ImportValue": f"payments-{env}-messaging-PaymentDlqName"}}]
 
@@ -167,7 +167,7 @@ def test_dashboard_covers_every_required_metric(functions_dir):
     lambda_functions = {m[3] for m in all_metrics(body) if m[:2] == ["AWS/Lambda", "Errors"]}
     assert lambda_functions == {f"${{{logical(n)}FunctionName}}" for n in FUNCTION_NAMES}
     queues = {m[3] for m in all_metrics(body) if m[1] == "ApproximateNumberOfMessagesVisible"}
-    assert queues == {"${QueueName}", "${DlqName}", "${AlarmDlqName}"}
+    assert queues == {"${PaymentQueueName}", "${PaymentDlqName}", "${AlarmDlqName}"}
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
@@ -261,3 +261,27 @@ def test_a_traffic_serving_layer_without_a_guarding_alarm_is_an_error():
     spec = monitoring.AlarmSpec("OnlyApi", "guards api", 1, "GreaterThanThreshold", "missing", guards="api")
     with pytest.raises(monitoring.MonitoringError, match="layer compute serves traffic and needs 1 to 5"):
         monitoring.rollback_triggers([spec])
+
+
+def test_a_queue_row_gets_its_alarms_and_widget(functions_dir):
+    """Adding a queue is one row of messaging.QUEUES: monitoring derives its alarms and widget."""
+    from templates_src.messaging import QUEUES, Queue
+
+    refunds = Queue("refund_queue", "Refund", "refunds", "refunds", retention_s=86400,
+                    oldest_message_alarm_s=600, depth_alarm=1000)
+    template = json.loads(monitoring.build(load_environment("prod"), functions_dir, (*QUEUES, refunds)).to_json())
+    alarms = alarms_of(template)
+    refund_queue = [{"Name": "QueueName", "Value": {"Fn::ImportValue": "payments-prod-messaging-RefundQueueName"}}]
+    assert alarms["RefundDlqNotEmptyAlarm"]["Dimensions"] == [
+        {"Name": "QueueName", "Value": {"Fn::ImportValue": "payments-prod-messaging-RefundDlqName"}}]
+    oldest, depth = alarms["RefundQueueOldestMessageAlarm"], alarms["RefundQueueDepthAlarm"]
+    assert (oldest["MetricName"], oldest["Threshold"], oldest["Dimensions"]) == (
+        "ApproximateAgeOfOldestMessage", 600, refund_queue)
+    assert (depth["MetricName"], depth["Threshold"], depth["Dimensions"]) == (
+        "ApproximateNumberOfMessagesVisible", 1000, refund_queue)
+    assert depth["AlarmDescription"] == "More than 1000 messages wait in the Refund queue"
+    body, variables = dashboard(template)
+    assert "Refund queue and DLQ depth" in [widget["properties"]["title"] for widget in body["widgets"]]
+    assert variables["RefundDlqName"] == {"Fn::ImportValue": "payments-prod-messaging-RefundDlqName"}
+    # a queue row without thresholds still alarms on its dead letters, never on age or depth
+    assert "PaymentQueueDepthAlarm" not in alarms
