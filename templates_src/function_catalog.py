@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from . import resources
 
@@ -118,20 +118,22 @@ class Permission(Strict):
         return actions
 
 
+def _named_resource(trigger_type: str) -> AfterValidator:
+    """Checks that a trigger names a resource of the kind its event source reads."""
+    def check(value: str) -> str:
+        resources.trigger_resource(trigger_type, value)
+        return value
+    return AfterValidator(check)
+
+
 class ApiTrigger(Strict):
     type: Literal["api"]
 
 
 class SqsTrigger(Strict):
     type: Literal["sqs"]
-    queue: str  # a queue of resources.RESOURCES
+    queue: Annotated[str, _named_resource("sqs")]  # a queue of resources.RESOURCES
     batch_size: int = Field(default=10, ge=1, le=10)
-
-    @field_validator("queue")
-    @classmethod
-    def _known_queue(cls, value: str) -> str:
-        resources.trigger_resource("sqs", value)
-        return value
 
     @property
     def resource(self) -> str:
@@ -140,14 +142,8 @@ class SqsTrigger(Strict):
 
 class S3Trigger(Strict):
     type: Literal["s3"]
-    bucket: str  # a bucket prefix of resources.RESOURCES: its prefix filters the events
+    bucket: Annotated[str, _named_resource("s3")]  # a bucket prefix of resources.RESOURCES: its prefix filters the events
     suffix: str = ""
-
-    @field_validator("bucket")
-    @classmethod
-    def _known_bucket(cls, value: str) -> str:
-        resources.trigger_resource("s3", value)
-        return value
 
     @property
     def resource(self) -> str:
@@ -160,13 +156,7 @@ class S3Trigger(Strict):
 
 class SnsTrigger(Strict):
     type: Literal["sns"]
-    topic: str  # a topic of resources.RESOURCES
-
-    @field_validator("topic")
-    @classmethod
-    def _known_topic(cls, value: str) -> str:
-        resources.trigger_resource("sns", value)
-        return value
+    topic: Annotated[str, _named_resource("sns")]  # a topic of resources.RESOURCES
 
     @property
     def resource(self) -> str:
