@@ -38,6 +38,7 @@ from .output import Printer
 from .plans import Label
 from .review import MASK
 from .scheduler import RunResult
+from .shapes import JsonObject, ReviewRow, Template
 from .stacks import describe_stack, list_stack_resources
 
 DEPLOYED_FORMAT = 1
@@ -69,18 +70,18 @@ def _timestamp(value: Any) -> Any:
     return value.isoformat() if isinstance(value, (datetime.datetime, datetime.date)) else value
 
 
-def _canonical_sha256(template: dict) -> str:
+def _canonical_sha256(template: Template) -> str:
     return hashlib.sha256(json.dumps(template, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def _run_results(result: RunResult) -> dict[str, tuple[str, str]]:
+def _run_results(result: RunResult) -> dict[str, tuple[Label, str]]:
     results = {name: (outcome.label, outcome.detail) for name, outcome in result.outcomes.items()}
     results.update({name: (Label.NOT_STARTED, "") for name in result.not_started})
     return results
 
 
-def _stack_entry(ctx: Context, spec: StackSpec, run_result: str, detail: str) -> dict:
-    entry: dict[str, Any] = {"name": spec.name, "region": spec.region, "run_result": run_result}
+def _stack_entry(ctx: Context, spec: StackSpec, run_result: str, detail: str) -> JsonObject:
+    entry: JsonObject = {"name": spec.name, "region": spec.region, "run_result": run_result}
     if detail:
         entry["run_detail"] = detail
     deployed = describe_stack(ctx, spec.region, spec.name)
@@ -104,7 +105,7 @@ def _stack_entry(ctx: Context, spec: StackSpec, run_result: str, detail: str) ->
     return entry
 
 
-def _resources(ctx: Context, region: str, stack_id: str) -> list[dict]:
+def _resources(ctx: Context, region: str, stack_id: str) -> list[ReviewRow]:
     summaries = list_stack_resources(ctx, region, stack_id)
     rows = [{"logical_id": s["LogicalResourceId"], "type": s.get("ResourceType"),
              "physical_id": s.get("PhysicalResourceId"), "status": s.get("ResourceStatus")} for s in summaries]
@@ -129,7 +130,7 @@ def _masked(node: Any, secrets: set[str], found: list[str], where: str) -> Any:
     return node
 
 
-def build_document(ctx: Context, manifest: Manifest, result: RunResult) -> tuple[dict, list[str]]:
+def build_document(ctx: Context, manifest: Manifest, result: RunResult) -> tuple[JsonObject, list[str]]:
     """The document, and where a NoEcho value had to be masked (for a warning)."""
     run_results = _run_results(result)
     secrets = no_echo_values(manifest)
@@ -152,7 +153,7 @@ def build_document(ctx: Context, manifest: Manifest, result: RunResult) -> tuple
     return document, masked_at
 
 
-def render(document: dict) -> bytes:
+def render(document: JsonObject) -> bytes:
     return (json.dumps(document, indent=2, sort_keys=True) + "\n").encode()
 
 

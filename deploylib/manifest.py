@@ -9,8 +9,10 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .errors import REFUSED_EXIT, DeployError
+from .shapes import JsonObject, Template
 
 SUPPORTED_FORMAT = 1
 
@@ -73,8 +75,9 @@ class StackSpec:
             )
         return body
 
-    def template(self) -> dict:
-        return json.loads(self.template_bytes())
+    def template(self) -> Template:
+        template: Template = json.loads(self.template_bytes())
+        return template
 
 
 @dataclass(frozen=True)
@@ -91,7 +94,7 @@ class Manifest:
     artifacts: tuple[Artifact, ...]
     stacks: tuple[StackSpec, ...]
     by_name: dict[str, StackSpec] = field(repr=False)
-    preflight: dict = field(default_factory=dict, repr=False)  # parsed by deploylib.preflight
+    preflight: JsonObject = field(default_factory=dict, repr=False)  # parsed by deploylib.preflight
 
     @property
     def build_dir(self) -> Path:
@@ -142,13 +145,13 @@ def load_manifest(build_dir: Path, environment: str) -> Manifest:
     return parse_manifest(raw, path, environment)
 
 
-def _require(mapping: dict, key: str, where: str):
+def _require(mapping: JsonObject, key: str, where: str) -> Any:
     if key not in mapping:
         raise ManifestError(f"{where}: missing field '{key}'")
     return mapping[key]
 
 
-def parse_manifest(raw: dict, path: Path, environment: str) -> Manifest:
+def parse_manifest(raw: JsonObject, path: Path, environment: str) -> Manifest:
     where = str(path)
     if raw.get("format") != SUPPORTED_FORMAT:
         raise ManifestError(f"{where}: format {raw.get('format')!r} is not supported (expected 1)")
@@ -190,7 +193,8 @@ def parse_manifest(raw: dict, path: Path, environment: str) -> Manifest:
     return manifest
 
 
-def _parse_stack(item: dict, base: Path, raw: dict, where: str) -> StackSpec:
+def _parse_stack(item: JsonObject, base: Path, raw: JsonObject, where: str) -> StackSpec:
+
     name = _require(item, "name", f"{where} stacks")
     here = f"{where} stack {name}"
     alarms = tuple(
