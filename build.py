@@ -32,11 +32,19 @@ import sys
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
-from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
-from templates_src.common import LIFECYCLE_PARAMETER, STATEFUL_TYPES, stack_name, standard_tags
-from templates_src.common import TEMPLATE_BODY_LIMIT_BYTES as BODY_LIMIT_BYTES
+from platform_contracts import (
+    IAM_CAPABILITY_TYPES,
+    IAM_NAME_PROPERTIES,
+    LIFECYCLE_PARAMETER,
+    STATEFUL_TYPES,
+    DependencyCycle,
+    dependency_order,
+)
+from platform_contracts import TEMPLATE_BODY_LIMIT_BYTES as BODY_LIMIT_BYTES
+from platform_contracts import TEMPLATE_URL_LIMIT_BYTES as URL_LIMIT_BYTES
+from templates_src.common import stack_name, standard_tags
 from templates_src.config import DEFAULT_BUILD, ENVIRONMENTS, PARAMETERS_DIR, ConfigError, EnvironmentConfig, load_environments
 from templates_src.function_catalog import DeclarationError, load_functions
 from templates_src.layers import LAYERS, Layer, layers_for
@@ -47,26 +55,12 @@ ROOT = Path(__file__).resolve().parent
 BUILD_DIR = ROOT / "build"
 MANIFEST_FORMAT = 1
 
-# CloudFormation quotas (per template) and the share of one at which the build says so.
-URL_LIMIT_BYTES = 1_000_000
+# CloudFormation quotas (per template; the size ones in platform_contracts) and the share of one at which the build says so.
 RESOURCE_LIMIT = 500
 OUTPUT_LIMIT = 200
 PARAMETER_LIMIT = 200
 NEAR_LIMIT_SHARE = 0.8
 
-IAM_TYPES = frozenset(
-    {
-        "AWS::IAM::Role",
-        "AWS::IAM::Policy",
-        "AWS::IAM::ManagedPolicy",
-        "AWS::IAM::User",
-        "AWS::IAM::Group",
-        "AWS::IAM::InstanceProfile",
-        "AWS::IAM::AccessKey",
-        "AWS::IAM::UserToGroupAddition",
-    }
-)
-IAM_NAME_PROPERTIES = ("RoleName", "ManagedPolicyName", "UserName", "GroupName", "InstanceProfileName")
 
 
 class BuildError(Exception):
@@ -127,7 +121,7 @@ def find_exports(template: dict) -> list[str]:
 def capabilities(template: dict) -> list[str]:
     needed = set()
     for resource in template.get("Resources", {}).values():
-        if resource.get("Type") in IAM_TYPES:
+        if resource.get("Type") in IAM_CAPABILITY_TYPES:
             needed.add("CAPABILITY_IAM")
             if any(prop in resource.get("Properties", {}) for prop in IAM_NAME_PROPERTIES):
                 needed.add("CAPABILITY_NAMED_IAM")
@@ -202,16 +196,10 @@ def link_stacks(stacks: list[StackBuild]) -> list[StackBuild]:
         stack.depends_on = sorted(depends)
     if problems:
         raise BuildError("\n".join(problems))
-    sorter = TopologicalSorter({stack.name: stack.depends_on for stack in stacks})
     try:
-        sorter.prepare()
-    except CycleError as error:
-        raise BuildError(f"the stacks form a cycle: {' -> '.join(error.args[1])}") from None
-    ordered = []
-    while sorter.is_active():
-        ready = sorted(sorter.get_ready())
-        ordered.extend(ready)
-        sorter.done(*ready)
+        ordered = dependency_order({stack.name: stack.depends_on for stack in stacks})
+    except DependencyCycle as cycle:
+        raise BuildError(f"the stacks form a cycle: {cycle}") from None
     return [by_name[name] for name in ordered]
 
 

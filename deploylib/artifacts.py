@@ -20,7 +20,7 @@ from pathlib import Path
 
 from botocore.exceptions import ClientError
 
-from templates_src.common import TEMPLATE_BODY_LIMIT_BYTES  # the build checks the same limit
+from platform_contracts import TEMPLATE_BODY_LIMIT_BYTES  # the build checks the same limit
 
 from .aws import Context, RetryingClient, error_code
 from .errors import DeployError

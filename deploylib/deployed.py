@@ -30,13 +30,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from platform_contracts import NO_ECHO_MASK
+
 from .artifacts import artifact_bucket_name, object_exists
 from .aws import Context
 from .changesets import deployed_template
 from .manifest import Manifest, StackSpec
 from .output import Printer
 from .plans import Label
-from .review import MASK
 from .scheduler import RunResult
 from .shapes import JsonObject, ReviewRow, Template
 from .stacks import describe_stack, list_stack_resources
@@ -125,7 +126,7 @@ def _masked(node: Any, secrets: set[str], found: list[str], where: str) -> Any:
     if isinstance(node, str):
         for secret in sorted(secrets, key=len, reverse=True):
             if secret in node:
-                node = node.replace(secret, MASK)
+                node = node.replace(secret, NO_ECHO_MASK)
                 found.append(where)
     return node
 
@@ -165,7 +166,7 @@ def write_and_publish(ctx: Context, manifest: Manifest, printer: Printer, result
     """
     document, masked_at = build_document(ctx, manifest, result)
     for where in masked_at:
-        printer.line(f"WARNING {where} contained a NoEcho parameter value; masked as {MASK} in deployed.json")
+        printer.line(f"WARNING {where} contained a NoEcho parameter value; masked as {NO_ECHO_MASK} in deployed.json")
     body = render(document)
     sha256 = hashlib.sha256(body).hexdigest()
     path = deployed_path(manifest)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from botocore.exceptions import ClientError
 from botocore.parsers import ResponseParserError
 
-from templates_src.common import STATEFUL_TYPES
+from platform_contracts import STATEFUL_TYPES
 
 from .aws import Context, error_message
 from .manifest import StackSpec

@@ -1,4 +1,4 @@
-"""The deploy-managed StackLifecycle parameter (declared by templates_src.common).
+"""The deploy-managed StackLifecycle parameter (platform_contracts; declared by templates_src.common).
 
 A stack is `creating` on its first create and `established` once that create has succeeded.
 What hangs on it is decided in the templates: deletion protection (off while a failed create
@@ -9,13 +9,15 @@ deletes an environment that keeps its data (deletion protection would stop the d
 """
 from __future__ import annotations
 
+from platform_contracts import LIFECYCLE_CREATING, LIFECYCLE_ESTABLISHED
+
 from .changesets import ChangeSet
 from .manifest import StackSpec
 from .shapes import Stack
 from .stacks import UPDATABLE_STATUSES
 
-CREATING = "creating"
-ESTABLISHED = "established"
+CREATING = LIFECYCLE_CREATING
+ESTABLISHED = LIFECYCLE_ESTABLISHED
 
 
 def lifecycle_value(spec: StackSpec, deployed: Stack | None) -> str | None:

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from platform_contracts import DependencyCycle, dependency_order
+
 from .errors import REFUSED_EXIT, DeployError
 from .shapes import JsonObject, Template
 
@@ -244,18 +246,7 @@ def _check_graph(manifest: Manifest, where: str) -> None:
         for alarm in stack.rollback_alarms:
             if alarm.stack not in manifest.by_name:
                 raise ManifestError(f"{where}: {stack.name} rollback alarm {alarm.output} names unknown stack {alarm.stack}")
-    graph = manifest.dependencies()
-    state: dict[str, str] = {}
-
-    def visit(node: str, trail: list[str]) -> None:
-        if state.get(node) == "done":
-            return
-        if state.get(node) == "visiting":
-            raise ManifestError(f"{where}: dependency cycle {' -> '.join(trail + [node])}")
-        state[node] = "visiting"
-        for dep in sorted(graph[node]):
-            visit(dep, trail + [node])
-        state[node] = "done"
-
-    for name in sorted(graph):
-        visit(name, [])
+    try:
+        dependency_order(manifest.dependencies())
+    except DependencyCycle as cycle:
+        raise ManifestError(f"{where}: dependency cycle {cycle}") from None

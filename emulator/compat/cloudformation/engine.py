@@ -38,6 +38,8 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
 
+from platform_contracts import IAM_CAPABILITY_TYPES, IAM_NAME_PROPERTIES, TEMPLATE_BODY_LIMIT_BYTES, TEMPLATE_URL_LIMIT_BYTES
+
 from ..errors import (
     AlreadyExists,
     ChangeSetNotFound,
@@ -53,15 +55,8 @@ from .providers import Provider, Request, generated_name, provider_for, run_safe
 
 log = logging.getLogger("emulator")
 
-TEMPLATE_BODY_LIMIT = 51_200
-TEMPLATE_URL_LIMIT = 1_000_000
 NO_CHANGES = "The submitted information didn't contain changes. Submit different information to create a change set."
 _NAME = re.compile(r"[a-zA-Z][-a-zA-Z0-9]*")
-IAM_TYPES = frozenset({
-    "AWS::IAM::Role", "AWS::IAM::Policy", "AWS::IAM::ManagedPolicy", "AWS::IAM::User", "AWS::IAM::Group",
-    "AWS::IAM::InstanceProfile", "AWS::IAM::AccessKey", "AWS::IAM::UserToGroupAddition",
-})
-IAM_NAME_PROPERTIES = ("RoleName", "ManagedPolicyName", "UserName", "GroupName", "InstanceProfileName")
 _TOKEN = re.compile(r"<<(Ref|GetAtt):([^>]+)>>")
 
 
@@ -103,8 +98,8 @@ def read_template_url(store: Store, url: str) -> str:
     if obj is None:
         raise denied
     body = obj.value
-    if len(body) > TEMPLATE_URL_LIMIT:
-        raise ValidationError(f"Template may not exceed {TEMPLATE_URL_LIMIT} bytes in size.")
+    if len(body) > TEMPLATE_URL_LIMIT_BYTES:
+        raise ValidationError(f"Template may not exceed {TEMPLATE_URL_LIMIT_BYTES} bytes in size.")
     return body.decode("utf-8")
 
 
@@ -118,10 +113,10 @@ def template_body_from(store: Store, body: str | None, url: str | None, previous
     if body and url:
         raise ValidationError("You cannot specify both Template Body and Template URL.")
     if body:
-        if len(body.encode()) > TEMPLATE_BODY_LIMIT:
+        if len(body.encode()) > TEMPLATE_BODY_LIMIT_BYTES:
             raise ValidationError(
                 "1 validation error detected: Value at 'templateBody' failed to satisfy constraint: Member "
-                f"must have length less than or equal to {TEMPLATE_BODY_LIMIT}")
+                f"must have length less than or equal to {TEMPLATE_BODY_LIMIT_BYTES}")
         return body
     if url:
         return read_template_url(store, url)
@@ -221,7 +216,7 @@ def _check_parameter(key: str, spec: dict, kind: str, value: str) -> None:
 def required_capabilities(template: dict, original: dict) -> set[str]:
     needed = transforms.required_capabilities(original)
     for body in (template.get("Resources") or {}).values():
-        if body.get("Type") in IAM_TYPES:
+        if body.get("Type") in IAM_CAPABILITY_TYPES:
             properties = body.get("Properties") or {}
             if any(name in properties for name in IAM_NAME_PROPERTIES):
                 needed.add("CAPABILITY_NAMED_IAM")

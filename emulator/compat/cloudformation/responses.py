@@ -16,6 +16,8 @@ from typing import Any
 from moto.cloudformation.responses import CloudFormationResponse
 from moto.core.responses import ActionResult, EmptyResult
 
+from platform_contracts import NO_ECHO_MASK
+
 from ..errors import ValidationError
 from . import engine
 from .model import LOCK, ChangeSet, Stack, Store
@@ -43,9 +45,9 @@ def _parameters(values: dict[str, str], ssm: dict[str, str], template: dict) -> 
     hidden = _no_echo(template)
     rows = []
     for key, value in values.items():
-        row = {"ParameterKey": key, "ParameterValue": "****" if key in hidden else value}
+        row = {"ParameterKey": key, "ParameterValue": NO_ECHO_MASK if key in hidden else value}
         if key in ssm:
-            row["ResolvedValue"] = "****" if key in hidden else ssm[key]
+            row["ResolvedValue"] = NO_ECHO_MASK if key in hidden else ssm[key]
         rows.append(row)
     return rows
 
