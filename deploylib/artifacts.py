@@ -66,7 +66,7 @@ def _read_verified(path: Path, expected_sha256: str, what: str) -> bytes:
     try:
         body = path.read_bytes()
     except OSError as error:
-        raise ManifestError(f"{what}: cannot read {path}: {error}; rerun `make build`")
+        raise ManifestError(f"{what}: cannot read {path}: {error}; rerun `make build`") from None
     actual = hashlib.sha256(body).hexdigest()
     if actual != expected_sha256:
         raise ManifestError(f"{what}: {path.name} does not match its manifest sha256; rerun `make build`")

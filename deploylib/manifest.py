@@ -68,7 +68,7 @@ class StackSpec:
         try:
             body = self.template_path.read_bytes()
         except OSError as error:
-            raise ManifestError(f"{self.name}: cannot read template {self.template_path}: {error}")
+            raise ManifestError(f"{self.name}: cannot read template {self.template_path}: {error}") from None
         actual = hashlib.sha256(body).hexdigest()
         if actual != self.sha256:
             raise ManifestError(
@@ -143,7 +143,7 @@ def load_manifest(build_dir: Path, environment: str) -> Manifest:
     try:
         raw = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as error:
-        raise ManifestError(f"{path} is not valid JSON ({error}); rerun `make build ENV={environment}`")
+        raise ManifestError(f"{path} is not valid JSON ({error}); rerun `make build ENV={environment}`") from None
     return parse_manifest(raw, path, environment)
 
 

@@ -265,7 +265,7 @@ def load_preflight(build_dir: Path, environment: str) -> PreflightSpec:
     try:
         raw = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as error:
-        raise ManifestError(f"cannot read {path} ({error}); run `make build ENV={environment}`")
+        raise ManifestError(f"cannot read {path} ({error}); run `make build ENV={environment}`") from None
     if not isinstance(raw, dict) or "preflight" not in raw:
         raise ManifestError(f"{path}: missing field 'preflight'; rebuild with `make build ENV={environment}`")
     spec = parse_preflight(raw["preflight"], str(path))

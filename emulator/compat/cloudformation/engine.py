@@ -94,7 +94,7 @@ def read_template_url(store: Store, url: str) -> str:
     except ValidationError:
         raise
     except Exception:
-        raise denied
+        raise denied from None
     if obj is None:
         raise denied
     body = obj.value
@@ -198,7 +198,7 @@ def _check_parameter(key: str, spec: dict, kind: str, value: str) -> None:
             try:
                 number = float(item)
             except ValueError:
-                raise ValidationError(f"Parameter '{key}' must be a number.")
+                raise ValidationError(f"Parameter '{key}' must be a number.") from None
             if "MinValue" in spec and number < float(spec["MinValue"]):
                 raise ValidationError(f"Parameter '{key}' must be a number not less than {spec['MinValue']}")
             if "MaxValue" in spec and number > float(spec["MaxValue"]):
@@ -281,7 +281,7 @@ def check_template(store: Store, template: dict) -> None:  # noqa: C901 mirrors 
     try:
         tpl.creation_order(resources, {name: True for name in (template.get("Conditions") or {})})
     except tpl.TemplateError as error:
-        raise ValidationError(f"Template format error: {error}" if not str(error).startswith("Template") else str(error))
+        raise ValidationError(f"Template format error: {error}" if not str(error).startswith("Template") else str(error)) from None
 
 
 # ---- evaluation ----------------------------------------------------------------------------
@@ -342,10 +342,10 @@ class Evaluation:
         try:
             return provider.attribute(record.state, attribute)
         except ResourceFailure as error:
-            raise tpl.TemplateError(f"Fn::GetAtt {name}.{attribute}: {error}")
+            raise tpl.TemplateError(f"Fn::GetAtt {name}.{attribute}: {error}") from None
         except Exception as error:  # an emulator bug in an attribute: a failure, not a crash
             log.warning("emulator: GetAtt %s.%s failed", name, attribute, exc_info=True)
-            raise tpl.TemplateError(f"Fn::GetAtt {name}.{attribute}: internal failure of the emulator ({error})")
+            raise tpl.TemplateError(f"Fn::GetAtt {name}.{attribute}: internal failure of the emulator ({error})") from error
 
     def _import(self, name: str) -> Any:
         found = self.store.exports().get(name)
@@ -458,7 +458,7 @@ def _secret_reference(store: Store, reference: str) -> str:
     try:
         value = backend.get_secret_value(secret_id, version_id or None, version_stage or None)
     except Exception as error:
-        raise ResourceFailure(f"Secrets Manager can't find the specified secret. ({getattr(error, 'message', error)}) [{secret_id}]")
+        raise ResourceFailure(f"Secrets Manager can't find the specified secret. ({getattr(error, 'message', error)}) [{secret_id}]") from None
     text = value.get("SecretString") if isinstance(value, dict) else getattr(value, "secret_string", None)
     if text is None:
         raise ResourceFailure(f"Secret {secret_id} has no SecretString")
@@ -467,7 +467,7 @@ def _secret_reference(store: Store, reference: str) -> str:
     try:
         document = json.loads(text)
     except json.JSONDecodeError:
-        raise ResourceFailure(f"Could not parse SecretString JSON for secret {secret_id}")
+        raise ResourceFailure(f"Could not parse SecretString JSON for secret {secret_id}") from None
     if json_key not in document:
         raise ResourceFailure(f"Could not find SecretString JSON key {json_key} in secret {secret_id}")
     return tpl._stringify(document[json_key])
@@ -687,7 +687,7 @@ def _change_set_template(store: Store, args: dict, previous: Stack | None) -> tu
     try:
         original = tpl.parse_template(body)
     except tpl.TemplateError as error:
-        raise ValidationError(str(error))
+        raise ValidationError(str(error)) from None
     transform_error = None
     try:
         processed, _ = transforms.process(original)
@@ -821,9 +821,9 @@ class Operation:
         try:
             recorded = evaluation.properties(record.logical_id)
         except tpl.TemplateError as error:
-            raise ResourceFailure(str(error))
+            raise ResourceFailure(str(error)) from None
         except (TypeError, ValueError, IndexError, KeyError, AttributeError) as error:
-            raise ResourceFailure(f"Template error: could not evaluate the properties of {record.logical_id} ({error})")
+            raise ResourceFailure(f"Template error: could not evaluate the properties of {record.logical_id} ({error})") from error
         try:
             problem = schemas.validate_properties(record.resource_type, self.store.region, record.logical_id, recorded)
         except Exception:  # a schema the validator cannot read must not block the resource
