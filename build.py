@@ -257,8 +257,10 @@ def cfn_lint_version() -> str:
     without importing the package: `import cfnlint` takes half a second, more than a third of a
     no-change rebuild (importlib.metadata would add 20 ms of imports)."""
     spec = importlib.util.find_spec("cfnlint")
-    found = re.search(r'^__version__ = "([^"]+)"$', Path(spec.origin).with_name("version.py").read_text(), re.M)
-    if found is None:  # a layout this does not know: ask the package itself
+    found = None
+    if spec is not None and spec.origin is not None:
+        found = re.search(r'^__version__ = "([^"]+)"$', Path(spec.origin).with_name("version.py").read_text(), re.M)
+    if found is None:  # not found, or a layout this does not know: ask the package itself
         import cfnlint.version
 
         return cfnlint.version.__version__
@@ -276,7 +278,7 @@ class LintPool:
         self.max_workers = max_workers or os.cpu_count() or 1
         self._executor: ProcessPoolExecutor | None = None
 
-    def submit(self, path: str, body: str, region: str) -> Future:
+    def submit(self, path: str, body: str, region: str) -> Future[tuple[str, list[str]]]:
         """Future of (path, findings) for one template."""
         if self._executor is None:
             self._executor = ProcessPoolExecutor(max_workers=self.max_workers, initializer=_warm_up_worker)
@@ -303,12 +305,13 @@ def read_lint_cache(env_dir: Path) -> dict[str, str]:
         return {}
 
 
-def lint_findings(env_dir: Path, stacks: list[StackBuild], rendered: RenderedEnvironment) -> list[str]:
+def lint_findings(env_dir: Path, stacks: list[StackBuild], rendered: RenderedEnvironment,
+                  jobs: dict[str, Future[tuple[str, list[str]]]]) -> list[str]:
     """Waits for the environment's lint jobs; returns their findings, in stack order, and records
     in the lint cache the templates that passed (and forgets those that did not)."""
     cache, findings = dict(rendered.lint_cache), []
     for stack in stacks:
-        job = rendered.lint_jobs.get(stack.layer.name)
+        job = jobs.get(stack.layer.name)
         if job is None:
             continue
         _, lines = job.result()
@@ -429,7 +432,7 @@ class RenderedEnvironment:
     error: Exception | None = None  # raised by finish_environment, where building it used to raise
     lint_version: str = ""
     lint_cache: dict[str, str] = field(default_factory=dict)
-    lint_jobs: dict[str, Future] | None = None  # None: not linted (--no-lint)
+    lint_jobs: dict[str, Future[tuple[str, list[str]]]] | None = None  # None: not linted (--no-lint)
 
 
 def render_environment(
@@ -438,10 +441,11 @@ def render_environment(
     """Render every stack of the environment and queue each template the lint cache does not
     vouch for as soon as it is rendered. Writes nothing; a rendering error is kept, not raised."""
     rendered = RenderedEnvironment(config, [layer for layer in layers_for(config) if only in (None, layer.name)])
+    jobs: dict[str, Future[tuple[str, list[str]]]] = {}
     if linter is not None:
         rendered.lint_version = cfn_lint_version()
         rendered.lint_cache = read_lint_cache(build_dir / config.name)
-        rendered.lint_jobs = {}
+        rendered.lint_jobs = jobs
     try:
         for layer in rendered.layers:
             stack = render_stack(layer, config)
@@ -449,7 +453,7 @@ def render_environment(
             if linter is None or rendered.lint_cache.get(layer.name) == lint_cache_key(rendered.lint_version, stack):
                 continue
             path = f"{config.name}/{layer.name}.json"
-            rendered.lint_jobs[layer.name] = linter.submit(path, stack.body.decode(), stack.region)
+            jobs[layer.name] = linter.submit(path, stack.body.decode(), stack.region)
     except Exception as error:  # noqa: BLE001 (re-raised unchanged by finish_environment)
         rendered.error = error
     return rendered
@@ -478,7 +482,7 @@ def finish_environment(rendered: RenderedEnvironment, build_dir: Path, only: str
         for notice in notices:
             print(f"note: {notice}")
     if rendered.lint_jobs is not None:
-        problems += lint_findings(env_dir, stacks, rendered)
+        problems += lint_findings(env_dir, stacks, rendered, rendered.lint_jobs)
     if problems:
         raise BuildError("\n".join(problems))
     if only is not None:
