@@ -32,11 +32,19 @@ import sys
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
-from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
-from templates_src.common import LIFECYCLE_PARAMETER, STATEFUL_TYPES, stack_name, standard_tags
-from templates_src.common import TEMPLATE_BODY_LIMIT_BYTES as BODY_LIMIT_BYTES
+from platform_contracts import (
+    IAM_CAPABILITY_TYPES,
+    IAM_NAME_PROPERTIES,
+    LIFECYCLE_PARAMETER,
+    STATEFUL_TYPES,
+    DependencyCycle,
+    dependency_order,
+)
+from platform_contracts import TEMPLATE_BODY_LIMIT_BYTES as BODY_LIMIT_BYTES
+from platform_contracts import TEMPLATE_URL_LIMIT_BYTES as URL_LIMIT_BYTES
+from templates_src.common import stack_name, standard_tags
 from templates_src.config import DEFAULT_BUILD, ENVIRONMENTS, PARAMETERS_DIR, ConfigError, EnvironmentConfig, load_environments
 from templates_src.function_catalog import DeclarationError, load_functions
 from templates_src.layers import LAYERS, Layer, layers_for
@@ -48,26 +56,12 @@ ROOT = Path(__file__).resolve().parent
 BUILD_DIR = ROOT / "build"
 MANIFEST_FORMAT = 1
 
-# CloudFormation quotas (per template) and the share of one at which the build says so.
-URL_LIMIT_BYTES = 1_000_000
+# CloudFormation quotas (per template; the size ones in platform_contracts) and the share of one at which the build says so.
 RESOURCE_LIMIT = 500
 OUTPUT_LIMIT = 200
 PARAMETER_LIMIT = 200
 NEAR_LIMIT_SHARE = 0.8
 
-IAM_TYPES = frozenset(
-    {
-        "AWS::IAM::Role",
-        "AWS::IAM::Policy",
-        "AWS::IAM::ManagedPolicy",
-        "AWS::IAM::User",
-        "AWS::IAM::Group",
-        "AWS::IAM::InstanceProfile",
-        "AWS::IAM::AccessKey",
-        "AWS::IAM::UserToGroupAddition",
-    }
-)
-IAM_NAME_PROPERTIES = ("RoleName", "ManagedPolicyName", "UserName", "GroupName", "InstanceProfileName")
 
 
 class BuildError(Exception):
@@ -128,7 +122,7 @@ def find_exports(template: dict) -> list[str]:
 def capabilities(template: dict) -> list[str]:
     needed = set()
     for resource in template.get("Resources", {}).values():
-        if resource.get("Type") in IAM_TYPES:
+        if resource.get("Type") in IAM_CAPABILITY_TYPES:
             needed.add("CAPABILITY_IAM")
             if any(prop in resource.get("Properties", {}) for prop in IAM_NAME_PROPERTIES):
                 needed.add("CAPABILITY_NAMED_IAM")
@@ -203,16 +197,10 @@ def link_stacks(stacks: list[StackBuild]) -> list[StackBuild]:
         stack.depends_on = sorted(depends)
     if problems:
         raise BuildError("\n".join(problems))
-    sorter = TopologicalSorter({stack.name: stack.depends_on for stack in stacks})
     try:
-        sorter.prepare()
-    except CycleError as error:
-        raise BuildError(f"the stacks form a cycle: {' -> '.join(error.args[1])}") from None
-    ordered = []
-    while sorter.is_active():
-        ready = sorted(sorter.get_ready())
-        ordered.extend(ready)
-        sorter.done(*ready)
+        ordered = dependency_order({stack.name: stack.depends_on for stack in stacks})
+    except DependencyCycle as cycle:
+        raise BuildError(f"the stacks form a cycle: {cycle}") from None
     return [by_name[name] for name in ordered]
 
 
@@ -270,8 +258,10 @@ def cfn_lint_version() -> str:
     without importing the package: `import cfnlint` takes half a second, more than a third of a
     no-change rebuild (importlib.metadata would add 20 ms of imports)."""
     spec = importlib.util.find_spec("cfnlint")
-    found = re.search(r'^__version__ = "([^"]+)"$', Path(spec.origin).with_name("version.py").read_text(), re.M)
-    if found is None:  # a layout this does not know: ask the package itself
+    found = None
+    if spec is not None and spec.origin is not None:
+        found = re.search(r'^__version__ = "([^"]+)"$', Path(spec.origin).with_name("version.py").read_text(), re.M)
+    if found is None:  # not found, or a layout this does not know: ask the package itself
         import cfnlint.version
 
         return cfnlint.version.__version__
@@ -289,7 +279,7 @@ class LintPool:
         self.max_workers = max_workers or os.cpu_count() or 1
         self._executor: ProcessPoolExecutor | None = None
 
-    def submit(self, path: str, body: str, region: str) -> Future:
+    def submit(self, path: str, body: str, region: str) -> Future[tuple[str, list[str]]]:
         """Future of (path, findings) for one template."""
         if self._executor is None:
             self._executor = ProcessPoolExecutor(max_workers=self.max_workers, initializer=_warm_up_worker)
@@ -316,12 +306,13 @@ def read_lint_cache(env_dir: Path) -> dict[str, str]:
         return {}
 
 
-def lint_findings(env_dir: Path, stacks: list[StackBuild], rendered: RenderedEnvironment) -> list[str]:
+def lint_findings(env_dir: Path, stacks: list[StackBuild], rendered: RenderedEnvironment,
+                  jobs: dict[str, Future[tuple[str, list[str]]]]) -> list[str]:
     """Waits for the environment's lint jobs; returns their findings, in stack order, and records
     in the lint cache the templates that passed (and forgets those that did not)."""
     cache, findings = dict(rendered.lint_cache), []
     for stack in stacks:
-        job = rendered.lint_jobs.get(stack.layer.name)
+        job = jobs.get(stack.layer.name)
         if job is None:
             continue
         _, lines = job.result()
@@ -442,7 +433,7 @@ class RenderedEnvironment:
     error: Exception | None = None  # raised by finish_environment, where building it used to raise
     lint_version: str = ""
     lint_cache: dict[str, str] = field(default_factory=dict)
-    lint_jobs: dict[str, Future] | None = None  # None: not linted (--no-lint)
+    lint_jobs: dict[str, Future[tuple[str, list[str]]]] | None = None  # None: not linted (--no-lint)
 
 
 def render_environment(
@@ -451,10 +442,11 @@ def render_environment(
     """Render every stack of the environment and queue each template the lint cache does not
     vouch for as soon as it is rendered. Writes nothing; a rendering error is kept, not raised."""
     rendered = RenderedEnvironment(config, [layer for layer in layers_for(config) if only in (None, layer.name)])
+    jobs: dict[str, Future[tuple[str, list[str]]]] = {}
     if linter is not None:
         rendered.lint_version = cfn_lint_version()
         rendered.lint_cache = read_lint_cache(build_dir / config.name)
-        rendered.lint_jobs = {}
+        rendered.lint_jobs = jobs
     try:
         for layer in rendered.layers:
             stack = render_stack(layer, config)
@@ -462,7 +454,7 @@ def render_environment(
             if linter is None or rendered.lint_cache.get(layer.name) == lint_cache_key(rendered.lint_version, stack):
                 continue
             path = f"{config.name}/{layer.name}.json"
-            rendered.lint_jobs[layer.name] = linter.submit(path, stack.body.decode(), stack.region)
+            jobs[layer.name] = linter.submit(path, stack.body.decode(), stack.region)
     except Exception as error:  # noqa: BLE001 (re-raised unchanged by finish_environment)
         rendered.error = error
     return rendered
@@ -491,7 +483,7 @@ def finish_environment(rendered: RenderedEnvironment, build_dir: Path, only: str
         for notice in notices:
             print(f"note: {notice}")
     if rendered.lint_jobs is not None:
-        problems += lint_findings(env_dir, stacks, rendered)
+        problems += lint_findings(env_dir, stacks, rendered, rendered.lint_jobs)
     if problems:
         raise BuildError("\n".join(problems))
     if only is not None:

@@ -20,12 +20,18 @@ from botocore.exceptions import ClientError
 
 from .aws import Context, error_code
 from .changesets import CHANGE_SET_PREFIX, change_set_name, tags_list, wait_for_change_set
+from .guards import references
 from .manifest import Manifest, StackSpec
+from .shapes import JsonObject, Template
 
 NOT_FOUND = frozenset({
     "404", "NoSuchBucket", "NotFound", "ResourceNotFoundException", "AWS.SimpleQueueService.NonExistentQueue",
     "QueueDoesNotExist", "DBClusterNotFoundFault", "RepositoryNotFoundException",
 })
+
+
+# What a lookup finds: the ResourceIdentifier an IMPORT names it by, and why it cannot be adopted ("" if it can).
+Found = tuple[dict[str, str], str]
 
 
 @dataclass(frozen=True)
@@ -41,7 +47,7 @@ class Existing:
         return f"{text}: {self.problem}" if self.problem else text
 
 
-def _bucket(ctx: Context, region: str, name: str) -> tuple[dict, str] | None:
+def _bucket(ctx: Context, region: str, name: str) -> Found | None:
     try:
         ctx.client("s3", region).call("head_bucket", Bucket=name)
     except ClientError as error:
@@ -51,17 +57,17 @@ def _bucket(ctx: Context, region: str, name: str) -> tuple[dict, str] | None:
     return {"BucketName": name}, ""
 
 
-def _table(ctx: Context, region: str, name: str) -> tuple[dict, str] | None:
+def _table(ctx: Context, region: str, name: str) -> Found | None:
     ctx.client("dynamodb", region).call("describe_table", TableName=name)
     return {"TableName": name}, ""
 
 
-def _queue(ctx: Context, region: str, name: str) -> tuple[dict, str] | None:
+def _queue(ctx: Context, region: str, name: str) -> Found | None:
     url = ctx.client("sqs", region).call("get_queue_url", QueueName=name)["QueueUrl"]
     return {"QueueUrl": url}, ""
 
 
-def _secret(ctx: Context, region: str, name: str) -> tuple[dict, str] | None:
+def _secret(ctx: Context, region: str, name: str) -> Found | None:
     described = ctx.client("secretsmanager", region).call("describe_secret", SecretId=name)
     problem = ""
     if described.get("DeletedDate"):
@@ -70,23 +76,23 @@ def _secret(ctx: Context, region: str, name: str) -> tuple[dict, str] | None:
     return {"Id": described["ARN"]}, problem
 
 
-def _log_group(ctx: Context, region: str, name: str) -> tuple[dict, str] | None:
+def _log_group(ctx: Context, region: str, name: str) -> Found | None:
     groups = ctx.client("logs", region).call("describe_log_groups", logGroupNamePrefix=name).get("logGroups", [])
     return ({"LogGroupName": name}, "") if any(g["logGroupName"] == name for g in groups) else None
 
 
-def _cluster(ctx: Context, region: str, name: str) -> tuple[dict, str] | None:
+def _cluster(ctx: Context, region: str, name: str) -> Found | None:
     ctx.client("rds", region).call("describe_db_clusters", DBClusterIdentifier=name)
     return {"DBClusterIdentifier": name}, ""
 
 
-def _repository(ctx: Context, region: str, name: str) -> tuple[dict, str] | None:
+def _repository(ctx: Context, region: str, name: str) -> Found | None:
     ctx.client("ecr", region).call("describe_repositories", repositoryNames=[name])
     return {"RepositoryName": name}, ""
 
 
 # How each named stateful type is looked up: (identifier, problem) when it exists, else None.
-LOOKUPS: dict[str, Callable[[Context, str, str], tuple[dict, str] | None]] = {
+LOOKUPS: dict[str, Callable[[Context, str, str], Found | None]] = {
     "AWS::S3::Bucket": _bucket,
     "AWS::DynamoDB::Table": _table,
     "AWS::SQS::Queue": _queue,
@@ -124,27 +130,7 @@ def in_the_way_note(manifest: Manifest, spec: StackSpec, existing: list[Existing
     return "\n".join(lines)
 
 
-def _references(node) -> set[str]:
-    found: set[str] = set()
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "Ref" and isinstance(value, str):
-                found.add(value)
-            elif key == "Fn::GetAtt":
-                found.add(value[0] if isinstance(value, list) else str(value).split(".")[0])
-            elif key == "Fn::Sub":
-                text = value[0] if isinstance(value, list) else value
-                found.update(part.split("}")[0].split(".")[0] for part in text.split("${")[1:])
-                found |= _references(value[1] if isinstance(value, list) else {})
-            else:
-                found |= _references(value)
-    elif isinstance(node, list):
-        for item in node:
-            found |= _references(item)
-    return found
-
-
-def import_template(template: dict, logical_ids: set[str]) -> dict:
+def import_template(template: Template, logical_ids: set[str]) -> Template:
     """The stack's template cut to the resources being imported: properties that refer to a
     resource outside the import are left out (the next deploy's update sets them), DependsOn
     too, and no outputs (an import creates nothing else). Parameters and conditions stay."""
@@ -155,7 +141,7 @@ def import_template(template: dict, logical_ids: set[str]) -> dict:
         resource.pop("DependsOn", None)
         properties = resource.get("Properties", {})
         for key in list(properties):
-            outside = (_references(properties[key]) & declared) - logical_ids
+            outside = (references(properties[key]) & declared) - logical_ids
             if outside:
                 del properties[key]
         keep[logical_id] = resource
@@ -166,7 +152,7 @@ def import_template(template: dict, logical_ids: set[str]) -> dict:
 
 
 def create_import_change_set(ctx: Context, manifest: Manifest, spec: StackSpec, existing: list[Existing],
-                             parameters: dict[str, str]) -> dict:
+                             parameters: dict[str, str]) -> JsonObject:
     """The IMPORT change set for `existing` (a new stack holding only them); returns its description."""
     template = import_template(spec.template(), {item.logical_id for item in existing})
     used = set(template.get("Parameters", {}))

@@ -14,14 +14,15 @@ except for two kinds of stack that go by TemplateBody (51,200 bytes):
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from botocore.exceptions import ClientError
 
-from templates_src.common import TEMPLATE_BODY_LIMIT_BYTES  # the build checks the same limit
+from platform_contracts import TEMPLATE_BODY_LIMIT_BYTES  # the build checks the same limit
 
-from .aws import Context, error_code
+from .aws import Context, RetryingClient, error_code
 from .errors import DeployError
 from .manifest import Manifest, ManifestError, StackSpec
 from .stacks import describe_stack, list_stack_resources, stack_outputs
@@ -37,7 +38,7 @@ class UploadReport:
     already_present: list[str] = field(default_factory=list)
 
 
-def artifact_bucket_name(ctx: Context, manifest: Manifest, warn=None) -> str | None:
+def artifact_bucket_name(ctx: Context, manifest: Manifest, warn: Callable[[str], None] | None = None) -> str | None:
     """The bucket name from the bootstrap stack's output, None until that stack exists.
 
     Fallback when the stack exists but the output is missing (moto registers no outputs for
@@ -65,14 +66,14 @@ def _read_verified(path: Path, expected_sha256: str, what: str) -> bytes:
     try:
         body = path.read_bytes()
     except OSError as error:
-        raise ManifestError(f"{what}: cannot read {path}: {error}; rerun `make build`")
+        raise ManifestError(f"{what}: cannot read {path}: {error}; rerun `make build`") from None
     actual = hashlib.sha256(body).hexdigest()
     if actual != expected_sha256:
         raise ManifestError(f"{what}: {path.name} does not match its manifest sha256; rerun `make build`")
     return body
 
 
-def object_exists(s3, bucket: str, key: str) -> bool:
+def object_exists(s3: RetryingClient, bucket: str, key: str) -> bool:
     try:
         s3.call("head_object", Bucket=bucket, Key=key)
         return True
@@ -138,7 +139,8 @@ def upload_all(ctx: Context, manifest: Manifest, bucket: str) -> UploadReport:
     return report
 
 
-def template_source(stack: StackSpec, bucket: str | None, bucket_region: str) -> dict:
+def template_source(stack: StackSpec, bucket: str | None, bucket_region: str) -> dict[str, str]:
+
     """TemplateBody for the bootstrap stack and for stacks outside the bucket's region,
     TemplateURL for everything else (1 MB limit instead of 51,200 bytes)."""
     if delivered_by_body(stack, bucket_region):

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlparse
 
 import boto3
@@ -23,12 +23,19 @@ from botocore.exceptions import ClientError
 from botocore.parsers import ResponseParserError
 
 from .errors import INTERRUPTED_EXIT, DeployError
+from .shapes import Response
 
 THROTTLING_CODES = frozenset(
     {"Throttling", "ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded",
      "SlowDown", "RequestThrottled"}
 )
 BOTOCORE_CONFIG = Config(retries={"mode": "adaptive", "max_attempts": 10})
+# Every AWS service deploy and tools/merchants.py call, as boto3 names them (a new one is added here).
+
+ServiceName = Literal[
+    "acm", "apigateway", "cloudformation", "dynamodb", "ec2", "ecr", "elbv2", "iam", "lambda", "logs", "rds",
+    "route53", "s3", "secretsmanager", "service-quotas", "sqs", "sts",
+]
 
 
 def error_code(error: ClientError) -> str:
@@ -123,12 +130,13 @@ class RetryingClient:
     def emulator_gap(self, error: BaseException) -> str | None:
         return emulator_gap(self.endpoint_url, error)
 
-    def call(self, operation: str, **kwargs: Any) -> dict:
+    def call(self, operation: str, **kwargs: Any) -> Response:
         method = getattr(self.client, operation)
         attempt = 0
         while True:
             try:
-                return method(**kwargs)
+                response: Response = method(**kwargs)
+                return response
             except ClientError as error:
                 if error_code(error) not in THROTTLING_CODES or attempt + 1 >= self.backoff.max_attempts:
                     raise
@@ -146,7 +154,7 @@ class ClientFactory:
         self._clients: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
 
-    def __call__(self, service: str, region: str) -> Any:
+    def __call__(self, service: ServiceName, region: str) -> Any:
         with self._lock:
             if (service, region) not in self._clients:
                 session = self._session or boto3.session.Session()
@@ -160,7 +168,7 @@ class ClientFactory:
 class Context:
     """Everything a command needs from the outside world."""
 
-    client_factory: Callable[[str, str], Any]
+    client_factory: Callable[[ServiceName, str], Any]
     clock: Clock = field(default_factory=Clock)
     backoff: Backoff = field(default_factory=Backoff)
     poll_seconds: float = 5.0
@@ -169,7 +177,8 @@ class Context:
     _clients: dict[tuple[str, str], RetryingClient] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def client(self, service: str, region: str) -> RetryingClient:
+    def client(self, service: ServiceName, region: str) -> RetryingClient:
+
         """The one way to reach an AWS API: the factory's client (so AWS_ENDPOINT_URL and tests'
         fakes apply) wrapped in the throttling retry. One per (service, region)."""
         with self._lock:

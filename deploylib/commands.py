@@ -19,7 +19,7 @@ from .destroy import Destroyer
 from .errors import INTERRUPTED_EXIT, UsageError
 from .executor import Executor
 from .lifecycle import effective_parameters
-from .manifest import Manifest
+from .manifest import Manifest, StackSpec
 from .output import Printer
 from .planfile import load_saved_plan, plan_from_saved, saved_plan_problem
 from .planner import PlanInterrupted, Planner, RunOptions, plan_environment, where
@@ -62,7 +62,7 @@ def _report_blocked(printer: Printer, plans: list[StackPlan]) -> bool:
 
 
 def _planned(ctx: Context, manifest: Manifest, printer: Printer, options: Options, scope: Scope,
-             stacks=None) -> tuple[Planner, list[StackPlan]] | int:
+             stacks: list[StackSpec] | None = None) -> tuple[Planner, list[StackPlan]] | int:
     """Preflight, then the plan: (planner, plans), or the exit code that ends the command."""
     check_build(manifest)
     if not preflight_passes(ctx, manifest, printer, options, scope):
@@ -90,7 +90,8 @@ def cmd_plan(ctx: Context, manifest: Manifest, printer: Printer, options: Option
     return 0
 
 
-def _deploy(ctx: Context, manifest: Manifest, printer: Printer, options: Options, stacks=None) -> int:
+def _deploy(ctx: Context, manifest: Manifest, printer: Printer, options: Options,
+            stacks: list[StackSpec] | None = None) -> int:
     planned = _planned(ctx, manifest, printer, options, Scope.DEPLOY, stacks)
     if isinstance(planned, int):
         return planned
@@ -152,8 +153,7 @@ def cmd_execute(ctx: Context, manifest: Manifest, printer: Printer, options: Opt
     planner = _planner(ctx, manifest, printer, options)
     plans = {spec.name: plan_from_saved(ctx, spec, saved[spec.name]) for spec in manifest.stacks}
     for plan in plans.values():
-        if plan.change_set:
-            plan.findings = planner.guard(plan)  # imports may have appeared since the plan
+        plan.findings = planner.guard(plan)  # imports may have appeared since the plan
     if _report_blocked(printer, list(plans.values())):
         printer.line("nothing executed")
         return 1
@@ -183,7 +183,7 @@ def cmd_destroy(ctx: Context, manifest: Manifest, printer: Printer, options: Opt
     return 0 if result.ok else 1
 
 
-def _one_stack(manifest: Manifest, options: Options):
+def _one_stack(manifest: Manifest, options: Options) -> StackSpec:
     if not options.stack:
         raise UsageError("--stack is required")
     return manifest.find(options.stack)

@@ -30,14 +30,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from platform_contracts import NO_ECHO_MASK
+
 from .artifacts import artifact_bucket_name, object_exists
 from .aws import Context
 from .changesets import deployed_template
 from .manifest import Manifest, StackSpec
 from .output import Printer
 from .plans import Label
-from .review import MASK
 from .scheduler import RunResult
+from .shapes import JsonObject, ReviewRow, Template
 from .stacks import describe_stack, list_stack_resources
 
 DEPLOYED_FORMAT = 1
@@ -69,18 +71,18 @@ def _timestamp(value: Any) -> Any:
     return value.isoformat() if isinstance(value, (datetime.datetime, datetime.date)) else value
 
 
-def _canonical_sha256(template: dict) -> str:
+def _canonical_sha256(template: Template) -> str:
     return hashlib.sha256(json.dumps(template, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def _run_results(result: RunResult) -> dict[str, tuple[str, str]]:
+def _run_results(result: RunResult) -> dict[str, tuple[Label, str]]:
     results = {name: (outcome.label, outcome.detail) for name, outcome in result.outcomes.items()}
     results.update({name: (Label.NOT_STARTED, "") for name in result.not_started})
     return results
 
 
-def _stack_entry(ctx: Context, spec: StackSpec, run_result: str, detail: str) -> dict:
-    entry: dict[str, Any] = {"name": spec.name, "region": spec.region, "run_result": run_result}
+def _stack_entry(ctx: Context, spec: StackSpec, run_result: str, detail: str) -> JsonObject:
+    entry: JsonObject = {"name": spec.name, "region": spec.region, "run_result": run_result}
     if detail:
         entry["run_detail"] = detail
     deployed = describe_stack(ctx, spec.region, spec.name)
@@ -104,7 +106,7 @@ def _stack_entry(ctx: Context, spec: StackSpec, run_result: str, detail: str) ->
     return entry
 
 
-def _resources(ctx: Context, region: str, stack_id: str) -> list[dict]:
+def _resources(ctx: Context, region: str, stack_id: str) -> list[ReviewRow]:
     summaries = list_stack_resources(ctx, region, stack_id)
     rows = [{"logical_id": s["LogicalResourceId"], "type": s.get("ResourceType"),
              "physical_id": s.get("PhysicalResourceId"), "status": s.get("ResourceStatus")} for s in summaries]
@@ -124,12 +126,12 @@ def _masked(node: Any, secrets: set[str], found: list[str], where: str) -> Any:
     if isinstance(node, str):
         for secret in sorted(secrets, key=len, reverse=True):
             if secret in node:
-                node = node.replace(secret, MASK)
+                node = node.replace(secret, NO_ECHO_MASK)
                 found.append(where)
     return node
 
 
-def build_document(ctx: Context, manifest: Manifest, result: RunResult) -> tuple[dict, list[str]]:
+def build_document(ctx: Context, manifest: Manifest, result: RunResult) -> tuple[JsonObject, list[str]]:
     """The document, and where a NoEcho value had to be masked (for a warning)."""
     run_results = _run_results(result)
     secrets = no_echo_values(manifest)
@@ -152,7 +154,7 @@ def build_document(ctx: Context, manifest: Manifest, result: RunResult) -> tuple
     return document, masked_at
 
 
-def render(document: dict) -> bytes:
+def render(document: JsonObject) -> bytes:
     return (json.dumps(document, indent=2, sort_keys=True) + "\n").encode()
 
 
@@ -164,7 +166,7 @@ def write_and_publish(ctx: Context, manifest: Manifest, printer: Printer, result
     """
     document, masked_at = build_document(ctx, manifest, result)
     for where in masked_at:
-        printer.line(f"WARNING {where} contained a NoEcho parameter value; masked as {MASK} in deployed.json")
+        printer.line(f"WARNING {where} contained a NoEcho parameter value; masked as {NO_ECHO_MASK} in deployed.json")
     body = render(document)
     sha256 = hashlib.sha256(body).hexdigest()
     path = deployed_path(manifest)

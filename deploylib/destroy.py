@@ -21,6 +21,7 @@ from .planner import Planner
 from .plans import Label
 from .protection import set_termination_protection
 from .scheduler import Outcome
+from .shapes import Stack, StackEvent, Template
 from .stackops import delete_and_wait, recovery_command
 from .stacks import describe_stack, list_stack_resources, root_cause
 
@@ -35,7 +36,7 @@ DELETE_ATTEMPTS = 3
 DELETE_BATCH = 1000  # DeleteObjects takes at most 1,000 keys
 
 
-def retained_resources(ctx: Context, spec: StackSpec, template: dict) -> list[str]:
+def retained_resources(ctx: Context, spec: StackSpec, template: Template) -> list[str]:
     """Resources with a retaining DeletionPolicy in the deployed template, with physical ids."""
     keep = {logical_id: body.get("DeletionPolicy") for logical_id, body in template.get("Resources", {}).items()
             if body.get("DeletionPolicy") in RETAINING_POLICIES and body.get("Type") not in DELETED_WITH_PARENT}
@@ -47,7 +48,7 @@ def retained_resources(ctx: Context, spec: StackSpec, template: dict) -> list[st
             for logical_id, policy in sorted(keep.items())]
 
 
-def buckets_to_empty(ctx: Context, spec: StackSpec, template: dict) -> list[str]:
+def buckets_to_empty(ctx: Context, spec: StackSpec, template: Template) -> list[str]:
     """Physical names of the stack's buckets that its deletion deletes (DeletionPolicy Delete),
     in the order to empty them: a bucket that receives another's access logs comes after it
     (emptying a logged bucket writes log objects into its log bucket)."""
@@ -58,21 +59,22 @@ def buckets_to_empty(ctx: Context, spec: StackSpec, template: dict) -> list[str]
         return []
     log_targets = {_ref(resources[logical_id].get("Properties", {}).get("LoggingConfiguration", {})
                         .get("DestinationBucketName")) for logical_id in deleted}
-    physical = {summary["LogicalResourceId"]: summary.get("PhysicalResourceId")
-                for summary in list_stack_resources(ctx, spec.region, spec.name)}
+    physical = {summary["LogicalResourceId"]: str(summary["PhysicalResourceId"])
+                for summary in list_stack_resources(ctx, spec.region, spec.name) if summary.get("PhysicalResourceId")}
     ordered = sorted(deleted, key=lambda logical_id: (logical_id in log_targets, logical_id))
-    return [physical[logical_id] for logical_id in ordered if physical.get(logical_id)]
+    return [physical[logical_id] for logical_id in ordered if logical_id in physical]
 
 
-def _ref(value) -> str | None:
-    return value.get("Ref") if isinstance(value, dict) else None
+def _ref(value: object) -> str | None:
+    target = value.get("Ref") if isinstance(value, dict) else None
+    return target if isinstance(target, str) else None
 
 
 def empty_bucket(ctx: Context, printer: Printer, spec: StackSpec, bucket: str) -> int:
     """Deletes every object version and delete marker; returns how many. A bucket that is
     already gone counts as empty."""
     s3 = ctx.client("s3", spec.region)
-    deleted, markers = 0, {}
+    deleted, markers = 0, dict[str, str]()
     while True:
         try:
             page = s3.call("list_object_versions", Bucket=bucket, MaxKeys=DELETE_BATCH, **markers)
@@ -99,7 +101,7 @@ def empty_bucket(ctx: Context, printer: Printer, spec: StackSpec, bucket: str) -
         markers = {"KeyMarker": page["NextKeyMarker"], "VersionIdMarker": page["NextVersionIdMarker"]}
 
 
-def _only_buckets_not_empty(events: list[dict]) -> bool:
+def _only_buckets_not_empty(events: list[StackEvent]) -> bool:
     failures = [e for e in events if e.get("ResourceStatus") == "DELETE_FAILED"
                 and e.get("ResourceType") != "AWS::CloudFormation::Stack"]
     return bool(failures) and all(e.get("ResourceType") == "AWS::S3::Bucket" and "not empty" in
@@ -128,7 +130,7 @@ class Destroyer:
         except Interrupted:
             return Outcome(False, Label.INTERRUPTED, "stopped waiting; the deletion goes on in CloudFormation")
 
-    def _delete(self, spec: StackSpec, deployed: dict) -> Outcome:
+    def _delete(self, spec: StackSpec, deployed: Stack) -> Outcome:
         lifted = self._lift_deletion_protection(spec, deployed)
         if lifted is not None and not lifted.ok:
             return lifted
@@ -153,7 +155,7 @@ class Destroyer:
         self.retained.extend(kept)
         return Outcome(True, Label.DELETED)
 
-    def _lift_deletion_protection(self, spec: StackSpec, deployed: dict) -> Outcome | None:
+    def _lift_deletion_protection(self, spec: StackSpec, deployed: Stack) -> Outcome | None:
         """Where the environment keeps data, an established stack protects its resources from
         deletion: switch it back to `creating` first (a parameter-only update)."""
         if not (self.manifest.stack_policy and spec.lifecycle_parameter):

@@ -11,13 +11,15 @@ from __future__ import annotations
 from botocore.exceptions import ClientError
 
 from .aws import Interrupted, error_message
-from .changesets import ChangeSetFailed, prepare_change_set
+from .changesets import ChangeSet, ChangeSetFailed, prepare_change_set
 from .lifecycle import ESTABLISHED, unexpected_changes
+from .manifest import StackSpec
 from .planner import Planner
 from .plans import NOTHING_TO_RUN, Action, Label, StackPlan
 from .protection import ensure_protection, policy_relaxed_for
 from .review import review_entry
 from .scheduler import Outcome, RunResult, run_graph
+from .shapes import StackEvent
 from .stackops import BLOCKED_STATUSES
 from .stacks import EventTracker, StackTimeout, describe_stack, format_event, root_cause, wait_for_stack
 
@@ -52,8 +54,11 @@ class Executor:
             if plan.blocked:
                 detail = plan.note or "; ".join(f.message for f in plan.findings)
                 return Outcome(False, Label.BLOCKED if plan.action != Action.FAILED else Label.FAILED, detail)
-            outcome = self._run_change_set(plan)
-            if outcome.ok and plan.change_set.type == "CREATE" and spec.lifecycle_parameter:
+            change_set = plan.change_set
+            if change_set is None:  # a saved plan edited by hand (or by another version): nothing reviewed to run
+                return Outcome(False, Label.NEEDS_PLAN, f"planned to {plan.action} but holds no change set")
+            outcome = self._run_change_set(plan, change_set)
+            if outcome.ok and change_set.type == "CREATE" and spec.lifecycle_parameter:
                 outcome = self.switch_lifecycle(spec, ESTABLISHED)
             return outcome
         except STACK_ERRORS as error:
@@ -63,7 +68,7 @@ class Executor:
         except Interrupted:
             return self._interrupted(spec)
 
-    def _interrupted(self, spec) -> Outcome:
+    def _interrupted(self, spec: StackSpec) -> Outcome:
         deployed = describe_stack(self.ctx, spec.region, spec.name)
         status = deployed["StackStatus"] if deployed else "not created"
         detail = (f"stopped waiting while {status}; CloudFormation carries on with it: "
@@ -71,14 +76,19 @@ class Executor:
         self.printer.stack(spec.name, f"{Label.INTERRUPTED.upper()}: {detail}")
         return Outcome(False, Label.INTERRUPTED, detail)
 
-    def switch_lifecycle(self, spec, value: str) -> Outcome:
+    def switch_lifecycle(self, spec: StackSpec, value: str) -> Outcome:
         """A parameter-only update of StackLifecycle to `value` (see lifecycle.py): the deployed
         template and every other parameter's previous value, so nothing but the switch can run
         (also when the build has changed since). It may only modify resources in place;
         anything else is refused before it runs."""
+        lifecycle_parameter = spec.lifecycle_parameter
+        if not lifecycle_parameter:
+            return Outcome(True, Label.UNCHANGED, "no lifecycle parameter to switch")
         deployed = describe_stack(self.ctx, spec.region, spec.name)
-        parameters = {p["ParameterKey"]: None for p in deployed.get("Parameters", [])}
-        parameters[spec.lifecycle_parameter] = value
+        if deployed is None:
+            return Outcome(False, Label.FAILED, f"cannot switch {lifecycle_parameter} to {value}: the stack no longer exists")
+        parameters: dict[str, str | None] = {p["ParameterKey"]: None for p in deployed.get("Parameters", [])}
+        parameters[lifecycle_parameter] = value
         change_set = prepare_change_set(self.ctx, self.manifest, spec, "UPDATE", {"UsePreviousTemplate": True},
                                         parameters, self.planner.rollback(spec))
         if change_set is None:
@@ -87,11 +97,11 @@ class Executor:
         if unexpected:
             self.ctx.cfn(spec.region).call("delete_change_set", ChangeSetName=change_set.id)
             return Outcome(False, Label.FAILED, (
-                f"switching {spec.lifecycle_parameter} to {value} would {'; '.join(unexpected)}: refused, "
+                f"switching {lifecycle_parameter} to {value} would {'; '.join(unexpected)}: refused, "
                 "only settings may hang on it"))
-        self.printer.stack(spec.name, f"{spec.lifecycle_parameter} -> {value} "
+        self.printer.stack(spec.name, f"{lifecycle_parameter} -> {value} "
                                       f"({len(change_set.changes)} resource(s) modified in place)")
-        return self._run_change_set(StackPlan(spec, Action.UPDATE, deployed, change_set))
+        return self._run_change_set(StackPlan(spec, Action.UPDATE, deployed, change_set), change_set)
 
     def _print_late_plan(self, plan: StackPlan) -> None:
         entry = review_entry(plan)
@@ -100,8 +110,8 @@ class Executor:
         for finding in plan.findings:
             self.printer.stack(plan.spec.name, f"{Label.BLOCKED.upper()} ({finding.guard} guard): {finding.message}")
 
-    def _run_change_set(self, plan: StackPlan) -> Outcome:
-        spec, change_set = plan.spec, plan.change_set
+    def _run_change_set(self, plan: StackPlan, change_set: ChangeSet) -> Outcome:
+        spec = plan.spec
         tracker = EventTracker(self.ctx, spec.region, change_set.stack_id)
         if plan.deployed:
             tracker.mark_now()
@@ -121,7 +131,7 @@ class Executor:
             return Outcome(True, Label.DEPLOYED)
         return self._failure(spec, change_set.stack_id, status, events)
 
-    def _failure(self, spec, stack_id: str, status: str, events: list[dict]) -> Outcome:
+    def _failure(self, spec: StackSpec, stack_id: str, status: str, events: list[StackEvent]) -> Outcome:
         cause = root_cause(events)
         if cause:
             detail = (f"{status}; root cause: {cause.get('LogicalResourceId')} ({cause.get('ResourceType')}) "

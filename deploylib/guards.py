@@ -11,15 +11,17 @@ whose value changes), is checked with ListImports; an importer stops the deploy.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from botocore.exceptions import ClientError
 from botocore.parsers import ResponseParserError
 
-from templates_src.common import STATEFUL_TYPES
+from platform_contracts import STATEFUL_TYPES
 
 from .aws import Context, error_message
 from .manifest import StackSpec
+from .shapes import Change, JsonObject, Stack, Template
 
 _SUB_REFERENCE = re.compile(r"\$\{([A-Za-z0-9]+)(?:\.[A-Za-z0-9.]+)?\}")
 
@@ -30,7 +32,7 @@ class GuardFinding:
     message: str
     logical_id: str = ""
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> JsonObject:
         return {"guard": self.guard, "logical_id": self.logical_id, "message": self.message}
 
 
@@ -42,7 +44,7 @@ def is_stateful(spec: StackSpec, logical_id: str, resource_type: str) -> bool:
     return logical_id in spec.stateful_resources or resource_type in STATEFUL_TYPES
 
 
-def replacing_properties(change: dict) -> list[str]:
+def replacing_properties(change: JsonObject) -> list[str]:
     names = []
     for detail in change.get("Details", []):
         target = detail.get("Target", {})
@@ -51,7 +53,7 @@ def replacing_properties(change: dict) -> list[str]:
     return sorted(set(names))
 
 
-def stateful_guard(spec: StackSpec, changes: list[dict], allowed: set[str]) -> list[GuardFinding]:
+def stateful_guard(spec: StackSpec, changes: list[Change], allowed: set[str]) -> list[GuardFinding]:
     findings = []
     for wrapper in changes:
         change = wrapper.get("ResourceChange", {})
@@ -81,7 +83,7 @@ def stateful_guard(spec: StackSpec, changes: list[dict], allowed: set[str]) -> l
 
 
 def references(expression: object) -> set[str]:
-    """Logical ids and parameter names an output expression refers to."""
+    """Logical ids and parameter names a template expression (an output value, a property) refers to."""
     found: set[str] = set()
     if isinstance(expression, dict):
         for key, value in expression.items():
@@ -105,10 +107,10 @@ def references(expression: object) -> set[str]:
 
 def exports_at_risk(
     spec: StackSpec,
-    deployed_stack: dict,
-    old_template: dict,
-    new_template: dict,
-    changes: list[dict],
+    deployed_stack: Stack,
+    old_template: Template,
+    new_template: Template,
+    changes: list[Change],
     changed_parameters: set[str],
 ) -> dict[str, str]:
     """{export name: why it may change or disappear} for the exports this stack has now."""
@@ -163,7 +165,7 @@ def importers(ctx: Context, region: str, export_name: str) -> list[str] | None:
 
 
 def export_guard(
-    ctx: Context, spec: StackSpec, at_risk: dict[str, str], warn
+    ctx: Context, spec: StackSpec, at_risk: dict[str, str], warn: Callable[[str], None]
 ) -> list[GuardFinding]:
     findings = []
     for export_name, why in sorted(at_risk.items()):

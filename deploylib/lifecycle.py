@@ -1,4 +1,4 @@
-"""The deploy-managed StackLifecycle parameter (declared by templates_src.common).
+"""The deploy-managed StackLifecycle parameter (platform_contracts; declared by templates_src.common).
 
 A stack is `creating` on its first create and `established` once that create has succeeded.
 What hangs on it is decided in the templates: deletion protection (off while a failed create
@@ -9,15 +9,18 @@ deletes an environment that keeps its data (deletion protection would stop the d
 """
 from __future__ import annotations
 
+from platform_contracts import LIFECYCLE_CREATING, LIFECYCLE_ESTABLISHED
+
 from .changesets import ChangeSet
 from .manifest import StackSpec
+from .shapes import Stack
 from .stacks import UPDATABLE_STATUSES
 
-CREATING = "creating"
-ESTABLISHED = "established"
+CREATING = LIFECYCLE_CREATING
+ESTABLISHED = LIFECYCLE_ESTABLISHED
 
 
-def lifecycle_value(spec: StackSpec, deployed: dict | None) -> str | None:
+def lifecycle_value(spec: StackSpec, deployed: Stack | None) -> str | None:
     """The value for a plan of `spec` given its deployed stack; None when it has no lifecycle."""
     if not spec.lifecycle_parameter:
         return None
@@ -32,14 +35,14 @@ def with_lifecycle(spec: StackSpec, value: str | None) -> dict[str, str]:
     return {**spec.parameters, spec.lifecycle_parameter: value}
 
 
-def effective_parameters(spec: StackSpec, deployed: dict | None) -> dict[str, str]:
+def effective_parameters(spec: StackSpec, deployed: Stack | None) -> dict[str, str]:
     return with_lifecycle(spec, lifecycle_value(spec, deployed))
 
 
-def deployed_lifecycle(spec: StackSpec, deployed: dict | None) -> str | None:
+def deployed_lifecycle(spec: StackSpec, deployed: Stack | None) -> str | None:
     for parameter in (deployed or {}).get("Parameters", []):
         if parameter["ParameterKey"] == spec.lifecycle_parameter:
-            return parameter.get("ParameterValue")
+            return str(parameter.get("ParameterValue", ""))
     return None
 
 

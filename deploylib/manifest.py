@@ -9,8 +9,12 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from platform_contracts import DependencyCycle, dependency_order
 
 from .errors import REFUSED_EXIT, DeployError
+from .shapes import JsonObject, Template
 
 SUPPORTED_FORMAT = 1
 
@@ -64,7 +68,7 @@ class StackSpec:
         try:
             body = self.template_path.read_bytes()
         except OSError as error:
-            raise ManifestError(f"{self.name}: cannot read template {self.template_path}: {error}")
+            raise ManifestError(f"{self.name}: cannot read template {self.template_path}: {error}") from None
         actual = hashlib.sha256(body).hexdigest()
         if actual != self.sha256:
             raise ManifestError(
@@ -73,8 +77,9 @@ class StackSpec:
             )
         return body
 
-    def template(self) -> dict:
-        return json.loads(self.template_bytes())
+    def template(self) -> Template:
+        template: Template = json.loads(self.template_bytes())
+        return template
 
 
 @dataclass(frozen=True)
@@ -91,7 +96,7 @@ class Manifest:
     artifacts: tuple[Artifact, ...]
     stacks: tuple[StackSpec, ...]
     by_name: dict[str, StackSpec] = field(repr=False)
-    preflight: dict = field(default_factory=dict, repr=False)  # parsed by deploylib.preflight
+    preflight: JsonObject = field(default_factory=dict, repr=False)  # parsed by deploylib.preflight
 
     @property
     def build_dir(self) -> Path:
@@ -138,17 +143,17 @@ def load_manifest(build_dir: Path, environment: str) -> Manifest:
     try:
         raw = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as error:
-        raise ManifestError(f"{path} is not valid JSON ({error}); rerun `make build ENV={environment}`")
+        raise ManifestError(f"{path} is not valid JSON ({error}); rerun `make build ENV={environment}`") from None
     return parse_manifest(raw, path, environment)
 
 
-def _require(mapping: dict, key: str, where: str):
+def _require(mapping: JsonObject, key: str, where: str) -> Any:
     if key not in mapping:
         raise ManifestError(f"{where}: missing field '{key}'")
     return mapping[key]
 
 
-def parse_manifest(raw: dict, path: Path, environment: str) -> Manifest:
+def parse_manifest(raw: JsonObject, path: Path, environment: str) -> Manifest:
     where = str(path)
     if raw.get("format") != SUPPORTED_FORMAT:
         raise ManifestError(f"{where}: format {raw.get('format')!r} is not supported (expected 1)")
@@ -190,7 +195,8 @@ def parse_manifest(raw: dict, path: Path, environment: str) -> Manifest:
     return manifest
 
 
-def _parse_stack(item: dict, base: Path, raw: dict, where: str) -> StackSpec:
+def _parse_stack(item: JsonObject, base: Path, raw: JsonObject, where: str) -> StackSpec:
+
     name = _require(item, "name", f"{where} stacks")
     here = f"{where} stack {name}"
     alarms = tuple(
@@ -240,18 +246,7 @@ def _check_graph(manifest: Manifest, where: str) -> None:
         for alarm in stack.rollback_alarms:
             if alarm.stack not in manifest.by_name:
                 raise ManifestError(f"{where}: {stack.name} rollback alarm {alarm.output} names unknown stack {alarm.stack}")
-    graph = manifest.dependencies()
-    state: dict[str, str] = {}
-
-    def visit(node: str, trail: list[str]) -> None:
-        if state.get(node) == "done":
-            return
-        if state.get(node) == "visiting":
-            raise ManifestError(f"{where}: dependency cycle {' -> '.join(trail + [node])}")
-        state[node] = "visiting"
-        for dep in sorted(graph[node]):
-            visit(dep, trail + [node])
-        state[node] = "done"
-
-    for name in sorted(graph):
-        visit(name, [])
+    try:
+        dependency_order(manifest.dependencies())
+    except DependencyCycle as cycle:
+        raise ManifestError(f"{where}: dependency cycle {cycle}") from None

@@ -8,7 +8,9 @@ set cannot be created is a FAILED plan entry with the reason, never an exception
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from botocore.exceptions import ClientError
 
@@ -33,6 +35,7 @@ from .plans import Action, Label, StackPlan
 from .preflight import image_gate, preflight_of
 from .review import parameter_changes, render, review_entry, write_review
 from .scheduler import Outcome, run_graph
+from .shapes import JsonObject, Stack
 from .stackops import BLOCKED_STATUSES, RECREATABLE_STATUSES, blocked_note, delete_and_wait, is_ours, stack_is_empty
 from .stacks import UPDATABLE_STATUSES, StackTimeout, describe_stack, is_in_progress, wait_for_stack
 
@@ -85,7 +88,8 @@ class ExportIndex:
     def names(self, region: str) -> set[str]:
         with self._lock:
             if region not in self._names:
-                names, token = set(), None
+                names: set[str] = set()
+                token = None
                 while True:
                     response = self.ctx.cfn(region).call("list_exports", **({"NextToken": token} if token else {}))
                     names.update(e["Name"] for e in response.get("Exports", []))
@@ -142,7 +146,7 @@ class Planner:
             return StackPlan(spec, Action.BLOCKED, deployed, note=f"waits for its image: {waiting.detail}{commands}")
         return self._change_set_plan(spec, deployed, parameters)
 
-    def _settled(self, spec: StackSpec) -> dict | None:
+    def _settled(self, spec: StackSpec) -> Stack | None:
         deployed = describe_stack(self.ctx, spec.region, spec.name)
         if deployed and is_in_progress(deployed["StackStatus"]):
             self.printer.stack(spec.name, f"{deployed['StackStatus']}: waiting for it to finish first")
@@ -150,7 +154,7 @@ class Planner:
             deployed = describe_stack(self.ctx, spec.region, spec.name)
         return deployed
 
-    def _state_problem(self, spec: StackSpec, deployed: dict | None, execution_phase: bool) -> StackPlan | None:
+    def _state_problem(self, spec: StackSpec, deployed: Stack | None, execution_phase: bool) -> StackPlan | None:
         if not deployed:
             return None
         status = deployed["StackStatus"]
@@ -179,7 +183,7 @@ class Planner:
         return StackPlan(spec, Action.DEFERRED, note=(
             f"change set created once {', '.join(producers)} is deployed (imports {', '.join(missing)})"))
 
-    def _clear_leftover(self, spec: StackSpec, deployed: dict) -> None:
+    def _clear_leftover(self, spec: StackSpec, deployed: Stack) -> None:
         """Deletes our failed first create (ROLLBACK_COMPLETE) or an interrupted plan's empty
         REVIEW_IN_PROGRESS stack, so the stack can be created cleanly."""
         status = deployed["StackStatus"]
@@ -190,12 +194,13 @@ class Planner:
         if final != "DELETE_COMPLETE":
             raise ChangeSetFailed(f"could not delete the leftover stack: {final}")
 
-    def _change_set_plan(self, spec: StackSpec, deployed: dict | None, parameters: dict[str, str]) -> StackPlan:
+    def _change_set_plan(self, spec: StackSpec, deployed: Stack | None, parameters: dict[str, str]) -> StackPlan:
         if deployed:
             delete_stale_change_sets(self.ctx, spec, deployed["StackId"])
         change_set_type = "UPDATE" if deployed else "CREATE"  # CloudFormation's ChangeSetType
         source = template_source(spec, self.artifacts.bucket, self.manifest.bootstrap_stack.region)
-        change_set = prepare_change_set(self.ctx, self.manifest, spec, change_set_type, source, parameters,
+        change_set = prepare_change_set(self.ctx, self.manifest, spec, change_set_type, source,
+                                        {**parameters},  # a copy of prepare_change_set's type (None keeps a value)
                                         self.rollback(spec))
         if change_set is None:
             return StackPlan(spec, Action.NO_OP, deployed, note="change set had no changes; deleted", parameters=parameters)
@@ -207,12 +212,15 @@ class Planner:
         plan.findings = self.guard(plan)
         return plan
 
-    def rollback(self, spec: StackSpec) -> dict:
+    def rollback(self, spec: StackSpec) -> JsonObject:
         return rollback_configuration(self.ctx, self.manifest, spec, enabled=self.options.rollback_triggers)
 
     def guard(self, plan: StackPlan) -> list[GuardFinding]:
-        """Both guards on a plan's change set (again by execute: imports may have appeared since)."""
+        """Both guards on a plan's change set (again by execute: imports may have appeared since).
+        A plan without a change set runs nothing, so nothing to guard."""
         spec, change_set = plan.spec, plan.change_set
+        if change_set is None:
+            return []
         findings = stateful_guard(spec, change_set.changes, self.options.allow_replace)
         if plan.deployed and change_set.type == "UPDATE":
             changed = {row["name"] for row in parameter_changes(spec, plan.deployed, plan.parameters)}
@@ -227,11 +235,11 @@ def where(manifest: Manifest) -> str:
     return f"{manifest.environment} (account {manifest.account_id}, region {manifest.region})"
 
 
-def review_path(manifest: Manifest):
+def review_path(manifest: Manifest) -> Path:
     return manifest.build_dir / "review.json"
 
 
-def plan_environment(planner: Planner, max_parallel: int, stacks=None) -> list[StackPlan]:
+def plan_environment(planner: Planner, max_parallel: int, stacks: Sequence[StackSpec] | None = None) -> list[StackPlan]:
     """Plans every stack (in parallel: planning has no order), prints the review and writes
     review.json and plan.json. Raises PlanInterrupted on Ctrl-C."""
     ctx, manifest = planner.ctx, planner.manifest

@@ -11,6 +11,7 @@ from enum import StrEnum
 from .changesets import ChangeSet
 from .guards import GuardFinding
 from .manifest import StackSpec
+from .shapes import Stack
 
 
 class Action(StrEnum):
@@ -48,7 +49,7 @@ class Label(StrEnum):
 class StackPlan:
     spec: StackSpec
     action: Action
-    deployed: dict | None = None
+    deployed: Stack | None = None
     change_set: ChangeSet | None = None
     note: str = ""
     findings: list[GuardFinding] = field(default_factory=list)

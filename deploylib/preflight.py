@@ -17,14 +17,16 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
 
-from .aws import Context, RetryingClient, error_code, error_message
+from .aws import Context, RetryingClient, ServiceName, error_code, error_message
 from .manifest import Manifest, ManifestError, manifest_path
+from .shapes import JsonObject, Stack
 from .stacks import describe_stack, is_in_progress
 
 # ---------------------------------------------------------------------------------------------
@@ -32,11 +34,26 @@ from .stacks import describe_stack, is_in_progress
 # ---------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class CertificateSpec:
-    mode: str  # "existing" (arn) or "create" (hosted_zone_id)
+class ExistingCertificate:
+    """mode: existing (an ACM certificate the stacks use)."""
+
     domain_name: str
-    arn: str | None = None
-    hosted_zone_id: str | None = None
+    arn: str
+
+    @property
+    def region(self) -> str:
+        return self.arn.split(":")[3]  # arn:<partition>:acm:<region>:<account>:certificate/<id>
+
+
+@dataclass(frozen=True)
+class CertificateToCreate:
+    """mode: create (the stacks request one, validated by DNS in the hosted zone)."""
+
+    domain_name: str
+    hosted_zone_id: str
+
+
+CertificateSpec = ExistingCertificate | CertificateToCreate
 
 
 @dataclass(frozen=True)
@@ -101,7 +118,7 @@ ACM_ARN = re.compile(r"^arn:aws[a-z-]*:acm:([a-z0-9-]+):(\d{12}):certificate/[\w
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
-def _field(mapping: Any, key: str, where: str, kind: type | tuple[type, ...] = str, nullable: bool = False):
+def _field(mapping: Any, key: str, where: str, kind: type | tuple[type, ...] = str, nullable: bool = False) -> Any:
     if not isinstance(mapping, dict):
         raise ManifestError(f"{where}: expected an object, got {type(mapping).__name__}")
     if key not in mapping:
@@ -122,14 +139,14 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 
-def _matching(value: str, pattern: re.Pattern, where: str, what: str) -> str:
+def _matching(value: str, pattern: re.Pattern[str], where: str, what: str) -> str:
     if not pattern.match(value):
         raise ManifestError(f"{where}: {value!r} is not {what}")
     return value
 
 
-def _count(mapping: dict, key: str, where: str) -> int:
-    value = _field(mapping, key, where, int)
+def _count(mapping: JsonObject, key: str, where: str) -> int:
+    value: int = _field(mapping, key, where, int)
     if value < 0:
         raise ManifestError(f"{where}.{key}: must be 0 or more, got {value}")
     return value
@@ -142,9 +159,9 @@ def _parse_certificate(raw: Any, where: str) -> CertificateSpec | None:
     domain = _field(raw, "domain_name", where).rstrip(".").lower()
     if mode == "existing":
         arn = _matching(_field(raw, "arn", where), ACM_ARN, f"{where}.arn", "an ACM certificate ARN")
-        return CertificateSpec(mode, domain, arn=arn)
+        return ExistingCertificate(domain, arn)
     if mode == "create":
-        return CertificateSpec(mode, domain, hosted_zone_id=_field(raw, "hosted_zone_id", where))
+        return CertificateToCreate(domain, _field(raw, "hosted_zone_id", where))
     raise ManifestError(f"{where}.mode: expected 'existing' or 'create', got {mode!r}")
 
 
@@ -209,7 +226,7 @@ def _parse_stacks(raw: Any, where: str) -> tuple[StackRef, ...]:
     )
 
 
-def parse_preflight(raw: dict, where: str) -> PreflightSpec:
+def parse_preflight(raw: JsonObject, where: str) -> PreflightSpec:
     """The manifest's `preflight` section (the section itself, not the whole manifest).
 
     Raises ManifestError naming the missing or bad field. certificate, container_image,
@@ -248,7 +265,7 @@ def load_preflight(build_dir: Path, environment: str) -> PreflightSpec:
     try:
         raw = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as error:
-        raise ManifestError(f"cannot read {path} ({error}); run `make build ENV={environment}`")
+        raise ManifestError(f"cannot read {path} ({error}); run `make build ENV={environment}`") from None
     if not isinstance(raw, dict) or "preflight" not in raw:
         raise ManifestError(f"{path}: missing field 'preflight'; rebuild with `make build ENV={environment}`")
     spec = parse_preflight(raw["preflight"], str(path))
@@ -318,7 +335,7 @@ class _Run:
     configured_region: str | None
     account_verified: bool = False
 
-    def client(self, service: str, region: str | None = None) -> RetryingClient:
+    def client(self, service: ServiceName, region: str | None = None) -> RetryingClient:
         return self.ctx.client(service, region or self.spec.region)
 
     def stack_region(self, stack_name: str) -> str:
@@ -345,10 +362,11 @@ def _error_row(check: str, subject: str, error: Exception, essential: bool) -> R
     return Row(check, subject, Status.FAIL if essential else Status.WARN, detail)
 
 
-def _guarded(check: str, subject: str, essential: bool, work: Callable[[], list[Row]]) -> list[Row]:
-    """work()'s rows, or one row for the AWS error it raised: no error escapes a check."""
+def _guarded(check: str, subject: str, essential: bool, work: Callable[[], Row | list[Row]]) -> list[Row]:
+    """work()'s row(s), or one row for the AWS error it raised: no error escapes a check."""
     try:
-        return work()
+        rows = work()
+        return rows if isinstance(rows, list) else [rows]
     except AWS_ERRORS as error:
         return [_error_row(check, subject, error, essential)]
 
@@ -452,14 +470,14 @@ def check_certificate(run: _Run) -> list[Row]:
     certificate = run.spec.certificate
     if certificate is None:
         return []
-    if certificate.mode == "existing":
+    if isinstance(certificate, ExistingCertificate):
         return _existing_certificate(run, certificate)
     return _certificate_to_create(run, certificate)
 
 
-def _existing_certificate(run: _Run, cert: CertificateSpec) -> list[Row]:
+def _existing_certificate(run: _Run, cert: ExistingCertificate) -> list[Row]:
     spec, domain = run.spec, cert.domain_name
-    arn_region = ACM_ARN.match(cert.arn).group(1)
+    arn_region = cert.region
     if arn_region != spec.region:
         return [Row(CERTIFICATE, domain, Status.FAIL, (
             f"{cert.arn} is in {arn_region}, the environment is in {spec.region}: an ALB takes a "
@@ -478,7 +496,7 @@ def _existing_certificate(run: _Run, cert: CertificateSpec) -> list[Row]:
     return [Row(CERTIFICATE, domain, Status.PASS, f"ISSUED, covers {domain}: {cert.arn}")]
 
 
-def _certificate_problems(described: dict, cert: CertificateSpec) -> list[str]:
+def _certificate_problems(described: JsonObject, cert: ExistingCertificate) -> list[str]:
     problems = []
     status = described.get("Status", "UNKNOWN")
     if status != ISSUED:
@@ -493,7 +511,7 @@ def _certificate_problems(described: dict, cert: CertificateSpec) -> list[str]:
     return problems
 
 
-def _certificate_to_create(run: _Run, cert: CertificateSpec) -> list[Row]:
+def _certificate_to_create(run: _Run, cert: CertificateToCreate) -> list[Row]:
     zone_id, domain = cert.hosted_zone_id, cert.domain_name
     try:
         zone = run.client("route53").call("get_hosted_zone", Id=zone_id)["HostedZone"]
@@ -553,7 +571,7 @@ def image_gate(ctx: Context, spec: PreflightSpec, stack_name: str) -> Row | None
 EMPTY_STACK_STATUSES = frozenset({"REVIEW_IN_PROGRESS", "ROLLBACK_COMPLETE"})
 
 
-def _holds_resources(stack: dict | None) -> bool:
+def _holds_resources(stack: Stack | None) -> TypeGuard[Stack]:
     return stack is not None and stack["StackStatus"] not in EMPTY_STACK_STATUSES
 
 
@@ -602,7 +620,7 @@ INVALID_INPUT = frozenset({"InvalidInput", "InvalidInputException"})
 def check_service_linked_roles(run: _Run) -> list[Row]:
     rows: list[Row] = []
     for role in run.spec.service_linked_roles:
-        rows += _guarded(SLR, role.role_name, False, lambda role=role: [_service_linked_role(run, role)])
+        rows += _guarded(SLR, role.role_name, False, partial(_service_linked_role, run, role))
     return rows
 
 
@@ -713,8 +731,8 @@ def _quota_row(run: _Run, quota: Quota, subject: str, limit: tuple[int, str], us
         (_quota_command(run.spec.region, quota.service_code, quota.quota_code, wanted),))
 
 
-def _paged(client: RetryingClient, operation: str, key: str, **kwargs: Any) -> list[dict]:
-    items: list[dict] = []
+def _paged(client: RetryingClient, operation: str, key: str, **kwargs: Any) -> list[JsonObject]:
+    items: list[JsonObject] = []
     while True:
         answer = client.call(operation, **kwargs)
         items += answer.get(key, [])
@@ -738,7 +756,7 @@ def _eip_row(run: _Run, network: NetworkSpec) -> Row:
     return _quota_row(run, EIP_QUOTA, "Elastic IPs", _quota_value(run, EIP_QUOTA), used, network.elastic_ips)
 
 
-def _nat_gateways_per_zone(run: _Run) -> Counter:
+def _nat_gateways_per_zone(run: _Run) -> Counter[str]:
     ec2 = run.client("ec2")
     gateways = _paged(ec2, "describe_nat_gateways", "NatGateways",
                       Filter=[{"Name": "state", "Values": ["pending", "available"]}])
@@ -797,7 +815,7 @@ BLOCKED_STATUSES = frozenset({"ROLLBACK_FAILED", "DELETE_FAILED", "UPDATE_ROLLBA
 def check_stacks(run: _Run) -> list[Row]:
     rows: list[Row] = []
     for ref in run.spec.stacks:
-        rows += _guarded(STACKS, ref.name, True, lambda ref=ref: [_stack_row(run, ref)])
+        rows += _guarded(STACKS, ref.name, True, partial(_stack_row, run, ref))
     return rows
 
 
@@ -865,7 +883,7 @@ def run_preflight(ctx: Context, spec: PreflightSpec, scope: Scope, fix: bool = F
         if check.name != IDENTITY and not run.account_verified:
             report.rows.append(_not_run_row(spec, [c.name for c in selected if c.name != IDENTITY]))
             break
-        report.rows += _guarded(check.name, check.subject, check.essential, lambda check=check: check.run(run))
+        report.rows += _guarded(check.name, check.subject, check.essential, partial(check.run, run))
     return report
 
 
@@ -925,7 +943,7 @@ def _row_lines(widths: tuple[int, ...], row: Row) -> list[str]:
 
 def _command_lines(command: str, width: int) -> list[str]:
     """A shell command wrapped with backslash continuations, so it still pastes as one command."""
-    indent, lines, current = " " * COMMAND_INDENT, [], ""
+    indent, lines, current = " " * COMMAND_INDENT, list[str](), ""
     for word in command.split(" "):
         limit = width - 2 - (2 if lines else 0)  # room for " \" and the continuation indent
         if current and len(current) + 1 + len(word) > limit:

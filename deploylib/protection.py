@@ -4,7 +4,7 @@ deletion protection rides on the StackLifecycle parameter (lifecycle.py)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 
 from botocore.exceptions import ClientError
@@ -15,13 +15,14 @@ from .guards import is_stateful
 from .manifest import Manifest, StackSpec
 from .output import Printer
 from .plans import StackPlan
+from .shapes import JsonObject
 from .stacks import describe_stack
 
 POLICY_ACTIONS = ["Update:Modify", "Update:Replace", "Update:Delete"]
 
 
-def stack_policy(spec: StackSpec, allowed: set[str] = frozenset()) -> dict:
-    statements = [{"Effect": "Allow", "Action": POLICY_ACTIONS, "Principal": "*", "Resource": "*"}]
+def stack_policy(spec: StackSpec, allowed: Collection[str] = ()) -> JsonObject:
+    statements: list[JsonObject] = [{"Effect": "Allow", "Action": POLICY_ACTIONS, "Principal": "*", "Resource": "*"}]
     protected = sorted(set(spec.stateful_resources) - set(allowed))
     if protected:
         statements.append({
@@ -45,7 +46,7 @@ def set_termination_protection(ctx: Context, printer: Printer, spec: StackSpec, 
                                  f"UpdateTerminationProtection {gap}")
 
 
-def set_policy(ctx: Context, spec: StackSpec, policy: dict) -> None:
+def set_policy(ctx: Context, spec: StackSpec, policy: JsonObject) -> None:
     cfn = ctx.cfn(spec.region)
     current = cfn.call("get_stack_policy", StackName=spec.name).get("StackPolicyBody")
     if not current or json.loads(current) != policy:
@@ -63,9 +64,10 @@ def ensure_protection(ctx: Context, manifest: Manifest, printer: Printer, spec: 
 
 
 def allowed_stateful_changes(plan: StackPlan, allow_replace: set[str]) -> set[str]:
-    """The stateful resources this change set touches that --allow-replace names."""
-    touched = set()
-    for wrapper in plan.change_set.changes:
+    """The stateful resources this change set touches that --allow-replace names (none when the
+    plan has no change set)."""
+    touched: set[str] = set()
+    for wrapper in plan.change_set.changes if plan.change_set else []:
         change = wrapper.get("ResourceChange", {})
         logical_id = change.get("LogicalResourceId", "")
         if logical_id in allow_replace and is_stateful(plan.spec, logical_id, change.get("ResourceType", "")):

@@ -16,9 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .adopt import existing_named_resources, in_the_way_note
-from .aws import Context
+from .aws import Context, ServiceName
 from .manifest import Manifest, StackSpec
 from .output import Printer
+from .shapes import JsonObject, Stack
 from .stackops import FailedResource, delete_and_wait, failed_resources
 from .stacks import describe_stack, format_event, wait_for_stack
 
@@ -28,9 +29,9 @@ class Fix:
     """Removing a known cause of a failed deletion: (service, operation, arguments)."""
 
     what: str
-    service: str
+    service: ServiceName
     operation: str
-    arguments: dict
+    arguments: JsonObject
 
 
 def _cluster(resource: FailedResource) -> Fix:
@@ -99,7 +100,7 @@ class Recovery:
             self.printer.line(f"  {failure.describe()}")
         return action(spec, deployed, failures)
 
-    def _rollback_failed(self, spec: StackSpec, deployed: dict, failures: list[FailedResource]) -> int:
+    def _rollback_failed(self, spec: StackSpec, deployed: Stack, failures: list[FailedResource]) -> int:
         fixes = [fix for fix in map(known_fix, failures) if fix]
         unknown = [f for f in failures if not known_fix(f)]
         steps = [fix.what for fix in fixes] + [f"delete stack {spec.name}"]
@@ -114,7 +115,8 @@ class Recovery:
             self.ctx.client(fix.service, spec.region).call(fix.operation, **fix.arguments)
         return self._finish_delete(spec, deployed, {})
 
-    def _delete_failed(self, spec: StackSpec, deployed: dict, failures: list[FailedResource]) -> int:
+    def _delete_failed(self, spec: StackSpec, deployed: Stack, failures: list[FailedResource]) -> int:
+        options: JsonObject
         if self.force_delete:
             options, steps = {"DeletionMode": "FORCE_DELETE_STACK"}, [
                 f"delete stack {spec.name} with DeletionMode FORCE_DELETE_STACK (every resource that cannot be "
@@ -127,7 +129,7 @@ class Recovery:
             return 2
         return self._finish_delete(spec, deployed, options)
 
-    def _update_rollback_failed(self, spec: StackSpec, deployed: dict, failures: list[FailedResource]) -> int:
+    def _update_rollback_failed(self, spec: StackSpec, deployed: Stack, failures: list[FailedResource]) -> int:
         skip = [f.logical_id for f in failures if f.status.endswith("_FAILED")]
         steps = [f"continue the rollback of {spec.name}" + (f", skipping {', '.join(skip)}" if skip else "")]
         if not self._confirmed(spec, steps):
@@ -145,7 +147,7 @@ class Recovery:
         self.printer.line(f"{spec.name} is UPDATE_ROLLBACK_COMPLETE: deploy can update it again")
         return 0
 
-    def _finish_delete(self, spec: StackSpec, deployed: dict, options: dict) -> int:
+    def _finish_delete(self, spec: StackSpec, deployed: Stack, options: JsonObject) -> int:
         status, _ = delete_and_wait(self.ctx, self.printer, spec, deployed["StackId"], **options)
         if status == "DELETE_COMPLETE":
             kept = options.get("RetainResources")

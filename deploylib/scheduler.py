@@ -47,7 +47,7 @@ def run_graph(
     """Runs `work` per node; `on_outcome` hears each outcome as soon as the runner has it."""
     result = RunResult()
     pending = set(dependencies)
-    running: dict[Future, str] = {}
+    running: dict[Future[Outcome], str] = {}
     stop = stop or threading.Event()
     failed = False
 
@@ -84,7 +84,7 @@ def run_graph(
     return result
 
 
-def _outcome(future: Future) -> Outcome:
+def _outcome(future: Future[Outcome]) -> Outcome:
     try:
         return future.result()
     except Exception as error:  # a bug or an unexpected API error: report, do not hang

@@ -10,6 +10,7 @@ from botocore.exceptions import ClientError
 from .aws import Context, error_message
 from .manifest import Manifest, StackSpec
 from .output import Printer
+from .shapes import Stack, StackEvent
 from .stacks import format_event, list_stack_resources, wait_for_stack
 
 # States nothing but an explicit recovery gets a stack out of; deleting or updating it blindly
@@ -39,7 +40,7 @@ class FailedResource:
         return f"{self.logical_id} ({self.resource_type}{physical}) {self.status}: {self.reason or 'no reason given'}"
 
 
-def is_ours(manifest: Manifest, deployed: dict) -> bool:
+def is_ours(manifest: Manifest, deployed: Stack) -> bool:
     tags = {t["Key"]: t["Value"] for t in deployed.get("Tags", [])}
     return tags.get("ManagedBy") == manifest.tags.get("ManagedBy") and tags.get("Environment") == manifest.environment
 
@@ -81,7 +82,7 @@ def _latest_failure_reasons(ctx: Context, region: str, stack_id: str) -> dict[st
     return reasons
 
 
-def blocked_note(ctx: Context, manifest: Manifest, spec: StackSpec, deployed: dict) -> str:
+def blocked_note(ctx: Context, manifest: Manifest, spec: StackSpec, deployed: Stack) -> str:
     """Why the stack cannot be deployed, what failed, and the way out."""
     status = deployed["StackStatus"]
     failures = failed_resources(ctx, spec, deployed["StackId"])
@@ -91,7 +92,9 @@ def blocked_note(ctx: Context, manifest: Manifest, spec: StackSpec, deployed: di
     return "\n".join(lines)
 
 
-def delete_and_wait(ctx: Context, printer: Printer, spec: StackSpec, stack_id: str, **delete_options) -> tuple[str, list[dict]]:
+def delete_and_wait(ctx: Context, printer: Printer, spec: StackSpec, stack_id: str,
+                    **delete_options: object) -> tuple[str, list[StackEvent]]:
+
     """DeleteStack (with RetainResources or DeletionMode when given) and wait for the end."""
     ctx.cfn(spec.region).call("delete_stack", StackName=stack_id, **delete_options)
     return wait_for_stack(ctx, spec.region, stack_id, spec.timeout_minutes,

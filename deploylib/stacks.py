@@ -12,6 +12,7 @@ from botocore.exceptions import ClientError
 
 from .aws import Context, error_message
 from .errors import DeployError
+from .shapes import ResourceSummary, Stack, StackEvent
 
 SUCCESS_STATUSES = frozenset({"CREATE_COMPLETE", "UPDATE_COMPLETE", "DELETE_COMPLETE", "IMPORT_COMPLETE"})
 FAILED_STATUSES = frozenset({
@@ -34,7 +35,7 @@ def is_in_progress(status: str) -> bool:
     return status.endswith("_IN_PROGRESS") and status != "REVIEW_IN_PROGRESS"
 
 
-def describe_stack(ctx: Context, region: str, stack_name: str) -> dict | None:
+def describe_stack(ctx: Context, region: str, stack_name: str) -> Stack | None:
     """The stack, or None when it does not exist (or was deleted)."""
     try:
         stacks = ctx.cfn(region).call("describe_stacks", StackName=stack_name)["Stacks"]
@@ -44,18 +45,19 @@ def describe_stack(ctx: Context, region: str, stack_name: str) -> dict | None:
         raise
     if not stacks or stacks[0]["StackStatus"] == "DELETE_COMPLETE":
         return None
-    return stacks[0]
+    stack: Stack = stacks[0]
+    return stack
 
 
-def stack_outputs(stack: dict | None) -> dict[str, str]:
+def stack_outputs(stack: Stack | None) -> dict[str, str]:
     if not stack:
         return {}
     return {o["OutputKey"]: o.get("OutputValue", "") for o in stack.get("Outputs", [])}
 
 
-def list_stack_resources(ctx: Context, region: str, stack: str) -> list[dict]:
+def list_stack_resources(ctx: Context, region: str, stack: str) -> list[ResourceSummary]:
     """Every StackResourceSummary of the stack, following NextToken (a page holds ~100)."""
-    summaries: list[dict] = []
+    summaries: list[ResourceSummary] = []
     token = None
     while True:
         kwargs = {"StackName": stack, **({"NextToken": token} if token else {})}
@@ -79,7 +81,7 @@ class EventTracker:
         events = self._page(None)[0]
         self.boundary_event_id = events[0]["EventId"] if events else None
 
-    def _page(self, token: str | None) -> tuple[list[dict], str | None]:
+    def _page(self, token: str | None) -> tuple[list[StackEvent], str | None]:
         kwargs = {"StackName": self.stack_id}
         if token:
             kwargs["NextToken"] = token
@@ -91,8 +93,8 @@ class EventTracker:
             raise
         return response.get("StackEvents", []), response.get("NextToken")
 
-    def new_events(self) -> list[dict]:
-        fresh: list[dict] = []
+    def new_events(self) -> list[StackEvent]:
+        fresh: list[StackEvent] = []
         token = None
         while True:
             events, token = self._page(token)
@@ -109,7 +111,7 @@ class EventTracker:
         return list(reversed(fresh))
 
 
-def root_cause(events: list[dict]) -> dict | None:
+def root_cause(events: list[StackEvent]) -> StackEvent | None:
     """The first failed resource: later failures are usually 'Resource creation cancelled'
     consequences of it, and the stack-level failure only says the stack failed."""
     failed = [e for e in events if e.get("ResourceStatus", "").endswith("_FAILED")]
@@ -120,7 +122,7 @@ def root_cause(events: list[dict]) -> dict | None:
     return failed[0] if failed else None
 
 
-def format_event(event: dict) -> str:
+def format_event(event: StackEvent) -> str:
     reason = event.get("ResourceStatusReason")
     text = f"{event.get('LogicalResourceId')} {event.get('ResourceType')} {event.get('ResourceStatus')}"
     return f"{text}: {reason}" if reason else text
@@ -131,16 +133,16 @@ def wait_for_stack(
     region: str,
     stack_id: str,
     timeout_minutes: float,
-    on_event: Callable[[dict], None] | None = None,
+    on_event: Callable[[StackEvent], None] | None = None,
     tracker: EventTracker | None = None,
-) -> tuple[str, list[dict]]:
+) -> tuple[str, list[StackEvent]]:
     """Polls until the stack leaves *_IN_PROGRESS; returns (final status, events seen).
 
     Raises StackTimeout after timeout_minutes; the operation itself keeps going in AWS.
     """
     tracker = tracker or EventTracker(ctx, region, stack_id)
     deadline = ctx.clock.monotonic() + timeout_minutes * 60
-    seen: list[dict] = []
+    seen: list[StackEvent] = []
     while True:
         stack = describe_stack(ctx, region, stack_id)
         for event in tracker.new_events():

@@ -8,12 +8,12 @@ from botocore.parsers import ResponseParserError
 
 from .aws import Context, error_message
 from .cli import Options
-from .manifest import Manifest
+from .manifest import Manifest, StackSpec
 from .output import Printer
 from .stacks import describe_stack
 
 
-def drift_status(ctx: Context, spec, timeout_minutes: float = 5) -> str:
+def drift_status(ctx: Context, spec: StackSpec, timeout_minutes: float = 5) -> str:
     """Drift is information, never a reason for `status` to fail: every error becomes
     "unavailable (why)", and an emulator without the drift APIs says so."""
     cfn = ctx.cfn(spec.region)
@@ -23,7 +23,7 @@ def drift_status(ctx: Context, spec, timeout_minutes: float = 5) -> str:
         while True:
             status = cfn.call("describe_stack_drift_detection_status", StackDriftDetectionId=detection_id)
             if status.get("DetectionStatus") != "DETECTION_IN_PROGRESS":
-                return status.get("StackDriftStatus", status.get("DetectionStatus", "UNKNOWN"))
+                return str(status.get("StackDriftStatus") or status.get("DetectionStatus") or "UNKNOWN")
             if ctx.clock.monotonic() >= deadline:
                 return "DETECTION_IN_PROGRESS (timed out waiting)"
             ctx.pause(ctx.poll_seconds)

@@ -14,28 +14,21 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from . import provision as provisioning
-from .server import ACCOUNT_ID, DEFAULT_REGION
+from .server import DEFAULT_REGION, EmulatorEndpoint
 
 _READY = re.compile(r"emulator ready: (http://127\.0\.0\.1:(\d+)) \(account (\d{12}), region ([a-z0-9-]+)\)")
 
 
-class EmulatorProcess:
+class EmulatorProcess(EmulatorEndpoint):
+    """A running emulator in a child process (`python -m emulator`)."""
+
     def __init__(self, region: str = DEFAULT_REGION, port: int = 0):
-        self.region = region
-        self.account_id = ACCOUNT_ID
-        self._requested_port = port
-        self._process: subprocess.Popen | None = None
-        self.endpoint_url = ""
-        self.port: int | None = None
+        super().__init__(region, port)
+        self._process: subprocess.Popen[str] | None = None
 
     @property
-    def certificate_arn(self) -> str:
-        return provisioning.certificate_arn(self.region, self.account_id)
-
-    @property
-    def powertools_layer_arn(self) -> str:
-        return provisioning.powertools_layer_arn(self.region)
+    def running(self) -> bool:
+        return self._process is not None
 
     def start(self) -> EmulatorProcess:
         root = Path(__file__).resolve().parent.parent
@@ -45,12 +38,12 @@ class EmulatorProcess:
         self._process = subprocess.Popen(
             [sys.executable, "-m", "emulator", "--port", str(self._requested_port), "--region", self.region],
             cwd=root, env=environment, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        line = self._process.stdout.readline()
+        line = self._process.stdout.readline() if self._process.stdout else ""
         match = _READY.search(line)
         if not match:
             self.stop()
             raise RuntimeError(f"the emulator did not start (it printed {line!r})")
-        self.endpoint_url, self.port = match.group(1), int(match.group(2))
+        self.port = int(match.group(2))
         return self
 
     def reset(self) -> None:
@@ -70,26 +63,6 @@ class EmulatorProcess:
         if self._process is not None and self._process.stdout:
             self._process.stdout.close()
         self._process = None
-
-    def client(self, service: str, region: str | None = None):
-        import boto3
-
-        return boto3.client(service, region_name=region or self.region, endpoint_url=self.endpoint_url,
-                            aws_access_key_id="testing", aws_secret_access_key="testing")
-
-    def environment(self) -> dict[str, str]:
-        return {
-            "AWS_ENDPOINT_URL": self.endpoint_url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": self.region, "AWS_REGION": self.region,
-        }
-
-    def __enter__(self) -> EmulatorProcess:
-        if self._process is None:
-            self.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 def spawn(region: str = DEFAULT_REGION, port: int = 0) -> EmulatorProcess:

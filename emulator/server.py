@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Any, Self
 
 from . import provision as provisioning
 
@@ -19,23 +20,21 @@ _SERVER_ENVIRONMENT = {
 }
 
 
-class Emulator:
-    """A running emulator. Use as a context manager, or call stop()."""
+class EmulatorEndpoint:
+    """What a running emulator offers, in this process (Emulator) or in a child (EmulatorProcess):
+    its endpoint, boto3 clients and the environment pointing boto3 (and deploy.py) at it."""
 
     def __init__(self, region: str = DEFAULT_REGION, port: int = 0):
         self.region = region
         self.account_id = ACCOUNT_ID
         self._requested_port = port
-        self._server = None
-        self.host = HOST
         self.port: int | None = None
-        self.provisioned: provisioning.Provisioned | None = None
 
     @property
     def endpoint_url(self) -> str:
         if self.port is None:
             raise RuntimeError("the emulator is not running")
-        return f"http://{self.host}:{self.port}"
+        return f"http://{HOST}:{self.port}"
 
     @property
     def certificate_arn(self) -> str:
@@ -44,6 +43,55 @@ class Emulator:
     @property
     def powertools_layer_arn(self) -> str:
         return provisioning.powertools_layer_arn(self.region)
+
+    @property
+    def running(self) -> bool:
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def client(self, service: str, region: str | None = None) -> Any:
+        """A boto3 client for this emulator (fake credentials, never a real endpoint)."""
+        import boto3
+
+        return boto3.client(service, region_name=region or self.region, endpoint_url=self.endpoint_url,
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
+
+    def environment(self) -> dict[str, str]:
+        """Environment variables that point boto3 (and deploy.py) at this emulator."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_SESSION_TOKEN": "testing",
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_REGION": self.region,
+        }
+
+    def __enter__(self) -> Self:
+        if not self.running:
+            self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class Emulator(EmulatorEndpoint):
+    """A running emulator in this process. Use as a context manager, or call stop()."""
+
+    def __init__(self, region: str = DEFAULT_REGION, port: int = 0):
+        super().__init__(region, port)
+        self._server: Any = None
+        self.provisioned: provisioning.Provisioned | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
 
     def start(self) -> Emulator:
         for key, value in _SERVER_ENVIRONMENT.items():
@@ -56,7 +104,7 @@ class Emulator:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         self._server = ThreadedMotoServer(ip_address=HOST, port=self._requested_port, verbose=False)
         self._server.start()
-        self.host, self.port = self._server.get_host_and_port()
+        _, self.port = self._server.get_host_and_port()
         self.provisioned = provisioning.provision(self.region, self.account_id)
         from .compat.cloudformation import RESET_HOOKS
 
@@ -81,32 +129,6 @@ class Emulator:
                 RESET_HOOKS.remove(self._provision_again)
             self._server.stop()
             self._server = None
-
-    def client(self, service: str, region: str | None = None):
-        """A boto3 client for this emulator (fake credentials, never a real endpoint)."""
-        import boto3
-
-        return boto3.client(service, region_name=region or self.region, endpoint_url=self.endpoint_url,
-                            aws_access_key_id="testing", aws_secret_access_key="testing")
-
-    def environment(self) -> dict[str, str]:
-        """Environment variables that point boto3 (and deploy.py) at this emulator."""
-        return {
-            "AWS_ENDPOINT_URL": self.endpoint_url,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_SESSION_TOKEN": "testing",
-            "AWS_DEFAULT_REGION": self.region,
-            "AWS_REGION": self.region,
-        }
-
-    def __enter__(self) -> Emulator:
-        if self._server is None:
-            self.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 def start(region: str = DEFAULT_REGION, port: int = 0) -> Emulator:

@@ -10,30 +10,15 @@ from collections.abc import Iterable
 
 from troposphere import AWSObject, Equals, Export, If, ImportValue, Output, Parameter, Ref, Sub, Tag, Tags, Template
 
+from platform_contracts import LIFECYCLE_CREATING, LIFECYCLE_ESTABLISHED, LIFECYCLE_PARAMETER
+
 from .config import EnvironmentConfig
 
 APPLICATION = "payments"
 MANAGED_BY = "payments-infra/build.py"
 TEMPLATE_FORMAT_VERSION = "2010-09-09"
 
-# Resource types whose data outlives a deploy: they get DeletionPolicy/UpdateReplacePolicy from
-# the environment, the build lists them in the manifest and deploy guards them.
-STATEFUL_TYPES = frozenset(
-    {
-        "AWS::RDS::DBCluster",
-        "AWS::DynamoDB::Table",
-        "AWS::S3::Bucket",
-        "AWS::KMS::Key",
-        "AWS::SQS::Queue",
-        "AWS::SecretsManager::Secret",
-        "AWS::Logs::LogGroup",
-        "AWS::ECR::Repository",
-    }
-)
 RETAIN_EXCEPT_ON_CREATE = "RetainExceptOnCreate"
-# CloudFormation's TemplateBody quota: the build keeps templates that must go inline under it, and
-# deploy.py sends larger ones by S3 URL. One definition so the two can never disagree.
-TEMPLATE_BODY_LIMIT_BYTES = 51_200
 # The platform's own operational metrics (messaging publishes, monitoring alarms on them).
 OPERATIONS_NAMESPACE = "Payments/Operations"
 CONFIRMED_SUBSCRIPTIONS_METRIC = "ConfirmedAlarmSubscriptions"
@@ -134,9 +119,6 @@ def keep_data(resource: AWSObject, config: EnvironmentConfig) -> AWSObject:
 # manages it, setting it on every update would reset a scaled-out service). deploy.py passes
 # `creating` on a stack's first create and `established` from then on: right after a first create
 # succeeds it runs a parameter-only update to `established` (see docs/deploy.md).
-LIFECYCLE_PARAMETER = "StackLifecycle"
-LIFECYCLE_CREATING = "creating"
-LIFECYCLE_ESTABLISHED = "established"
 ESTABLISHED_CONDITION = "StackEstablished"
 
 

@@ -296,7 +296,18 @@ def _close_default_security_group(template: Template, config: EnvironmentConfig,
         template, config, "RestrictDefaultSgLogGroup", f"/payments/{config.name}/{function_name}", GetAtt(logs_key, "Arn")
     )
     default_group = GetAtt(vpc, "DefaultSecurityGroup")
-    role = template.add_resource(
+    role = _restrict_default_sg_role(template, config, default_group, group_log)
+    function = _restrict_default_sg_function(template, config, function_name, role, group_log)
+    template.add_resource(
+        RestrictDefaultSecurityGroup(
+            "DefaultSecurityGroupRestriction", ServiceToken=GetAtt(function, "Arn"), GroupId=default_group
+        )
+    )
+
+
+def _restrict_default_sg_role(template: Template, config: EnvironmentConfig, default_group: GetAtt, group_log) -> iam.Role:
+    """May revoke the rules of this VPC's default security group and write its own log, nothing else."""
+    return template.add_resource(
         iam.Role(
             "RestrictDefaultSgRole",
             AssumeRolePolicyDocument=service_trust("lambda.amazonaws.com", on_behalf_of_this_account=False),
@@ -328,6 +339,10 @@ def _close_default_security_group(template: Template, config: EnvironmentConfig,
             Tags=tags(config),
         )
     )
+
+
+def _restrict_default_sg_function(template: Template, config: EnvironmentConfig, function_name: str, role: iam.Role,
+                                  group_log) -> awslambda.Function:
     function = template.add_resource(
         awslambda.Function(
             "RestrictDefaultSgFunction",
@@ -350,11 +365,7 @@ def _close_default_security_group(template: Template, config: EnvironmentConfig,
         "CKV_AWS_115",
         "runs once per deploy; a reservation would take from the account's unreserved pool (10 in a new account)",
     )
-    template.add_resource(
-        RestrictDefaultSecurityGroup(
-            "DefaultSecurityGroupRestriction", ServiceToken=GetAtt(function, "Arn"), GroupId=default_group
-        )
-    )
+    return function
 
 
 def _rule(protocol: str, port: int, description: str, **target) -> ec2.SecurityGroupRule:

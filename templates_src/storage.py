@@ -280,12 +280,25 @@ def _replication_role(template: Template, config: EnvironmentConfig) -> iam.Role
 def _replication_policy(
     template: Template, config: EnvironmentConfig, role: iam.Role, sources: list[s3.Bucket]
 ) -> iam.PolicyType:
+    statements = _replication_object_statements(config, sources) + _replication_key_statements(config)
+    return template.add_resource(
+        iam.PolicyType(
+            "ReplicationPolicy",
+            PolicyName=resource_name(config, "s3-replication"),
+            Roles=[Ref(role)],
+            PolicyDocument=Policy(Version="2012-10-17", Statement=statements),
+        )
+    )
+
+
+def _replication_object_statements(config: EnvironmentConfig, sources: list[s3.Bucket]) -> list[Statement]:
+    """Read the sources' configuration and versions, write the replicas in the DR buckets."""
     source_arns = [GetAtt(bucket, "Arn") for bucket in sources]
     source_objects = [Sub("${Arn}/*", Arn=GetAtt(bucket, "Arn")) for bucket in sources]
     replica_objects = [
         Sub(f"arn:${{AWS::Partition}}:s3:::{dr_bucket_name(config, purpose)}/*") for purpose in REPLICATED_PURPOSES
     ]
-    statements = [
+    return [
         Statement(
             Sid="ReadReplicationConfiguration",
             Effect=Allow,
@@ -311,6 +324,12 @@ def _replication_policy(
             Action=[s3_actions.ReplicateDelete, s3_actions.ReplicateObject, s3_actions.ReplicateTags],
             Resource=replica_objects,
         ),
+    ]
+
+
+def _replication_key_statements(config: EnvironmentConfig) -> list[Statement]:
+    """Decrypt with the data key (through S3 only), encrypt with the DR region's replica key."""
+    return [
         Statement(
             Sid="DecryptSourceObjects",
             Effect=Allow,
@@ -334,11 +353,3 @@ def _replication_policy(
             ),
         ),
     ]
-    return template.add_resource(
-        iam.PolicyType(
-            "ReplicationPolicy",
-            PolicyName=resource_name(config, "s3-replication"),
-            Roles=[Ref(role)],
-            PolicyDocument=Policy(Version="2012-10-17", Statement=statements),
-        )
-    )

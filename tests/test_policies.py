@@ -7,7 +7,8 @@ from pathlib import Path
 
 import yaml
 
-from templates_src.common import SNAPSHOT_TYPES, STATEFUL_TYPES
+from platform_contracts import STATEFUL_TYPES
+from templates_src.common import SNAPSHOT_TYPES
 
 from .conftest import ENVIRONMENTS, all_templates
 from .layers.helpers import assert_data_policy

@@ -35,7 +35,7 @@ def _zone_for(request: Request, zone_id: str, domain: str) -> Any:
         zone = route53_backends[request.account_id][request.partition].get_hosted_zone(zone_id)
     except Exception:
         raise ResourceFailure(f"Resource handler returned message: \"Hosted zone {zone_id} not found\" "
-                              f"(Error Code: NoSuchHostedZone) [{domain}]")
+                              f"(Error Code: NoSuchHostedZone) [{domain}]") from None
     zone_name = zone.name.rstrip(".")
     bare = domain.lstrip("*.")
     if not (bare == zone_name or bare.endswith("." + zone_name)):

@@ -273,7 +273,7 @@ class AccountProvider(Provider):
             iam_backends[request.account_id][request.partition].get_role(name)
         except Exception:
             raise ResourceFailure(f"Resource handler returned message: \"The role ARN does not have required permissions "
-                                  f"set to API Gateway\" (Error Code: BadRequestException) [{arn}]")
+                                  f"set to API Gateway\" (Error Code: BadRequestException) [{arn}]") from None
 
     def update(self, request: Request, state: State, old_properties: dict) -> State:
         self.create(request)

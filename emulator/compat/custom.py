@@ -29,7 +29,7 @@ def _check_service_token(request: Request) -> None:
         get_backend(request.account_id, request.region).get_function(token)
     except Exception:
         raise ResourceFailure(f"Received response status [FAILED] from custom resource. Message returned: "
-                              f"Function not found: {token}")
+                              f"Function not found: {token}") from None
 
 
 class RestrictDefaultSecurityGroup(Provider):

@@ -67,7 +67,7 @@ class RoleProvider(Provider):
                     iam.attach_role_policy(arn, name)
                 except Exception:
                     raise ResourceFailure(f"Resource handler returned message: \"Policy {arn} does not exist or is "
-                                          "not attachable. (Service: Iam, Status Code: 404)\" (Error Code: NoSuchEntity)")
+                                          "not attachable. (Service: Iam, Status Code: 404)\" (Error Code: NoSuchEntity)") from None
 
     def update(self, request: Request, state: State, old_properties: dict) -> State:
         iam = backend(request)

@@ -40,7 +40,7 @@ def _generate(request: Request, spec: dict) -> str:
         try:
             document = json.loads(template)
         except json.JSONDecodeError:
-            raise ResourceFailure("SecretStringTemplate is not valid JSON")
+            raise ResourceFailure("SecretStringTemplate is not valid JSON") from None
         document[key] = password
         return json.dumps(document)
     return password

@@ -35,7 +35,7 @@ def definition_of(request: Request) -> str:
         document = json.loads(text)
     except json.JSONDecodeError as error:
         raise ResourceFailure(f"Resource handler returned message: \"Invalid State Machine Definition: 'SCHEMA_VALIDATION_FAILED: "
-                              f"{error}'\" (Error Code: InvalidDefinition)")
+                              f"{error}'\" (Error Code: InvalidDefinition)") from None
     if "StartAt" not in document or "States" not in document:
         raise ResourceFailure("Resource handler returned message: \"Invalid State Machine Definition: 'MISSING_START_AT / "
                               "States'\" (Error Code: InvalidDefinition)")

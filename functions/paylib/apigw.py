@@ -18,12 +18,13 @@ from decimal import Decimal
 from typing import Any
 
 from .errors import ApiError, bad_request
+from .shapes import Event, JsonObject
 
 MAX_BODY_BYTES = 16 * 1024
 MERCHANT_ID = re.compile(r"mer_[0-9a-f]{24}")  # as paylib.merchants (not imported: cold start)
 
 
-def header(event: dict, name: str) -> str | None:
+def header(event: Event, name: str) -> str | None:
     headers = event.get("headers") or {}
     wanted = name.lower()
     for key, value in headers.items():
@@ -36,8 +37,8 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict:
-    result: dict = {}
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> JsonObject:
+    result: JsonObject = {}
     for key, value in pairs:
         if key in result:
             raise ValueError("duplicate key in JSON object")
@@ -45,7 +46,7 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict:
     return result
 
 
-def raw_body(event: dict) -> bytes:
+def raw_body(event: Event) -> bytes:
     body = event.get("body")
     if body is None:
         return b""
@@ -59,7 +60,7 @@ def raw_body(event: dict) -> bytes:
     return body.encode("utf-8", errors="surrogatepass")
 
 
-def json_body(event: dict) -> Any:
+def json_body(event: Event) -> Any:
     """The parsed JSON body, after the content-type (415) and size (413) checks."""
     content_type = header(event, "Content-Type")
     media_type = (content_type or "").split(";", 1)[0].strip().lower()
@@ -82,12 +83,12 @@ def json_body(event: dict) -> Any:
         raise bad_request("malformed_json", "request body is not valid JSON") from None
 
 
-def path_parameter(event: dict, name: str) -> str | None:
+def path_parameter(event: Event, name: str) -> str | None:
     value = (event.get("pathParameters") or {}).get(name)
     return value if isinstance(value, str) else None
 
 
-def merchant_id(event: dict) -> str:
+def merchant_id(event: Event) -> str:
     """The merchant the authorizer resolved the caller's secret key to. Without one the request
     is refused (401): there is no anonymous caller to fall back to."""
     authorizer = (event.get("requestContext") or {}).get("authorizer") or {}

@@ -11,17 +11,21 @@ import functools
 import json
 import os
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 import boto3
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.config import Config
+
+from .shapes import DynamoItem, Item, JsonObject
 
 # Client-side parameter validation is off: every request is built by this code (never from
 # client input), the service validates again, and on a 100-item BatchWriteItem the local
 # validation walk costs about as much CPU as everything else the batch function does per row.
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=3, read_timeout=10,
                  parameter_validation=False)
+# Every AWS service the functions call, as boto3 names them (a new one is added here).
+ServiceName = Literal["dynamodb", "s3", "secretsmanager", "sns", "sqs"]
 _SERIALIZER = TypeSerializer()
 _DESERIALIZER = TypeDeserializer()
 
@@ -38,11 +42,11 @@ def env(name: str) -> str:
 
 
 @functools.cache
-def client(service: str):
+def client(service: ServiceName) -> Any:  # boto3's low-level client (no per-service stubs pinned)
     return boto3.client(service, config=_CONFIG)
 
 
-def put_audit_record(key: str, record: dict) -> None:
+def put_audit_record(key: str, record: JsonObject) -> None:
     """One JSON record in the audit bucket. The bucket is under S3 Object Lock (PCI DSS 10.3),
     and S3 refuses a write to a locked bucket that carries neither Content-MD5 nor a checksum:
     every record is sent with its SHA-256."""
@@ -56,7 +60,7 @@ def reset() -> None:
     client.cache_clear()
 
 
-def _attribute(value: Any) -> dict:
+def _attribute(value: Any) -> JsonObject:
     """DynamoDB attribute value; floats are refused (money is integral end to end)."""
     if isinstance(value, str):
         return {"S": value}
@@ -70,10 +74,10 @@ def _attribute(value: Any) -> dict:
         return {"L": [_attribute(item) for item in value]}
     if value is None:
         return {"NULL": True}
-    return _SERIALIZER.serialize(value)  # Decimal, sets, bytes; raises TypeError on float
+    return dict(_SERIALIZER.serialize(value))  # Decimal, sets, bytes; raises TypeError on float
 
 
-def to_dynamo(item: dict) -> dict:
+def to_dynamo(item: Item) -> DynamoItem:
     """Serialise a plain item; top-level None values are left out (absent attribute)."""
     return {key: _attribute(value) for key, value in item.items() if value is not None}
 
@@ -92,10 +96,10 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def from_dynamo(item: dict) -> dict:
+def from_dynamo(item: DynamoItem) -> Item:
     return {key: _plain(_DESERIALIZER.deserialize(value)) for key, value in item.items()}
 
 
 def error_code(error: Exception) -> str:
     response = getattr(error, "response", None) or {}
-    return response.get("Error", {}).get("Code", "")
+    return str(response.get("Error", {}).get("Code", ""))

@@ -109,5 +109,5 @@ class CardSummary:
     exp_month: int
     exp_year: int
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, str | int]:
         return {"brand": self.brand, "last4": self.last4, "exp_month": self.exp_month, "exp_year": self.exp_year}

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 
 from . import aws
+from .shapes import DynamoItem, Item, JsonObject, TransactAction
 
 MAX_BATCH_GET_KEYS = 100
 MAX_TRANSACTION_ACTIONS = 100
@@ -34,19 +35,20 @@ class Cancelled(Exception):
         return index < len(self.codes) and self.codes[index] not in ("None", "")
 
 
-def batch_get(keys_by_table: dict[str, list[dict]], sleep: Callable[[float], None] = time.sleep) -> dict[str, list[dict]]:
+def batch_get(keys_by_table: dict[str, list[DynamoItem]],
+              sleep: Callable[[float], None] = time.sleep) -> dict[str, list[Item]]:
     """Items found, per table (plain values); absent keys are simply missing from the answer."""
     pending = [(table, key) for table, keys in keys_by_table.items() for key in keys]
-    found: dict[str, list[dict]] = {table: [] for table in keys_by_table}
+    found: dict[str, list[Item]] = {table: [] for table in keys_by_table}
     for start in range(0, len(pending), MAX_BATCH_GET_KEYS):
-        request: dict[str, dict] = {}
+        request: dict[str, JsonObject] = {}
         for table, key in pending[start:start + MAX_BATCH_GET_KEYS]:
             request.setdefault(table, {"Keys": [], "ConsistentRead": True})["Keys"].append(key)
         _get_all(request, found, sleep)
     return found
 
 
-def _get_all(request: dict, found: dict[str, list[dict]], sleep: Callable[[float], None]) -> None:
+def _get_all(request: dict[str, JsonObject], found: dict[str, list[Item]], sleep: Callable[[float], None]) -> None:
     client = aws.client("dynamodb")
     for attempt in range(MAX_UNPROCESSED_ROUNDS + 1):
         answer = client.batch_get_item(RequestItems=request)
@@ -59,7 +61,7 @@ def _get_all(request: dict, found: dict[str, list[dict]], sleep: Callable[[float
     raise RuntimeError("DynamoDB kept returning unprocessed keys")
 
 
-def transact_write(actions: list[dict]) -> None:
+def transact_write(actions: list[TransactAction]) -> None:
     """Write every action or none; raise Cancelled with one code per action."""
     if not 0 < len(actions) <= MAX_TRANSACTION_ACTIONS:
         raise ValueError(f"a transaction holds 1 to {MAX_TRANSACTION_ACTIONS} actions, not {len(actions)}")
@@ -71,9 +73,10 @@ def transact_write(actions: list[dict]) -> None:
         raise Cancelled([reason.get("Code", "") for reason in reasons]) from None
 
 
-def put(table: str, item: dict, condition: str, values: dict | None = None, names: dict | None = None) -> dict:
+def put(table: str, item: Item, condition: str, values: Item | None = None,
+        names: dict[str, str] | None = None) -> TransactAction:
     """A transaction action: put `item` (plain values) if `condition` holds."""
-    action = {"TableName": table, "Item": aws.to_dynamo(item), "ConditionExpression": condition}
+    action: JsonObject = {"TableName": table, "Item": aws.to_dynamo(item), "ConditionExpression": condition}
     if values:
         action["ExpressionAttributeValues"] = aws.to_dynamo(values)
     if names:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .shapes import ApiResponse, JsonObject
+
 JSON_HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-store"}
 
 
@@ -20,7 +22,7 @@ class ApiError(Exception):
         self.message = message
         self.field = field
 
-    def body(self) -> dict:
+    def body(self) -> JsonObject:
         return {"error": {"code": self.code, "message": self.message, "field": self.field}}
 
 
@@ -32,7 +34,7 @@ def bad_request(code: str, message: str, field: str | None = None) -> ApiError:
     return ApiError(400, code, message, field)
 
 
-def response(status: int, body: Any, headers: dict | None = None) -> dict:
+def response(status: int, body: Any, headers: dict[str, str] | None = None) -> ApiResponse:
     return {
         "statusCode": status,
         "headers": {**JSON_HEADERS, **(headers or {})},
@@ -40,9 +42,9 @@ def response(status: int, body: Any, headers: dict | None = None) -> dict:
     }
 
 
-def error_response(error: ApiError) -> dict:
+def error_response(error: ApiError) -> ApiResponse:
     return response(error.status, error.body())
 
 
-def internal_error_response() -> dict:
+def internal_error_response() -> ApiResponse:
     return response(500, {"error": {"code": "internal_error", "message": "unexpected error; retry later", "field": None}})

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 
 from . import aws, identity, money
 from .keys import Keyring
+from .shapes import DynamoItem, Item, JsonObject, TransactAction
 from .validation import PaymentRequest
 
 COUNTER_TTL_SECONDS = 25 * 3600
@@ -80,13 +81,13 @@ def candidate_for(merchant_id: str, request: PaymentRequest, payment_id: str, ri
 class Risk:
     score: int
     level: str
-    reasons: list = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
 
     @property
     def decision(self) -> str:
         return {"low": "approve", "medium": "review", "high": "decline"}[self.level]
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> JsonObject:
         return {"score": self.score, "level": self.level, "reasons": list(self.reasons)}
 
 
@@ -98,7 +99,7 @@ def median(values: list[int]) -> int:
     return (ordered[middle - 1] + ordered[middle]) // 2
 
 
-def score(candidate: Candidate, history: list[dict] | None, velocity: dict[str, dict[int, int]]) -> Risk:
+def score(candidate: Candidate, history: list[Item] | None, velocity: dict[str, dict[int, int]]) -> Risk:
     """Pure scoring. `history` is the customer's earlier payments (None: unknown, history rules
     skipped); `velocity` maps counter kind -> {window seconds: earlier payments in window}."""
     reasons: list[str] = []
@@ -152,7 +153,7 @@ def velocity_table() -> str:
     return aws.env("VELOCITY_TABLE")
 
 
-def counter_key(name: str) -> dict:
+def counter_key(name: str) -> DynamoItem:
     return {"counter_key": {"S": name}, "window_start": {"N": str(ROLLING_WINDOW_START)}}
 
 
@@ -163,7 +164,7 @@ def counter_names(candidate: Candidate) -> dict[str, list[str]]:
     return {"customer": [identity.customer_counter(candidate.merchant_id, candidate.customer_id)], "card": list(cards)}
 
 
-def counter_from_item(name: str, item: dict | None) -> Counter:
+def counter_from_item(name: str, item: Item | None) -> Counter:
     if item is None:
         return Counter(name)
     events = tuple(sorted((int(epoch), payment_id) for epoch, payment_id in
@@ -183,13 +184,13 @@ def velocity_counts(counters: dict[str, list[Counter]], payment_id: str, now_epo
     return counts
 
 
-def counter_put(counter: Counter, read_version: int) -> dict:
+def counter_put(counter: Counter, read_version: int) -> TransactAction:
     """The transaction action that stores `counter` (its events already added) if the item is
     still at `read_version` (0: still absent)."""
     item = {"counter_key": counter.key, "window_start": ROLLING_WINDOW_START, "version": read_version + 1,
             "events": [f"{epoch}:{event_id}" for epoch, event_id in counter.events],
             "expires_at": max(epoch for epoch, _ in counter.events) + COUNTER_TTL_SECONDS}
-    action = {"TableName": velocity_table(), "Item": aws.to_dynamo(item)}
+    action: JsonObject = {"TableName": velocity_table(), "Item": aws.to_dynamo(item)}
     if read_version:
         action["ConditionExpression"] = "version = :read"
         action["ExpressionAttributeValues"] = {":read": {"N": str(read_version)}}
@@ -208,5 +209,5 @@ def read_counters(candidate: Candidate) -> dict[str, list[Counter]]:
     return counters_of(names, {item["counter_key"]: item for item in found})
 
 
-def counters_of(names: dict[str, list[str]], items: dict[str, dict]) -> dict[str, list[Counter]]:
+def counters_of(names: dict[str, list[str]], items: dict[str, Item]) -> dict[str, list[Counter]]:
     return {kind: [counter_from_item(name, items.get(name)) for name in kind_names] for kind, kind_names in names.items()}

@@ -11,11 +11,12 @@ from collections.abc import Callable
 
 from .errors import ApiError, error_response, internal_error_response
 from .observability import logger
+from .shapes import ApiResponse, Event
 
 
-def api_endpoint(function: Callable[[dict, object], dict]) -> Callable[[dict, object], dict]:
+def api_endpoint(function: Callable[[Event, object], ApiResponse]) -> Callable[[Event, object], ApiResponse]:
     @functools.wraps(function)
-    def wrapper(event: dict, context: object) -> dict:
+    def wrapper(event: Event, context: object) -> ApiResponse:
         try:
             return function(event, context)
         except ApiError as error:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 from . import aws, keys
 from .errors import ApiError
+from .shapes import Item, JsonObject, TransactAction
 from .validation import PaymentRequest, contains_card_number
 
 RETENTION_SECONDS = 24 * 3600
@@ -44,7 +45,7 @@ EXPIRED_OR_ABSENT = "attribute_not_exists(idempotency_key) OR expires_at < :now"
 @dataclass(frozen=True)
 class Replay:
     status: int
-    body: dict
+    body: JsonObject
 
 
 def validate_key(value: str | None) -> str:
@@ -71,13 +72,13 @@ def request_hash(request: PaymentRequest, version: keys.KeyVersion) -> str:
     return hmac.new(version.request_hash_key, b"request:" + text.encode("ascii"), hashlib.sha256).hexdigest()
 
 
-def _legacy_request_hash(body: dict, secret: bytes) -> str:
+def _legacy_request_hash(body: JsonObject, secret: bytes) -> str:
     """How the earlier code hashed (raw body under the raw secret); only ever compared, never stored."""
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
     return hmac.new(secret, b"request:" + canonical.encode("ascii"), hashlib.sha256).hexdigest()
 
 
-def _same_request(record: dict, request: PaymentRequest, body: dict, ring: keys.Keyring) -> bool:
+def _same_request(record: Item, request: PaymentRequest, body: JsonObject, ring: keys.Keyring) -> bool:
     stored = record["request_hash"]
     if "key_version" not in record:
         return any(hmac.compare_digest(stored, _legacy_request_hash(body, version.secret)) for version in ring.versions)
@@ -86,7 +87,7 @@ def _same_request(record: dict, request: PaymentRequest, body: dict, ring: keys.
     return any(hmac.compare_digest(stored, request_hash(request, version)) for version in versions)
 
 
-def replay_of(record: dict | None, request: PaymentRequest, body: dict, ring: keys.Keyring,
+def replay_of(record: Item | None, request: PaymentRequest, body: JsonObject, ring: keys.Keyring,
               now_epoch: int) -> Replay | None:
     """The first answer when `record` is a live record of this request; None when there is no
     live record; 422 when the key was used for another request."""
@@ -99,7 +100,8 @@ def replay_of(record: dict | None, request: PaymentRequest, body: dict, ring: ke
     return Replay(int(record["response_status"]), json.loads(record["response_body"]))
 
 
-def record_write(record_key: str, hashed: str, version_id: str, status: int, body: dict, now_epoch: int) -> dict:
+def record_write(record_key: str, hashed: str, version_id: str, status: int, body: JsonObject,
+                 now_epoch: int) -> TransactAction:
     """The transaction action that stores the answer, unless a live record holds the key."""
     item = {
         "idempotency_key": record_key, "request_hash": hashed, "key_version": version_id, "state": "completed",

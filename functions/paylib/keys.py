@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import aws
+from .shapes import JsonObject
 
 CACHE_SECONDS = 300
 MIN_SECRET_BYTES = 16
@@ -76,21 +77,21 @@ class Keyring:
         return next((version for version in self.versions if version.version_id == version_id), None)
 
 
-def secret_bytes(answer: dict) -> bytes:
+def secret_bytes(answer: JsonObject) -> bytes:
     """The key material of a GetSecretValue answer (binary, plain string or JSON {\"key\": ...})."""
     if answer.get("SecretBinary"):
         return bytes(answer["SecretBinary"])
-    text = answer["SecretString"]
+    text = str(answer["SecretString"])
     try:
         parsed = json.loads(text)
     except ValueError:
         parsed = None
-    return (parsed["key"] if isinstance(parsed, dict) and "key" in parsed else text).encode("utf-8")
+    return str(parsed["key"] if isinstance(parsed, dict) and "key" in parsed else text).encode("utf-8")
 
 
 def _load(secret_arn: str, setting: str) -> Keyring:
     client = aws.client("secretsmanager")
-    versions = []
+    versions: list[KeyVersion] = []
     for stage in STAGES:
         try:
             answer = client.get_secret_value(SecretId=secret_arn, VersionStage=stage)

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from . import aws, keys
+from .shapes import Item
 
 PEPPER_SETTING = "MERCHANT_KEY_PEPPER_SECRET_ARN"
 PURPOSE_KEY_HASH = b"payments/merchant-secret-key/v1"
@@ -94,7 +95,7 @@ def table_name() -> str:
     return aws.env("MERCHANTS_TABLE")
 
 
-def is_active(key_item: dict, now_epoch: int) -> bool:
+def is_active(key_item: Item, now_epoch: int) -> bool:
     """Not revoked and not expired (whatever the merchant's status)."""
     expires_at = key_item.get("expires_at")
     return not key_item.get("revoked") and (expires_at is None or int(expires_at) > now_epoch)
@@ -112,7 +113,7 @@ class KeyRecord:
     usage_key: str
 
     @classmethod
-    def from_item(cls, item: dict) -> KeyRecord:
+    def from_item(cls, item: Item) -> KeyRecord:
         expires_at = item.get("expires_at")
         return cls(item["merchant_id"], item["key_id"], bool(item.get("revoked")),
                    None if expires_at is None else int(expires_at), MerchantStatus(item["merchant_status"]),
@@ -151,13 +152,13 @@ def merchant_status(merchant_id: str) -> MerchantStatus | None:
     return MerchantStatus(item["status"]["S"]) if item else None
 
 
-def merchant_item(merchant_id: str, name: str, usage_key: str, api_key_id: str, created_at: str) -> dict:
+def merchant_item(merchant_id: str, name: str, usage_key: str, api_key_id: str, created_at: str) -> Item:
     return {"pk": merchant_pk(merchant_id), "merchant_id": merchant_id, "name": name,
             "status": MerchantStatus.ACTIVE.value, "created_at": created_at, "usage_key": usage_key,
             "api_key_id": api_key_id, "keys": {}, "version": 1}
 
 
-def key_item(hashed: str, merchant: dict, key_id: str, created_at: str, expires_at: int | None) -> dict:
+def key_item(hashed: str, merchant: Item, key_id: str, created_at: str, expires_at: int | None) -> Item:
     return {"pk": key_pk(hashed), "merchant_id": merchant["merchant_id"], "key_id": key_id,
             "created_at": created_at, "expires_at": expires_at, "revoked": False,
             "merchant_status": merchant["status"], "usage_key": merchant["usage_key"]}

@@ -218,7 +218,7 @@ def currency_exponent(code: str) -> int:
 def amount_cap(code: str) -> int:
     """Largest accepted amount in minor units for the currency."""
     exponent = currency_exponent(code)
-    return CAP_MAJOR_UNITS_OVERRIDES.get(code, DEFAULT_CAP_MAJOR_UNITS) * 10**exponent
+    return CAP_MAJOR_UNITS_OVERRIDES.get(code, DEFAULT_CAP_MAJOR_UNITS) * int(10**exponent)
 
 
 def format_amount(amount_minor: int, code: str) -> str:

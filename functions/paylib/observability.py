@@ -14,9 +14,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
+
+from .shapes import Event
+
+Handler = Callable[[Event, Any], Any]  # a Lambda handler: (event, context) -> answer
 
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "payments")
 NAMESPACE = "Payments"
@@ -30,7 +35,7 @@ def xray_subsegments_enabled() -> bool:
     return os.environ.get(XRAY_SUBSEGMENTS_SETTING, "").strip().lower() == "true"
 
 
-def lambda_handler(function: Callable) -> Callable:
+def lambda_handler(function: Handler) -> Handler:
     """Logging context (never the event), metrics flushed after each invocation, and the X-Ray
     SDK's subsegments only when the setting asks for them."""
     wrapped = metrics.log_metrics(function)

@@ -23,6 +23,7 @@ from datetime import datetime
 from . import dynamo, fraud, idempotency, identity, keys, repository, settlement_queue
 from .errors import ApiError
 from .observability import MetricUnit, logger, metrics
+from .shapes import Item, JsonObject
 from .validation import PaymentRequest
 
 OPERATION = "create-payment"
@@ -31,8 +32,8 @@ OPERATION = "create-payment"
 MAX_ATTEMPTS = 12
 
 
-def create_payment(request: PaymentRequest, body: dict, merchant_id: str, idempotency_key: str,
-                   now: datetime | None = None) -> tuple[int, dict]:
+def create_payment(request: PaymentRequest, body: JsonObject, merchant_id: str, idempotency_key: str,
+                   now: datetime | None = None) -> tuple[int, JsonObject]:
     started = time.monotonic()
     now = now or repository.utc_now()
     ring = keys.keyring()
@@ -55,7 +56,7 @@ def create_payment(request: PaymentRequest, body: dict, merchant_id: str, idempo
                    "Idempotency-Key")
 
 
-def _read(record_key: str, candidate: fraud.Candidate) -> tuple[dict | None, dict[str, list[fraud.Counter]]]:
+def _read(record_key: str, candidate: fraud.Candidate) -> tuple[Item | None, dict[str, list[fraud.Counter]]]:
     names = fraud.counter_names(candidate)
     counter_keys = [fraud.counter_key(name) for kind in names.values() for name in kind]
     found = dynamo.batch_get({idempotency.table_name(): [{"idempotency_key": {"S": record_key}}],
@@ -65,7 +66,8 @@ def _read(record_key: str, candidate: fraud.Candidate) -> tuple[dict | None, dic
     return (records[0] if records else None), counters
 
 
-def _decide(request: PaymentRequest, candidate: fraud.Candidate, counters: dict, now: datetime) -> dict:
+def _decide(request: PaymentRequest, candidate: fraud.Candidate, counters: dict[str, list[fraud.Counter]],
+            now: datetime) -> Item:
     history = repository.customer_history(candidate.merchant_id, request.customer_id)
     velocity = fraud.velocity_counts(counters, candidate.payment_id, int(now.timestamp()))
     risk = fraud.score(candidate, history, velocity)
@@ -73,7 +75,8 @@ def _decide(request: PaymentRequest, candidate: fraud.Candidate, counters: dict,
                                  repository.iso(now), "api")
 
 
-def _write(item: dict, candidate: fraud.Candidate, counters: dict, record_key: str, request: PaymentRequest,
+def _write(item: Item, candidate: fraud.Candidate, counters: dict[str, list[fraud.Counter]], record_key: str,
+           request: PaymentRequest,
            ring: keys.Keyring, now: datetime) -> None:
     epoch = int(now.timestamp())
     view = repository.representation(repository.expand(dict(item)))
@@ -87,7 +90,7 @@ def _write(item: dict, candidate: fraud.Candidate, counters: dict, record_key: s
     dynamo.transact_write(actions)
 
 
-def _created(item: dict, started: float) -> tuple[int, dict]:
+def _created(item: Item, started: float) -> tuple[int, JsonObject]:
     payment = repository.expand(dict(item))
     _count_decision(payment["status"])
     logger.info("payment created", extra={"payment_id": payment["payment_id"], "status": payment["status"],
@@ -98,11 +101,10 @@ def _created(item: dict, started: float) -> tuple[int, dict]:
     return 201, repository.representation(payment)
 
 
-def _replayed(replay: idempotency.Replay) -> tuple[int, dict]:
-    payment_id = replay.body.get("payment_id")
-    logger.info("idempotent replay", extra={"payment_id": payment_id})
-    if replay.body.get("status") == "approved":
-        settlement_queue.enqueue_for_settlement([payment_id])  # covers a crash between the write and the first send
+def _replayed(replay: idempotency.Replay) -> tuple[int, JsonObject]:
+    logger.info("idempotent replay", extra={"payment_id": replay.body.get("payment_id")})
+    if replay.body.get("status") == "approved":  # the answer of a created payment: it names the payment
+        settlement_queue.enqueue_for_settlement([str(replay.body["payment_id"])])  # covers a crash between the write and the first send
     return replay.status, replay.body
 
 

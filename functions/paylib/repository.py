@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from . import aws
+from .shapes import Item, JsonObject, TransactAction
 
 if TYPE_CHECKING:  # types only: the read-only functions do not import the validation rules
     from .fraud import Risk
@@ -60,7 +61,7 @@ def table_name() -> str:
 
 
 def build_item(merchant_id: str, request: PaymentRequest, payment_id: str, risk: Risk,
-               fingerprints: tuple[str, ...], created_at: str, source: str) -> dict:
+               fingerprints: tuple[str, ...], created_at: str, source: str) -> Item:
     """The stored item. Attributes that are keys, conditions or money stay top-level; the
     immutable rest (card summary, risk, merchant fields) is one JSON document `details`, which
     keeps items small (see repository.expand for the read side). `card_fingerprints` are the
@@ -91,26 +92,26 @@ def build_item(merchant_id: str, request: PaymentRequest, payment_id: str, risk:
     }
 
 
-def create_action(item: dict) -> dict:
+def create_action(item: Item) -> TransactAction:
     """The transaction action that writes a new payment, never over an existing one."""
     return {"Put": {"TableName": table_name(), "Item": aws.to_dynamo(item),
                     "ConditionExpression": "attribute_not_exists(payment_id)"}}
 
 
-def get(payment_id: str) -> dict | None:
+def get(payment_id: str) -> Item | None:
     answer = aws.client("dynamodb").get_item(
         TableName=table_name(), Key={"payment_id": {"S": payment_id}}, ConsistentRead=True,
     )
     return expand(aws.from_dynamo(answer["Item"])) if "Item" in answer else None
 
 
-def get_owned(payment_id: str, merchant_id: str) -> dict | None:
+def get_owned(payment_id: str, merchant_id: str) -> Item | None:
     """The payment if `merchant_id` created it; None otherwise (absent and foreign look alike)."""
     item = get(payment_id)
     return item if item is not None and item.get("merchant_id") == merchant_id else None
 
 
-def transition(payment_id: str, wanted: str, now: datetime, extra: dict | None = None) -> dict:
+def transition(payment_id: str, wanted: str, now: datetime, extra: Item | None = None) -> Item:
     """Move a payment to `wanted` if its current status allows it; return the new item."""
     allowed_from = sorted(status for status, targets in TRANSITIONS.items() if wanted in targets)
     if not allowed_from:
@@ -144,7 +145,7 @@ def transition(payment_id: str, wanted: str, now: datetime, extra: dict | None =
     return expand(aws.from_dynamo(answer["Attributes"]))
 
 
-def customer_history(merchant_id: str, customer_id: str, limit: int = 50) -> list[dict]:
+def customer_history(merchant_id: str, customer_id: str, limit: int = 50) -> list[Item]:
     """The merchant's customer's most recent payments, newest first (GSI by-customer). The
     filter drops another merchant's customer of the same name; Limit counts before the filter,
     so such a collision can only shorten the history, never mix it."""
@@ -157,7 +158,7 @@ def customer_history(merchant_id: str, customer_id: str, limit: int = 50) -> lis
     return [expand(aws.from_dynamo(item)) for item in answer.get("Items", [])]
 
 
-def expand(item: dict) -> dict:
+def expand(item: Item) -> Item:
     """The stored item with its `details` document unpacked into card, risk, merchant fields."""
     details = item.pop("details", None)
     if details:
@@ -166,15 +167,15 @@ def expand(item: dict) -> dict:
     return item
 
 
-def card_expiry(item: dict) -> tuple[int, int]:
+def card_expiry(item: Item) -> tuple[int, int]:
     """(year, month) of the card of an expanded item."""
     return int(item["card"]["exp_year"]), int(item["card"]["exp_month"])
 
 
-def representation(item: dict) -> dict:
+def representation(item: Item) -> JsonObject:
     """The API view of a stored payment (matches the OpenAPI Payment schema)."""
     card, risk = item["card"], item["risk"]
-    view = {
+    view: JsonObject = {
         "payment_id": item["payment_id"],
         "status": item["status"],
         "amount": int(item["amount"]),

@@ -17,6 +17,7 @@ from datetime import datetime
 
 from . import aws, repository
 from .observability import MetricUnit, logger, metrics
+from .shapes import Item, JsonObject
 
 
 def audit_key(payment_id: str, status: str, created_at: str) -> str:
@@ -24,19 +25,19 @@ def audit_key(payment_id: str, status: str, created_at: str) -> str:
     return f"settlements/{day}/{payment_id}-{status}.json"
 
 
-def audit_record(item: dict) -> dict:
+def audit_record(item: Item) -> JsonObject:
     view = repository.representation(item)
     return {"event_id": f"{item['payment_id']}:{item['status']}", "event": f"payment.{item['status']}",
             "payment": view, "recorded_at": item.get("updated_at")}
 
 
-def write_audit(item: dict) -> str:
+def write_audit(item: Item) -> str:
     key = audit_key(item["payment_id"], item["status"], item["created_at"])
     aws.put_audit_record(key, audit_record(item))
     return key
 
 
-def notify(item: dict) -> None:
+def notify(item: Item) -> None:
     event = f"payment.{item['status']}"
     message = {"event_id": f"{item['payment_id']}:{item['status']}", "event": event,
                "payment_id": item["payment_id"], "status": item["status"],
@@ -52,12 +53,10 @@ def notify(item: dict) -> None:
 def settle(payment_id: str, now: datetime | None = None) -> str:
     """Settle one payment; return its final status. Raises on failures worth retrying."""
     now = now or repository.utc_now()
-    item = repository.get(payment_id)
-    if item is None:
-        raise repository.PaymentNotFound(payment_id)
+    item = _current(payment_id)
     if item["status"] in ("review", "declined"):
         logger.warning("payment not approved; nothing to settle", extra={"payment_id": payment_id, "status": item["status"]})
-        return item["status"]
+        return str(item["status"])
     if item["status"] == "approved":
         wanted = "failed" if _card_expired(item, now) else "settled"
         extra = {"settled_at": repository.iso(now)} if wanted == "settled" else {"failure_reason": "card_expired"}
@@ -67,11 +66,20 @@ def settle(payment_id: str, now: datetime | None = None) -> str:
                 metrics.add_metric(name="PaymentsSettled", unit=MetricUnit.Count, value=1)
             logger.info("payment final", extra={"payment_id": payment_id, "status": wanted})
         except repository.InvalidTransition:
-            item = repository.get(payment_id)  # a concurrent worker finished first
+            item = _current(payment_id)  # a concurrent worker finished first
     write_audit(item)
     notify(item)
-    return item["status"]
+    return str(item["status"])
 
 
-def _card_expired(item: dict, now: datetime) -> bool:
+def _current(payment_id: str) -> Item:
+    """The stored payment; PaymentNotFound (the message is retried, then kept in the DLQ) when
+    there is none."""
+    item = repository.get(payment_id)
+    if item is None:
+        raise repository.PaymentNotFound(payment_id)
+    return item
+
+
+def _card_expired(item: Item, now: datetime) -> bool:
     return repository.card_expiry(item) < (now.year, now.month)

@@ -19,9 +19,11 @@ registered (and never needed), and tests call them directly.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
 
 from . import aws, keys
+from .aws import ServiceName
 
 try:
     import snapshot_restore_py
@@ -29,7 +31,7 @@ except ImportError:  # not a Lambda managed runtime: no snapshot will ever be ta
     snapshot_restore_py = None
 
 
-def before_snapshot(services: Iterable[str]) -> None:
+def before_snapshot(services: Iterable[ServiceName]) -> None:
     for service in services:
         aws.client(service)
 
@@ -40,7 +42,15 @@ def after_restore() -> None:
     keys.clear_cache()
 
 
-def register(services: Iterable[str], runtime=None) -> bool:
+class Runtime(Protocol):
+    """What the Lambda runtime's snapshot_restore_py offers (tests pass their own)."""
+
+    def register_before_snapshot(self, hook: Callable[..., None], *args: Any) -> None: ...
+
+    def register_after_restore(self, hook: Callable[[], None]) -> None: ...
+
+
+def register(services: Iterable[ServiceName], runtime: Runtime | None = None) -> bool:
     """Register the hooks with the runtime; False where there is no SnapStart runtime."""
     runtime = runtime or snapshot_restore_py
     if runtime is None:

@@ -14,10 +14,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 from . import cards, money
 from .errors import bad_request
+from .shapes import JsonObject
 
 ALLOWED_FIELDS = {
     "amount", "currency", "customer_id", "card", "merchant_reference", "description",
@@ -49,14 +50,14 @@ class PaymentRequest:
     has_cvc: bool = False
     merchant_reference: str | None = None
     description: str | None = None
-    metadata: dict = field(default_factory=dict)
+    metadata: dict[str, str] = field(default_factory=dict)
     ip_address: str | None = None
     billing_country: str | None = None
 
     def fingerprint(self, key: bytes) -> str:
         return cards.fingerprint(self.card_number, key)
 
-    def canonical(self) -> dict:
+    def canonical(self) -> JsonObject:
         """The request without the card number or CVC (safe to store and log)."""
         return {
             "amount": self.amount, "currency": self.currency, "customer_id": self.customer_id,
@@ -75,7 +76,7 @@ def echoable_name(name: str) -> str:
     return name if ECHOABLE_NAME.fullmatch(name) and not contains_card_number(name) else "(unnamed)"
 
 
-def is_integer(value: Any) -> bool:
+def is_integer(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -87,7 +88,7 @@ def _require_integer(value: Any, field_name: str, low: int, high: int, code: str
     return value
 
 
-def _optional_string(body: dict, name: str, pattern: re.Pattern | None, max_length: int) -> str | None:
+def _optional_string(body: JsonObject, name: str, pattern: re.Pattern[str] | None, max_length: int) -> str | None:
     if name not in body or body[name] is None:
         return None
     value = body[name]
@@ -150,7 +151,7 @@ def _parse_card(card: Any, now: datetime | None) -> tuple[str, cards.CardSummary
     return number, cards.CardSummary(brand, number[-4:], exp_month, exp_year), has_cvc
 
 
-def _parse_metadata(value: Any) -> dict:
+def _parse_metadata(value: Any) -> dict[str, str]:
     if value is None:
         return {}
     if not isinstance(value, dict):

@@ -425,7 +425,7 @@ class FakeCloudFormation:
             try:
                 return self.world.s3_reader(url).decode()
             except Exception:
-                raise client_error(op, "ValidationError", "S3 error: Access Denied")
+                raise client_error(op, "ValidationError", "S3 error: Access Denied") from None
         raise client_error(op, "ValidationError", "Either Template URL or Template Body must be specified.")
 
     # ---- change sets ----------------------------------------------------------------------------

@@ -230,3 +230,61 @@ def test_termination_protection_errors_from_aws_are_not_swallowed(env):
                              http_status_code=500)
     with stubber, pytest.raises(ClientError):
         set_termination_protection(_context_for(client), Printer(), spec, True)
+
+
+# --- plans without a change set (plan.json edited by hand, a stack gone meanwhile) ---------------
+
+def _executor_for(env, client):
+    from deploylib.executor import Executor
+    from deploylib.output import Printer
+    from deploylib.planner import Planner
+
+    return Executor(Planner(_context_for(client), load_manifest(env.build_dir, "staging"), Printer()))
+
+
+def test_a_create_plan_without_a_change_set_asks_for_a_new_plan(env):
+    from deploylib.plans import Action, Label, StackPlan
+
+    client, stubber = _stubbed_cfn()  # no call expected: nothing reviewed, nothing to run
+    with stubber:
+        outcome = _executor_for(env, client).execute_stack(StackPlan(_spec(env), Action.CREATE))
+    assert (outcome.ok, outcome.label) == (False, Label.NEEDS_PLAN)
+    assert outcome.detail == "planned to create but holds no change set"
+
+
+def test_a_plan_without_a_change_set_has_nothing_to_guard_or_relax(env):
+    from deploylib.plans import Action, StackPlan
+    from deploylib.protection import allowed_stateful_changes
+
+    client, stubber = _stubbed_cfn()
+    plan = StackPlan(_spec(env), Action.UNCHANGED)
+    with stubber:
+        assert _executor_for(env, client).planner.guard(plan) == []
+    assert allowed_stateful_changes(plan, {"Table"}) == set()
+
+
+def test_switching_the_lifecycle_of_a_stack_that_is_gone_fails_with_the_reason(env):
+    import dataclasses
+
+    from deploylib.plans import Label
+
+    client, stubber = _stubbed_cfn()
+    stubber.add_client_error("describe_stacks", service_error_code="ValidationError",
+                             service_message="Stack with id payments-staging-data does not exist")
+    spec = dataclasses.replace(_spec(env), lifecycle_parameter="StackLifecycle")
+    with stubber:
+        outcome = _executor_for(env, client).switch_lifecycle(spec, "creating")
+    assert (outcome.ok, outcome.label) == (False, Label.FAILED)
+    assert outcome.detail == "cannot switch StackLifecycle to creating: the stack no longer exists"
+
+
+def test_a_stack_without_a_lifecycle_parameter_has_nothing_to_switch(env):
+    import dataclasses
+
+    from deploylib.plans import Label
+
+    client, stubber = _stubbed_cfn()  # no call expected
+    spec = dataclasses.replace(_spec(env), lifecycle_parameter=None)
+    with stubber:
+        outcome = _executor_for(env, client).switch_lifecycle(spec, "creating")
+    assert (outcome.ok, outcome.label) == (True, Label.UNCHANGED)

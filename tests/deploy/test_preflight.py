@@ -20,6 +20,7 @@ from deploylib.aws import Backoff, Clock, Context
 from deploylib.manifest import ManifestError
 from deploylib.preflight import (
     CHECKS,
+    CertificateToCreate,
     Row,
     Scope,
     Status,
@@ -898,7 +899,7 @@ def test_a_bad_section_names_the_field(change, message):
 
 def test_a_certificate_to_create_parses():
     spec = make_spec(**created_cert("API.Staging.Example.com."))
-    assert spec.certificate.mode == "create" and spec.certificate.hosted_zone_id == ZONE_ID
+    assert isinstance(spec.certificate, CertificateToCreate) and spec.certificate.hosted_zone_id == ZONE_ID
     assert spec.certificate.domain_name == DOMAIN
 
 

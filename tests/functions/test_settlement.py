@@ -144,3 +144,22 @@ def test_every_audit_record_is_written_with_a_checksum(aws, worker, context):
         "MessageAttributes": {}}}]}
     written = load_app("audit_logger").handler(event, context)["written"]
     assert _checksum_of(aws, written[0])
+
+
+def test_a_payment_gone_after_a_lost_race_is_not_found_and_nothing_is_sent(aws, context, monkeypatch):
+    # the transition lost to another worker, then the re-read finds no payment: PaymentNotFound
+    # (the message is retried, then kept in the DLQ), never an audit record of nothing
+    payment = create_payment(context)
+    stored = repository.get(payment["payment_id"])
+    answers = iter([stored, None])
+    monkeypatch.setattr(repository, "get", lambda payment_id: next(answers))
+
+    def lost_race(payment_id, wanted, now, extra=None):
+        raise repository.InvalidTransition(payment_id, "settled", wanted)
+
+    monkeypatch.setattr(repository, "transition", lost_race)
+    written = []
+    monkeypatch.setattr(settlement, "write_audit", written.append)
+    with pytest.raises(repository.PaymentNotFound):
+        settlement.settle(payment["payment_id"])
+    assert written == []

@@ -38,6 +38,8 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
 
+from platform_contracts import IAM_CAPABILITY_TYPES, IAM_NAME_PROPERTIES, TEMPLATE_BODY_LIMIT_BYTES, TEMPLATE_URL_LIMIT_BYTES
+
 from ..errors import (
     AlreadyExists,
     ChangeSetNotFound,
@@ -53,15 +55,8 @@ from .providers import Provider, Request, generated_name, provider_for, run_safe
 
 log = logging.getLogger("emulator")
 
-TEMPLATE_BODY_LIMIT = 51_200
-TEMPLATE_URL_LIMIT = 1_000_000
 NO_CHANGES = "The submitted information didn't contain changes. Submit different information to create a change set."
 _NAME = re.compile(r"[a-zA-Z][-a-zA-Z0-9]*")
-IAM_TYPES = frozenset({
-    "AWS::IAM::Role", "AWS::IAM::Policy", "AWS::IAM::ManagedPolicy", "AWS::IAM::User", "AWS::IAM::Group",
-    "AWS::IAM::InstanceProfile", "AWS::IAM::AccessKey", "AWS::IAM::UserToGroupAddition",
-})
-IAM_NAME_PROPERTIES = ("RoleName", "ManagedPolicyName", "UserName", "GroupName", "InstanceProfileName")
 _TOKEN = re.compile(r"<<(Ref|GetAtt):([^>]+)>>")
 
 
@@ -99,12 +94,12 @@ def read_template_url(store: Store, url: str) -> str:
     except ValidationError:
         raise
     except Exception:
-        raise denied
+        raise denied from None
     if obj is None:
         raise denied
     body = obj.value
-    if len(body) > TEMPLATE_URL_LIMIT:
-        raise ValidationError(f"Template may not exceed {TEMPLATE_URL_LIMIT} bytes in size.")
+    if len(body) > TEMPLATE_URL_LIMIT_BYTES:
+        raise ValidationError(f"Template may not exceed {TEMPLATE_URL_LIMIT_BYTES} bytes in size.")
     return body.decode("utf-8")
 
 
@@ -118,10 +113,10 @@ def template_body_from(store: Store, body: str | None, url: str | None, previous
     if body and url:
         raise ValidationError("You cannot specify both Template Body and Template URL.")
     if body:
-        if len(body.encode()) > TEMPLATE_BODY_LIMIT:
+        if len(body.encode()) > TEMPLATE_BODY_LIMIT_BYTES:
             raise ValidationError(
                 "1 validation error detected: Value at 'templateBody' failed to satisfy constraint: Member "
-                f"must have length less than or equal to {TEMPLATE_BODY_LIMIT}")
+                f"must have length less than or equal to {TEMPLATE_BODY_LIMIT_BYTES}")
         return body
     if url:
         return read_template_url(store, url)
@@ -203,7 +198,7 @@ def _check_parameter(key: str, spec: dict, kind: str, value: str) -> None:
             try:
                 number = float(item)
             except ValueError:
-                raise ValidationError(f"Parameter '{key}' must be a number.")
+                raise ValidationError(f"Parameter '{key}' must be a number.") from None
             if "MinValue" in spec and number < float(spec["MinValue"]):
                 raise ValidationError(f"Parameter '{key}' must be a number not less than {spec['MinValue']}")
             if "MaxValue" in spec and number > float(spec["MaxValue"]):
@@ -221,7 +216,7 @@ def _check_parameter(key: str, spec: dict, kind: str, value: str) -> None:
 def required_capabilities(template: dict, original: dict) -> set[str]:
     needed = transforms.required_capabilities(original)
     for body in (template.get("Resources") or {}).values():
-        if body.get("Type") in IAM_TYPES:
+        if body.get("Type") in IAM_CAPABILITY_TYPES:
             properties = body.get("Properties") or {}
             if any(name in properties for name in IAM_NAME_PROPERTIES):
                 needed.add("CAPABILITY_NAMED_IAM")
@@ -286,7 +281,7 @@ def check_template(store: Store, template: dict) -> None:  # noqa: C901 mirrors 
     try:
         tpl.creation_order(resources, {name: True for name in (template.get("Conditions") or {})})
     except tpl.TemplateError as error:
-        raise ValidationError(f"Template format error: {error}" if not str(error).startswith("Template") else str(error))
+        raise ValidationError(f"Template format error: {error}" if not str(error).startswith("Template") else str(error)) from None
 
 
 # ---- evaluation ----------------------------------------------------------------------------
@@ -347,10 +342,10 @@ class Evaluation:
         try:
             return provider.attribute(record.state, attribute)
         except ResourceFailure as error:
-            raise tpl.TemplateError(f"Fn::GetAtt {name}.{attribute}: {error}")
+            raise tpl.TemplateError(f"Fn::GetAtt {name}.{attribute}: {error}") from None
         except Exception as error:  # an emulator bug in an attribute: a failure, not a crash
             log.warning("emulator: GetAtt %s.%s failed", name, attribute, exc_info=True)
-            raise tpl.TemplateError(f"Fn::GetAtt {name}.{attribute}: internal failure of the emulator ({error})")
+            raise tpl.TemplateError(f"Fn::GetAtt {name}.{attribute}: internal failure of the emulator ({error})") from error
 
     def _import(self, name: str) -> Any:
         found = self.store.exports().get(name)
@@ -463,7 +458,7 @@ def _secret_reference(store: Store, reference: str) -> str:
     try:
         value = backend.get_secret_value(secret_id, version_id or None, version_stage or None)
     except Exception as error:
-        raise ResourceFailure(f"Secrets Manager can't find the specified secret. ({getattr(error, 'message', error)}) [{secret_id}]")
+        raise ResourceFailure(f"Secrets Manager can't find the specified secret. ({getattr(error, 'message', error)}) [{secret_id}]") from None
     text = value.get("SecretString") if isinstance(value, dict) else getattr(value, "secret_string", None)
     if text is None:
         raise ResourceFailure(f"Secret {secret_id} has no SecretString")
@@ -472,7 +467,7 @@ def _secret_reference(store: Store, reference: str) -> str:
     try:
         document = json.loads(text)
     except json.JSONDecodeError:
-        raise ResourceFailure(f"Could not parse SecretString JSON for secret {secret_id}")
+        raise ResourceFailure(f"Could not parse SecretString JSON for secret {secret_id}") from None
     if json_key not in document:
         raise ResourceFailure(f"Could not find SecretString JSON key {json_key} in secret {secret_id}")
     return tpl._stringify(document[json_key])
@@ -489,111 +484,123 @@ def _policy_action(policy: str, replace: bool = False) -> str:
     return f"ReplaceAnd{policy}" if replace else policy
 
 
-def compute_changes(store: Store, stack: Stack, new: Evaluation, new_tags: dict[str, str], creating: bool,  # noqa: C901 mirrors CloudFormation's own branching; split with the engine refactor
+def _add_entry(logical_id: str, resource_type: str) -> dict:
+    return {"Action": "Add", "LogicalResourceId": logical_id, "ResourceType": resource_type, "Scope": [], "Details": []}
+
+
+def compute_changes(store: Store, stack: Stack, new: Evaluation, new_tags: dict[str, str], creating: bool,
                     new_parameters: dict[str, str]) -> list[dict]:
-    changes: list[dict] = []
-    region = store.region
+    """DescribeChangeSet's Changes: additions, static modifications (what the template changes),
+    their dynamic consequences (what refers to a replaced resource), then removals."""
     new_resources = {k: v for k, v in new.resources.items() if new.exists(k)}
     if creating:
-        for logical_id, body in new_resources.items():
-            changes.append({"Type": "Resource", "ResourceChange": {
-                "Action": "Add", "LogicalResourceId": logical_id, "ResourceType": body["Type"],
-                "Scope": [], "Details": []}})
-        return changes
+        return [{"Type": "Resource", "ResourceChange": _add_entry(logical_id, body["Type"])}
+                for logical_id, body in new_resources.items()]
     old_records = {k: r for k, r in stack.resources.items() if r.exists}
     changed_parameters = {k for k, v in new_parameters.items() if stack.parameters.get(k) != v}
     changed_parameters |= {k for k in stack.parameters if k not in new_parameters}
     entries: dict[str, dict] = {}
-    replaced: set[str] = set()
-    modified: set[str] = set()
-    order = [k for k in new_resources]
-    for logical_id in order:
-        body = new_resources[logical_id]
+    for logical_id, body in new_resources.items():
         if logical_id not in old_records:
-            entries[logical_id] = {"Action": "Add", "LogicalResourceId": logical_id, "ResourceType": body["Type"],
-                                   "Scope": [], "Details": []}
+            entries[logical_id] = _add_entry(logical_id, body["Type"])
             continue
-        record = old_records[logical_id]
-        if record.resource_type != body["Type"]:
-            raise ValidationError(
-                f"Update of resource type is not permitted. The new template modifies resource type of the following resources: [{logical_id}]")
-        old_tokens = record.token_properties
-        new_tokens = new.token_properties(logical_id)
-        details = []
-        old_raw = (record.definition.get("Properties") or {})
-        new_raw = (body.get("Properties") or {})
-        for prop in sorted(set(old_tokens) | set(new_tokens)):
-            if old_tokens.get(prop) == new_tokens.get(prop):
-                continue
-            recreation = schemas.replacement_for(body["Type"], region, prop, old_tokens, new_tokens)
-            source, causing = "DirectModification", None
-            if old_raw.get(prop) == new_raw.get(prop):
-                params = sorted(tpl.references(new_raw.get(prop)) & changed_parameters)
-                if params:
-                    source, causing = "ParameterReference", params[0]
-            detail = {"Target": {"Attribute": "Properties", "Name": prop, "RequiresRecreation": recreation},
-                      "Evaluation": "Static", "ChangeSource": source}
-            if causing:
-                detail["CausingEntity"] = causing
-            details.append(detail)
-        tag_property = schemas.tag_property(body["Type"], region)
-        if tag_property and new_tags != stack.tags:
-            details.append({"Target": {"Attribute": "Tags", "RequiresRecreation": "Never"},
-                            "Evaluation": "Static", "ChangeSource": "DirectModification"})
-        if (record.definition.get("Metadata") or {}) != (body.get("Metadata") or {}):
-            details.append({"Target": {"Attribute": "Metadata", "RequiresRecreation": "Never"},
-                            "Evaluation": "Static", "ChangeSource": "DirectModification"})
+        details = _static_details(store.region, stack, new, logical_id, old_records[logical_id], new_tags, changed_parameters)
         if details:
-            entries[logical_id] = _modify_entry(logical_id, body["Type"], record, details)
-            modified.add(logical_id)
-            if entries[logical_id]["Replacement"] == "True":
-                replaced.add(logical_id)
-    # dynamic consequences: a replaced resource changes its Ref and attributes, a modified one
-    # may change its attributes; whoever uses them is (maybe) modified too, transitively
+            entries[logical_id] = _modify_entry(logical_id, body["Type"], old_records[logical_id], details)
+    _add_dynamic_consequences(store.region, new, new_resources, old_records, entries)
+    changes = [{"Type": "Resource", "ResourceChange": entries[logical_id]} for logical_id in new_resources
+               if logical_id in entries]
+    return changes + _removals(old_records, new_resources)
+
+
+def _static_details(region: str, stack: Stack, new: Evaluation, logical_id: str, record: ResourceRecord,
+                    new_tags: dict[str, str], changed_parameters: set[str]) -> list[dict]:
+    """What the template itself changes in one existing resource: properties, tags, metadata."""
+    body = new.resources[logical_id]
+    if record.resource_type != body["Type"]:
+        raise ValidationError(
+            f"Update of resource type is not permitted. The new template modifies resource type of the following resources: [{logical_id}]")
+    old_tokens = record.token_properties
+    new_tokens = new.token_properties(logical_id)
+    details = []
+    old_raw = (record.definition.get("Properties") or {})
+    new_raw = (body.get("Properties") or {})
+    for prop in sorted(set(old_tokens) | set(new_tokens)):
+        if old_tokens.get(prop) == new_tokens.get(prop):
+            continue
+        recreation = schemas.replacement_for(body["Type"], region, prop, old_tokens, new_tokens)
+        source, causing = "DirectModification", None
+        if old_raw.get(prop) == new_raw.get(prop):
+            params = sorted(tpl.references(new_raw.get(prop)) & changed_parameters)
+            if params:
+                source, causing = "ParameterReference", params[0]
+        detail = {"Target": {"Attribute": "Properties", "Name": prop, "RequiresRecreation": recreation},
+                  "Evaluation": "Static", "ChangeSource": source}
+        if causing:
+            detail["CausingEntity"] = causing
+        details.append(detail)
+    tag_property = schemas.tag_property(body["Type"], region)
+    if tag_property and new_tags != stack.tags:
+        details.append({"Target": {"Attribute": "Tags", "RequiresRecreation": "Never"},
+                        "Evaluation": "Static", "ChangeSource": "DirectModification"})
+    if (record.definition.get("Metadata") or {}) != (body.get("Metadata") or {}):
+        details.append({"Target": {"Attribute": "Metadata", "RequiresRecreation": "Never"},
+                        "Evaluation": "Static", "ChangeSource": "DirectModification"})
+    return details
+
+
+def _add_dynamic_consequences(region: str, new: Evaluation, new_resources: dict[str, dict],
+                              old_records: dict[str, ResourceRecord], entries: dict[str, dict]) -> None:
+    """A replaced resource changes its Ref and attributes: whoever uses them is (maybe) modified
+    too, transitively, until nothing changes any more."""
+    modified = {logical_id for logical_id, entry in entries.items() if entry["Action"] == "Modify"}
+    replaced = {logical_id for logical_id in modified if entries[logical_id]["Replacement"] == "True"}
     changed = True
     while changed:
         changed = False
-        for logical_id in order:
+        for logical_id in new_resources:
             if logical_id not in old_records:
                 continue
-            body = new_resources[logical_id]
-            new_tokens = new.token_properties(logical_id)
             entry = entries.get(logical_id)
-            known = {(d.get("CausingEntity"), d["Target"].get("Name")) for d in (entry or {}).get("Details", [])}
-            additions = []
-            for prop, value in new_tokens.items():
-                for kind, target in _tokens_in(value):
-                    source_id = target.split(".", 1)[0]
-                    # a replacement changes the Ref and the attributes; an in-place update keeps the
-                    # identifiers and ARNs the attributes are (the emulator's simplification)
-                    if source_id in replaced:
-                        if (target, prop) in known:
-                            continue
-                        recreation = "Always" if schemas.is_create_only(body["Type"], region, prop) else "Never"
-                        additions.append({
-                            "Target": {"Attribute": "Properties", "Name": prop, "RequiresRecreation": recreation},
-                            "Evaluation": "Dynamic",
-                            "ChangeSource": "ResourceReference" if kind == "Ref" else "ResourceAttribute",
-                            "CausingEntity": target})
-                        known.add((target, prop))
-            if additions:
-                details = (entry or {}).get("Details", []) + additions
-                entries[logical_id] = _modify_entry(logical_id, body["Type"], old_records[logical_id], details)
-                if logical_id not in modified or (entries[logical_id]["Replacement"] != "False" and logical_id not in replaced):
-                    changed = True
-                modified.add(logical_id)
-                if entries[logical_id]["Replacement"] in ("True", "Conditional"):
-                    replaced.add(logical_id)
-    for logical_id in order:
-        if logical_id in entries:
-            changes.append({"Type": "Resource", "ResourceChange": entries[logical_id]})
-    for logical_id, record in old_records.items():
-        if logical_id not in new_resources:
-            changes.append({"Type": "Resource", "ResourceChange": {
-                "PolicyAction": _policy_action(record.deletion_policy()), "Action": "Remove",
-                "LogicalResourceId": logical_id, "PhysicalResourceId": record.physical_id,
-                "ResourceType": record.resource_type, "Scope": [], "Details": []}})
-    return changes
+            additions = _reference_details(region, new, logical_id, new_resources[logical_id]["Type"], entry, replaced)
+            if not additions:
+                continue
+            details = (entry or {}).get("Details", []) + additions
+            entries[logical_id] = _modify_entry(logical_id, new_resources[logical_id]["Type"], old_records[logical_id], details)
+            if logical_id not in modified or (entries[logical_id]["Replacement"] != "False" and logical_id not in replaced):
+                changed = True
+            modified.add(logical_id)
+            if entries[logical_id]["Replacement"] in ("True", "Conditional"):
+                replaced.add(logical_id)
+
+
+def _reference_details(region: str, new: Evaluation, logical_id: str, resource_type: str, entry: dict | None,
+                       replaced: set[str]) -> list[dict]:
+    """Dynamic details of one resource: its properties that refer to a replaced resource and are
+    not listed yet. A replacement changes the Ref and the attributes; an in-place update keeps the
+    identifiers and ARNs the attributes are (the emulator's simplification)."""
+    known = {(d.get("CausingEntity"), d["Target"].get("Name")) for d in (entry or {}).get("Details", [])}
+    additions = []
+    for prop, value in new.token_properties(logical_id).items():
+        for kind, target in _tokens_in(value):
+            if target.split(".", 1)[0] not in replaced or (target, prop) in known:
+                continue
+            recreation = "Always" if schemas.is_create_only(resource_type, region, prop) else "Never"
+            additions.append({
+                "Target": {"Attribute": "Properties", "Name": prop, "RequiresRecreation": recreation},
+                "Evaluation": "Dynamic",
+                "ChangeSource": "ResourceReference" if kind == "Ref" else "ResourceAttribute",
+                "CausingEntity": target})
+            known.add((target, prop))
+    return additions
+
+
+def _removals(old_records: dict[str, ResourceRecord], new_resources: dict[str, dict]) -> list[dict]:
+    return [{"Type": "Resource", "ResourceChange": {
+        "PolicyAction": _policy_action(record.deletion_policy()), "Action": "Remove",
+        "LogicalResourceId": logical_id, "PhysicalResourceId": record.physical_id,
+        "ResourceType": record.resource_type, "Scope": [], "Details": []}}
+        for logical_id, record in old_records.items() if logical_id not in new_resources]
 
 
 def _modify_entry(logical_id: str, resource_type: str, record: ResourceRecord, details: list[dict]) -> dict:
@@ -612,59 +619,20 @@ def new_stack_id(store: Store, name: str) -> str:
     return f"arn:{tpl.partition_of(store.region)}:cloudformation:{store.region}:{store.account_id}:stack/{name}/{uuid.uuid4()}"
 
 
-def create_change_set(store: Store, args: dict) -> ChangeSet:  # noqa: C901 mirrors CloudFormation's own branching; split with the engine refactor
+def create_change_set(store: Store, args: dict) -> ChangeSet:
     with LOCK:
-        name = args["StackName"]
-        change_set_name = args["ChangeSetName"]
+        name, change_set_name = args["StackName"], args["ChangeSetName"]
         change_set_type = args.get("ChangeSetType") or "UPDATE"
-        if not _NAME.fullmatch(change_set_name) or len(change_set_name) > 128:
-            raise ValidationError(f"1 validation error detected: Value '{change_set_name}' at 'changeSetName' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z][-a-zA-Z0-9]*")
-        stack = store.find_stack(name, include_deleted_by_id=False)
-        if change_set_type in ("CREATE", "IMPORT") and stack is None and (not _NAME.fullmatch(name) or len(name) > 128):
-            raise ValidationError(f"1 validation error detected: Value '{name}' at 'stackName' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z][-a-zA-Z0-9]*")
-        if change_set_type == "CREATE":
-            if stack is not None and stack.status != "REVIEW_IN_PROGRESS":
-                raise AlreadyExists(f"Stack [{name}] already exists and cannot be created again with the changeSet [{change_set_name}].")
-        elif change_set_type == "UPDATE":
-            if stack is None:
-                raise ValidationError(f"Stack [{name}] does not exist")
-            if stack.status not in UPDATABLE_STATUSES:
-                raise ValidationError(f"Stack:{stack.stack_id} is in {stack.status} state and can not be updated.")
-        elif change_set_type == "IMPORT":
-            if stack is not None and stack.status not in UPDATABLE_STATUSES | {"REVIEW_IN_PROGRESS"}:
-                raise ValidationError(f"Stack:{stack.stack_id} is in {stack.status} state and can not be updated.")
-        else:
-            raise ValidationError(f"1 validation error detected: Value '{change_set_type}' at 'changeSetType' failed to satisfy constraint")
-        if stack is not None:
-            for existing in store.change_sets.values():
-                if existing.stack is stack and existing.name == change_set_name:
-                    raise AlreadyExists(f"ChangeSet [{change_set_name}] already exists")
+        stack = _stack_for_change_set(store, name, change_set_name, change_set_type)
         previous = stack if stack is not None and stack.status != "REVIEW_IN_PROGRESS" else None
-        body = template_body_from(store, args.get("TemplateBody"), args.get("TemplateURL"), previous,
-                                  bool(args.get("UsePreviousTemplate")))
-        try:
-            original = tpl.parse_template(body)
-        except tpl.TemplateError as error:
-            raise ValidationError(str(error))
-        transform_error = None
-        try:
-            processed, _ = transforms.process(original)
-        except transforms.TransformError as error:
-            processed, transform_error = copy.deepcopy(original), str(error)
-            processed.pop("Transform", None)
-        if transform_error is None:
-            check_template(store, processed)
+        body, original, processed, transform_error = _change_set_template(store, args, previous)
         values, resolved, ssm, no_echo = resolve_parameters(store, processed, args.get("Parameters") or [], previous)
         check_capabilities(processed, original, args.get("Capabilities") or [])
         tags = {t["Key"]: t["Value"] for t in (args.get("Tags") or [])}
         if previous is not None and not args.get("Tags"):
             tags = dict(previous.tags)  # UpdateStack/CreateChangeSet keep the stack's tags when none are given
         if stack is None:
-            stack = Stack(stack_id=new_stack_id(store, name), name=name, account_id=store.account_id,
-                          region=store.region, creation_time=CLOCK.now())
-            stack.tags = tags
-            stack.stack_event("REVIEW_IN_PROGRESS", "User Initiated")
-            store.stacks.append(stack)
+            stack = _review_stack(store, name, tags)
         change_set_id = (f"arn:{tpl.partition_of(store.region)}:cloudformation:{store.region}:{store.account_id}:"
                          f"changeSet/{change_set_name}/{uuid.uuid4()}")
         change_set = ChangeSet(
@@ -680,12 +648,74 @@ def create_change_set(store: Store, args: dict) -> ChangeSet:  # noqa: C901 mirr
         try:
             _evaluate_change_set(store, change_set, transform_error, previous)
         except ValidationError:  # refused synchronously (IMPORT checks): leave no trace behind
-            del store.change_sets[change_set_id]
-            if stack.status == "REVIEW_IN_PROGRESS" and not stack.template_body and stack in store.stacks \
-                    and not any(c.stack is stack for c in store.change_sets.values()):
-                store.stacks.remove(stack)
+            _discard_refused(store, change_set)
             raise
         return change_set
+
+
+def _stack_for_change_set(store: Store, name: str, change_set_name: str, change_set_type: str) -> Stack | None:
+    """The stack a change set of this type may be created for (None: a new one), or CloudFormation's refusal."""
+    if not _NAME.fullmatch(change_set_name) or len(change_set_name) > 128:
+        raise ValidationError(f"1 validation error detected: Value '{change_set_name}' at 'changeSetName' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z][-a-zA-Z0-9]*")
+    stack = store.find_stack(name, include_deleted_by_id=False)
+    if change_set_type in ("CREATE", "IMPORT") and stack is None and (not _NAME.fullmatch(name) or len(name) > 128):
+        raise ValidationError(f"1 validation error detected: Value '{name}' at 'stackName' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z][-a-zA-Z0-9]*")
+    if change_set_type == "CREATE":
+        if stack is not None and stack.status != "REVIEW_IN_PROGRESS":
+            raise AlreadyExists(f"Stack [{name}] already exists and cannot be created again with the changeSet [{change_set_name}].")
+    elif change_set_type == "UPDATE":
+        if stack is None:
+            raise ValidationError(f"Stack [{name}] does not exist")
+        if stack.status not in UPDATABLE_STATUSES:
+            raise ValidationError(f"Stack:{stack.stack_id} is in {stack.status} state and can not be updated.")
+    elif change_set_type == "IMPORT":
+        if stack is not None and stack.status not in UPDATABLE_STATUSES | {"REVIEW_IN_PROGRESS"}:
+            raise ValidationError(f"Stack:{stack.stack_id} is in {stack.status} state and can not be updated.")
+    else:
+        raise ValidationError(f"1 validation error detected: Value '{change_set_type}' at 'changeSetType' failed to satisfy constraint")
+    if stack is not None and any(existing.stack is stack and existing.name == change_set_name
+                                 for existing in store.change_sets.values()):
+        raise AlreadyExists(f"ChangeSet [{change_set_name}] already exists")
+    return stack
+
+
+def _change_set_template(store: Store, args: dict, previous: Stack | None) -> tuple[str, dict, dict, str | None]:
+    """(body, parsed template, template after transforms, the transform's error if any). A
+    transform error fails the change set later (asynchronously), as CloudFormation does."""
+    body = template_body_from(store, args.get("TemplateBody"), args.get("TemplateURL"), previous,
+                              bool(args.get("UsePreviousTemplate")))
+    try:
+        original = tpl.parse_template(body)
+    except tpl.TemplateError as error:
+        raise ValidationError(str(error)) from None
+    transform_error = None
+    try:
+        processed, _ = transforms.process(original)
+    except transforms.TransformError as error:
+        processed, transform_error = copy.deepcopy(original), str(error)
+        processed.pop("Transform", None)
+    if transform_error is None:
+        check_template(store, processed)
+    return body, original, processed, transform_error
+
+
+def _review_stack(store: Store, name: str, tags: dict[str, str]) -> Stack:
+    """The REVIEW_IN_PROGRESS stack a change set of a new stack creates."""
+    stack = Stack(stack_id=new_stack_id(store, name), name=name, account_id=store.account_id,
+                  region=store.region, creation_time=CLOCK.now())
+    stack.tags = tags
+    stack.stack_event("REVIEW_IN_PROGRESS", "User Initiated")
+    store.stacks.append(stack)
+    return stack
+
+
+def _discard_refused(store: Store, change_set: ChangeSet) -> None:
+    """A change set refused synchronously leaves nothing behind, not even its review stack."""
+    stack = change_set.stack
+    del store.change_sets[change_set.change_set_id]
+    if stack.status == "REVIEW_IN_PROGRESS" and not stack.template_body and stack in store.stacks \
+            and not any(c.stack is stack for c in store.change_sets.values()):
+        store.stacks.remove(stack)
 
 
 def _fail_change_set(change_set: ChangeSet, reason: str) -> None:
@@ -791,9 +821,9 @@ class Operation:
         try:
             recorded = evaluation.properties(record.logical_id)
         except tpl.TemplateError as error:
-            raise ResourceFailure(str(error))
+            raise ResourceFailure(str(error)) from None
         except (TypeError, ValueError, IndexError, KeyError, AttributeError) as error:
-            raise ResourceFailure(f"Template error: could not evaluate the properties of {record.logical_id} ({error})")
+            raise ResourceFailure(f"Template error: could not evaluate the properties of {record.logical_id} ({error})") from error
         try:
             problem = schemas.validate_properties(record.resource_type, self.store.region, record.logical_id, recorded)
         except Exception:  # a schema the validator cannot read must not block the resource
@@ -1078,48 +1108,74 @@ def _export_conflicts(store: Store, stack: Stack, outputs: list[dict]) -> str | 
     return None
 
 
-def _execute_update(store: Store, stack: Stack, change_set: ChangeSet, no_rollback: bool,  # noqa: C901 mirrors CloudFormation's own branching; split with the engine refactor
+# What an update may change on the stack itself, restored as it was when the update rolls back.
+ROLLBACK_FIELDS = ("template_body", "template", "original_template", "parameters", "resolved_parameters",
+                   "ssm_resolved", "tags", "outputs", "imports", "capabilities", "notification_arns",
+                   "rollback_configuration", "description", "role_arn")
+# (logical id, kind, previous record) of each resource an update touched, for its rollback:
+# kind is add, modify or replace
+Touched = list[tuple[str, str, ResourceRecord | None]]
+
+
+def _execute_update(store: Store, stack: Stack, change_set: ChangeSet, no_rollback: bool,
                     retain_created: bool, token: str | None) -> bool:
-    saved = {
-        "template_body": stack.template_body, "template": stack.template, "original_template": stack.original_template,
-        "parameters": stack.parameters, "resolved_parameters": stack.resolved_parameters,
-        "ssm_resolved": stack.ssm_resolved, "tags": stack.tags, "outputs": stack.outputs, "imports": stack.imports,
-        "capabilities": stack.capabilities, "notification_arns": stack.notification_arns,
-        "rollback_configuration": stack.rollback_configuration, "description": stack.description,
-        "role_arn": stack.role_arn,
-    }
+    saved = {name: getattr(stack, name) for name in ROLLBACK_FIELDS}
     old_records = dict(stack.resources)
     old_order = evaluation_order(stack)
     _adopt_change_set(stack, change_set)
     op = Operation(store, stack, token)
     stack.last_updated_time = CLOCK.now()
     stack.stack_event("UPDATE_IN_PROGRESS", "User Initiated", token)
-    listed = {c["ResourceChange"]["LogicalResourceId"]: c["ResourceChange"] for c in change_set.changes}
-    failed: str | None = None
-    reason = ""
-    # (logical id, kind, previous record) for rollback: kind is add, modify or replace
-    touched: list[tuple[str, str, ResourceRecord | None]] = []
+    touched: Touched = []
+    evaluation, failed, reason, removed = _update_resources(store, stack, op, change_set, old_records, touched)
+    outputs: list[dict] = []
+    if failed is None and evaluation is not None:
+        outputs, problem = _evaluated_outputs(store, stack, evaluation)
+        if problem:
+            failed, reason = stack.name, problem
+        else:
+            _complete_update(stack, op, evaluation, outputs, touched, old_records, old_order, removed, token)
+            return True
+    if failed == stack.name or reason:
+        why = reason
+    else:
+        verb = "create" if any(t[0] == failed and t[1] == "add" for t in touched) else "update"
+        why = f"The following resource(s) failed to {verb}: [{failed}]."
+    if no_rollback:
+        stack.stack_event("UPDATE_FAILED", why, token)
+        return False
+    stack.stack_event("UPDATE_ROLLBACK_IN_PROGRESS", why if failed == stack.name else f"{why} ", token)
+    for key, value in saved.items():
+        setattr(stack, key, value)
+    _roll_back_update(store, stack, op, touched, retain_created, token)
+    return False
+
+
+def _update_resources(store: Store, stack: Stack, op: Operation, change_set: ChangeSet,
+                      old_records: dict[str, ResourceRecord], touched: Touched,
+                      ) -> tuple[Evaluation | None, str | None, str, list[str]]:
+    """Creates and updates the resources in dependency order, stopping at the first failure:
+    (the evaluation, what failed (a logical id, the stack's name, or None), why, what the update removes)."""
     try:
         evaluation = Evaluation(store, stack, stack.template, stack.resolved_parameters, stack.resources)
         tokens = Evaluation(store, stack, stack.template, stack.resolved_parameters, stack.resources, tokens=True)
         order = evaluation.order()
     except tpl.TemplateError as error:
-        order, failed, reason = [], stack.name, str(error)
+        removed = [k for k, r in old_records.items() if r.exists]
+        failed, reason = _deletion_denied(stack, op, old_records, removed) or (stack.name, str(error))
+        return None, failed, reason, removed
     removed = [k for k, r in old_records.items() if r.exists and k not in order]
-    for logical_id in removed:
-        record = old_records[logical_id]
-        if _policy_denies(stack, logical_id, record.resource_type, "Update:Delete"):
-            failed, reason = logical_id, _policy_denial(logical_id, "Update:Delete")
-            op.event(record, "UPDATE_FAILED", reason)
-            break
-    for logical_id in order if failed is None else []:
+    denied = _deletion_denied(stack, op, old_records, removed)
+    if denied:
+        return evaluation, denied[0], denied[1], removed
+    listed = {c["ResourceChange"]["LogicalResourceId"]: c["ResourceChange"] for c in change_set.changes}
+    for logical_id in order:
         previous = old_records.get(logical_id)
         if previous is None or not previous.exists:
             record = op.create(evaluation, tokens, logical_id)
             touched.append((logical_id, "add", previous))
             if not record.exists:
-                failed = logical_id
-                break
+                return evaluation, logical_id, "", removed
             continue
         outcome = _update_resource(op, evaluation, tokens, previous, listed.get(logical_id))
         if outcome is None:
@@ -1127,37 +1183,45 @@ def _execute_update(store: Store, stack: Stack, change_set: ChangeSet, no_rollba
         kind, ok = outcome
         touched.append((logical_id, kind, previous))
         if not ok:
-            failed = logical_id
-            break
-    outputs: list[dict] = []
-    if failed is None:
-        outputs, problem = _evaluated_outputs(store, stack, evaluation)
-        if problem:
-            failed, reason = stack.name, problem
-    if failed is None:
-        stack.outputs = outputs
-        stack.imports = evaluation.imports()
-        stack.stack_event("UPDATE_COMPLETE_CLEANUP_IN_PROGRESS", token=token)
-        for _logical_id, kind, previous in reversed(touched):
-            if kind == "replace" and previous is not None:
-                op.delete(previous, previous.update_replace_policy())
-        for logical_id in reversed(old_order):
-            if logical_id in removed:
-                record = old_records[logical_id]
-                op.delete(record, record.deletion_policy())
-                if not record.exists:
-                    stack.resources.pop(logical_id, None)
-        stack.stack_event("UPDATE_COMPLETE", token=token)
-        return True
-    why = reason if failed == stack.name or reason else f"The following resource(s) failed to update: [{failed}]."
-    if failed != stack.name and not reason:
-        why = f"The following resource(s) failed to {'create' if any(t[0] == failed and t[1] == 'add' for t in touched) else 'update'}: [{failed}]."
-    if no_rollback:
-        stack.stack_event("UPDATE_FAILED", why, token)
-        return False
-    stack.stack_event("UPDATE_ROLLBACK_IN_PROGRESS", why if failed == stack.name else f"{why} ", token)
-    for key, value in saved.items():
-        setattr(stack, key, value)
+            return evaluation, logical_id, "", removed
+    return evaluation, None, "", removed
+
+
+def _deletion_denied(stack: Stack, op: Operation, old_records: dict[str, ResourceRecord],
+                     removed: list[str]) -> tuple[str, str] | None:
+    """(logical id, reason) of the first removal the stack policy denies, with its event."""
+    for logical_id in removed:
+        record = old_records[logical_id]
+        if _policy_denies(stack, logical_id, record.resource_type, "Update:Delete"):
+            reason = _policy_denial(logical_id, "Update:Delete")
+            op.event(record, "UPDATE_FAILED", reason)
+            return logical_id, reason
+    return None
+
+
+def _complete_update(stack: Stack, op: Operation, evaluation: Evaluation, outputs: list[dict], touched: Touched,
+                     old_records: dict[str, ResourceRecord], old_order: list[str], removed: list[str],
+                     token: str | None) -> None:
+    """The cleanup of a successful update: replaced resources' old copies, then removed resources."""
+    stack.outputs = outputs
+    stack.imports = evaluation.imports()
+    stack.stack_event("UPDATE_COMPLETE_CLEANUP_IN_PROGRESS", token=token)
+    for _logical_id, kind, previous in reversed(touched):
+        if kind == "replace" and previous is not None:
+            op.delete(previous, previous.update_replace_policy())
+    for logical_id in reversed(old_order):
+        if logical_id in removed:
+            record = old_records[logical_id]
+            op.delete(record, record.deletion_policy())
+            if not record.exists:
+                stack.resources.pop(logical_id, None)
+    stack.stack_event("UPDATE_COMPLETE", token=token)
+
+
+def _roll_back_update(store: Store, stack: Stack, op: Operation, touched: Touched, retain_created: bool,
+                      token: str | None) -> None:
+    """Puts back what the update touched (the stack's own fields are restored already), then
+    deletes what it created."""
     ok = True
     old_evaluation = Evaluation(store, stack, stack.template, stack.resolved_parameters, stack.resources)
     cleanup: list[ResourceRecord] = []
@@ -1179,16 +1243,15 @@ def _execute_update(store: Store, stack: Stack, change_set: ChangeSet, no_rollba
             stack.resources[logical_id] = previous
             if not _revert_resource(op, old_evaluation, previous, current):
                 ok = False
-    if ok:
-        stack.stack_event("UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS", token=token)
-        for record in cleanup:
-            policy = record.deletion_policy()
-            if not op.delete(record, policy if policy != "RetainExceptOnCreate" else "Delete", True, retain_created=retain_created):
-                ok = False
-        stack.stack_event("UPDATE_ROLLBACK_COMPLETE" if ok else "UPDATE_ROLLBACK_FAILED", token=token)
-    else:
+    if not ok:
         stack.stack_event("UPDATE_ROLLBACK_FAILED", "The following resource(s) failed to update during rollback.", token)
-    return False
+        return
+    stack.stack_event("UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS", token=token)
+    for record in cleanup:
+        policy = record.deletion_policy()
+        if not op.delete(record, policy if policy != "RetainExceptOnCreate" else "Delete", True, retain_created=retain_created):
+            ok = False
+    stack.stack_event("UPDATE_ROLLBACK_COMPLETE" if ok else "UPDATE_ROLLBACK_FAILED", token=token)
 
 
 def _update_resource(op: Operation, evaluation: Evaluation, tokens: Evaluation, previous: ResourceRecord,

@@ -124,7 +124,7 @@ def import_changes(store: Store, change_set: ChangeSet, evaluation: Any) -> list
         try:
             state = adopt(store.account_id, store.region, _partition(store.region), identifier[key])
         except ResourceFailure as error:
-            raise ValidationError(f"Resources [{logical_id}] to import do not exist: {error}")
+            raise ValidationError(f"Resources [{logical_id}] to import do not exist: {error}") from None
         owner = _owner(store, resource_type, state.physical_id)
         if owner is not None:
             raise ValidationError(f"Resource {state.physical_id} already exists in stack {owner.stack_id}")

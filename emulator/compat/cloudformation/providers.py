@@ -191,9 +191,9 @@ class MotoProvider(Provider):
         try:
             value = state.handle.get_cfn_attribute(name)
         except NotImplementedError:
-            raise ResourceFailure(f"moto does not implement attribute {name} of {self.resource_type}")
+            raise ResourceFailure(f"moto does not implement attribute {name} of {self.resource_type}") from None
         except Exception as error:  # moto's UnformattedGetAttTemplateException and friends
-            raise ResourceFailure(f"attribute {name} of {self.resource_type}: {describe_backend_error(error)}")
+            raise ResourceFailure(f"attribute {name} of {self.resource_type}: {describe_backend_error(error)}") from error
         return value
 
 

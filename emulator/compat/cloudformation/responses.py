@@ -16,6 +16,8 @@ from typing import Any
 from moto.cloudformation.responses import CloudFormationResponse
 from moto.core.responses import ActionResult, EmptyResult
 
+from platform_contracts import NO_ECHO_MASK
+
 from ..errors import ValidationError
 from . import engine
 from .model import LOCK, ChangeSet, Stack, Store
@@ -43,9 +45,9 @@ def _parameters(values: dict[str, str], ssm: dict[str, str], template: dict) -> 
     hidden = _no_echo(template)
     rows = []
     for key, value in values.items():
-        row = {"ParameterKey": key, "ParameterValue": "****" if key in hidden else value}
+        row = {"ParameterKey": key, "ParameterValue": NO_ECHO_MASK if key in hidden else value}
         if key in ssm:
-            row["ResolvedValue"] = "****" if key in hidden else ssm[key]
+            row["ResolvedValue"] = NO_ECHO_MASK if key in hidden else ssm[key]
         rows.append(row)
     return rows
 
@@ -119,8 +121,26 @@ def _summary(record, stack: Stack) -> dict:
     return row
 
 
-class Handlers:
-    """Methods copied onto CloudFormationResponse (self is the moto response object)."""
+class _Handler(CloudFormationResponse):
+    """Base of the handler groups. Typed as moto's response because at run time `self` is one:
+    install() copies each group's methods onto CloudFormationResponse."""
+
+    def _cfn_args(self) -> dict:
+        names = ("StackName", "TemplateBody", "TemplateURL", "UsePreviousTemplate", "Parameters", "Capabilities",
+                 "RoleARN", "RollbackConfiguration", "NotificationARNs", "Tags", "ChangeSetName", "Description",
+                 "ChangeSetType", "ResourcesToImport", "OnStackFailure")
+        args = {}
+        for name in names:
+            value = self._get_param(name)
+            if value is not None:
+                args[name] = value
+        if "UsePreviousTemplate" in args:
+            args["UsePreviousTemplate"] = _boolean(args["UsePreviousTemplate"])
+        return args
+
+
+class ChangeSetHandlers(_Handler):
+    """CreateChangeSet, DescribeChangeSet, ListChangeSets, ExecuteChangeSet, DeleteChangeSet."""
 
     def create_change_set(self) -> ActionResult:
         store = _store(self)
@@ -169,6 +189,10 @@ class Handlers:
     def delete_change_set(self) -> ActionResult:
         engine.delete_change_set(_store(self), self._get_param("ChangeSetName"), self._get_param("StackName"))
         return EmptyResult()
+
+
+class StackHandlers(_Handler):
+    """CreateStack, UpdateStack, DeleteStack, DescribeStacks, ListStacks and the ways out of a stuck stack."""
 
     def create_stack(self) -> ActionResult:
         store = _store(self)
@@ -255,6 +279,30 @@ class Handlers:
             page, token = _page(rows, self._get_param("NextToken"))
         return ActionResult({"StackSummaries": page, **({"NextToken": token} if token else {})})
 
+    def update_termination_protection(self) -> ActionResult:
+        store = _store(self)
+        with LOCK:
+            stack = _stack_or_fail(store, self._get_param("StackName"), include_deleted=False)
+            if stack.deleted:
+                raise ValidationError(f"Stack with id {self._get_param('StackName')} does not exist")
+            stack.termination_protection = bool(_boolean(self._get_param("EnableTerminationProtection")))
+        return ActionResult({"StackId": stack.stack_id})
+
+    def continue_update_rollback(self) -> ActionResult:
+        engine.continue_update_rollback(_store(self), self._get_param("StackName"),
+                                        self._get_param("ResourcesToSkip") or [], self._get_param("ClientRequestToken"))
+        return EmptyResult()
+
+    def cancel_update_stack(self) -> ActionResult:
+        store = _store(self)
+        with LOCK:
+            stack = _stack_or_fail(store, self._get_param("StackName"), include_deleted=False)
+            raise ValidationError(f"CancelUpdateStack cannot be called from current stack status {stack.status}.")
+
+
+class ResourceHandlers(_Handler):
+    """A stack's events, resources and template."""
+
     def describe_stack_events(self) -> ActionResult:
         store = _store(self)
         with LOCK:
@@ -327,6 +375,10 @@ class Handlers:
             body = original if stage == "Original" else json.dumps(processed)
         return ActionResult({"TemplateBody": body, "StagesAvailable": ["Original", "Processed"]})
 
+
+class ExportHandlers(_Handler):
+    """ListExports and ListImports (moto has no ListImports)."""
+
     def list_exports(self) -> ActionResult:
         store = _store(self)
         with LOCK:
@@ -347,14 +399,9 @@ class Handlers:
             page, token = _page(users, self._get_param("NextToken"))
         return ActionResult({"Imports": page, **({"NextToken": token} if token else {})})
 
-    def update_termination_protection(self) -> ActionResult:
-        store = _store(self)
-        with LOCK:
-            stack = _stack_or_fail(store, self._get_param("StackName"), include_deleted=False)
-            if stack.deleted:
-                raise ValidationError(f"Stack with id {self._get_param('StackName')} does not exist")
-            stack.termination_protection = bool(_boolean(self._get_param("EnableTerminationProtection")))
-        return ActionResult({"StackId": stack.stack_id})
+
+class PolicyHandlers(_Handler):
+    """GetStackPolicy and SetStackPolicy."""
 
     def get_stack_policy(self) -> ActionResult:
         store = _store(self)
@@ -374,20 +421,13 @@ class Handlers:
             try:
                 json.loads(body or "")
             except json.JSONDecodeError:
-                raise ValidationError("Error validating stack policy: Invalid stack policy")
+                raise ValidationError("Error validating stack policy: Invalid stack policy") from None
             stack.policy_body = body
         return EmptyResult()
 
-    def continue_update_rollback(self) -> ActionResult:
-        engine.continue_update_rollback(_store(self), self._get_param("StackName"),
-                                        self._get_param("ResourcesToSkip") or [], self._get_param("ClientRequestToken"))
-        return EmptyResult()
 
-    def cancel_update_stack(self) -> ActionResult:
-        store = _store(self)
-        with LOCK:
-            stack = _stack_or_fail(store, self._get_param("StackName"), include_deleted=False)
-            raise ValidationError(f"CancelUpdateStack cannot be called from current stack status {stack.status}.")
+class DriftHandlers(_Handler):
+    """The drift APIs."""
 
     # moto gap: the drift APIs raise NotImplementedError (an HTML 500 page and a traceback on the
     # server). The emulator does not detect drift either; it answers like an AWS-shaped error
@@ -405,18 +445,8 @@ class Handlers:
     def detect_stack_resource_drift(self) -> Any:
         return _not_implemented("DetectStackResourceDrift")
 
-    def _cfn_args(self) -> dict:
-        names = ("StackName", "TemplateBody", "TemplateURL", "UsePreviousTemplate", "Parameters", "Capabilities",
-                 "RoleARN", "RollbackConfiguration", "NotificationARNs", "Tags", "ChangeSetName", "Description",
-                 "ChangeSetType", "ResourcesToImport", "OnStackFailure")
-        args = {}
-        for name in names:
-            value = self._get_param(name)
-            if value is not None:
-                args[name] = value
-        if "UsePreviousTemplate" in args:
-            args["UsePreviousTemplate"] = _boolean(args["UsePreviousTemplate"])
-        return args
+
+HANDLER_GROUPS = (_Handler, ChangeSetHandlers, StackHandlers, ResourceHandlers, ExportHandlers, PolicyHandlers, DriftHandlers)
 
 
 def _not_implemented(operation: str) -> tuple[int, dict, str]:
@@ -444,9 +474,10 @@ def _pass_through(transformer):
 
 
 def install() -> None:
-    for name, function in vars(Handlers).items():
-        if callable(function) and not name.startswith("__"):
-            setattr(CloudFormationResponse, name, function)
+    for group in HANDLER_GROUPS:
+        for name, function in vars(group).items():
+            if callable(function) and not name.startswith("__"):
+                setattr(CloudFormationResponse, name, function)
     CloudFormationResponse.RESPONSE_KEY_PATH_TO_TRANSFORMER = {
         key: _pass_through(value) for key, value in CloudFormationResponse.RESPONSE_KEY_PATH_TO_TRANSFORMER.items()
     }

@@ -71,7 +71,7 @@ def parse_template(body: str) -> dict:
     try:
         parsed = json.loads(text) if text.startswith("{") else yaml.load(text, Loader=_Loader)  # noqa: S506 (SafeLoader subclass)
     except (json.JSONDecodeError, yaml.YAMLError) as error:
-        raise TemplateError(f"Template format error: not a valid JSON or YAML template ({str(error).splitlines()[0]})")
+        raise TemplateError(f"Template format error: not a valid JSON or YAML template ({str(error).splitlines()[0]})") from None
     if not isinstance(parsed, dict):
         raise TemplateError("Template format error: JSON not well-formed.")
     return parsed
@@ -298,7 +298,7 @@ class Evaluator:
         except (KeyError, TypeError):
             if default is not None:
                 return self.resolve(default)
-            raise TemplateError(f"Template error: Unable to get mapping for {name}::{top}::{second}")
+            raise TemplateError(f"Template error: Unable to get mapping for {name}::{top}::{second}") from None
 
     def fn_get_azs(self, value: Any) -> Any:
         region = self.resolve(value) or self.ctx.region
@@ -452,7 +452,7 @@ def creation_order(resources: dict[str, dict], conditions: dict[str, bool]) -> l
         sorter.prepare()
     except CycleError as error:
         cycle = sorted(set(error.args[1]))
-        raise TemplateError(f"Circular dependency between resources: [{', '.join(cycle)}]")
+        raise TemplateError(f"Circular dependency between resources: [{', '.join(cycle)}]") from None
     order: list[str] = []
     while sorter.is_active():
         ready = sorted(sorter.get_ready(), key=position.__getitem__)
