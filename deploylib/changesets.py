@@ -15,6 +15,7 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from botocore.exceptions import ClientError
 
@@ -172,7 +173,7 @@ def wait_for_change_set(ctx: Context, region: str, change_set_id: str, timeout_m
     deadline = ctx.clock.monotonic() + timeout_minutes * 60
     cfn = ctx.cfn(region)
     while True:
-        described = cfn.call("describe_change_set", ChangeSetName=change_set_id)
+        described = cfn.call("describe_change_set", ChangeSetName=change_set_id, IncludePropertyValues=True)
         status = described.get("Status")
         if status == "CREATE_COMPLETE":
             return described
@@ -187,11 +188,15 @@ def wait_for_change_set(ctx: Context, region: str, change_set_id: str, timeout_m
         ctx.pause(ctx.poll_seconds)
 
 
-def all_changes(ctx: Context, region: str, change_set_id: str, first_page: dict) -> list[dict]:
+def all_changes(ctx: Context, region: str, change_set_id: str, first_page: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every page of a change set's changes, with property values (Target.Path, BeforeValue,
+    AfterValue, AttributeChangeType): the review names what changes, not only which resource.
+    `first_page` must have been described with IncludePropertyValues too."""
     changes = list(first_page.get("Changes", []))
     token = first_page.get("NextToken")
     while token:
-        page = ctx.cfn(region).call("describe_change_set", ChangeSetName=change_set_id, NextToken=token)
+        page = ctx.cfn(region).call("describe_change_set", ChangeSetName=change_set_id, NextToken=token,
+                                    IncludePropertyValues=True)
         changes += page.get("Changes", [])
         token = page.get("NextToken")
     return changes

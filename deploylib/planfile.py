@@ -80,7 +80,8 @@ def plan_from_saved(ctx: Context, spec: StackSpec, saved: dict) -> StackPlan:
     action = Action(saved["action"])
     if not saved.get("change_set_id"):
         return StackPlan(spec, action, deployed, note=saved.get("note", ""), parameters=parameters)
-    first = ctx.cfn(spec.region).call("describe_change_set", ChangeSetName=saved["change_set_id"])
+    first = ctx.cfn(spec.region).call("describe_change_set", ChangeSetName=saved["change_set_id"],
+                                      IncludePropertyValues=True)
     change_set = ChangeSet(saved["change_set_id"], saved["stack_id"], saved["change_set_type"],
                            all_changes(ctx, spec.region, saved["change_set_id"], first), first.get("Parameters", []))
     return StackPlan(spec, action, deployed if saved["change_set_type"] == "UPDATE" else None, change_set,
