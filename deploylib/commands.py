@@ -21,11 +21,12 @@ from .executor import Executor
 from .lifecycle import effective_parameters
 from .manifest import Manifest
 from .output import Printer
-from .planfile import load_saved_plan, plan_from_saved, saved_plan_problem
+from .planfile import load_saved_plan, plan_from_saved, provenance_problems, saved_plan_problem
 from .planner import PlanInterrupted, Planner, RunOptions, plan_environment, where
 from .plans import NOTHING_TO_RUN, Action, Label, StackPlan
 from .preflight import Scope, preflight_of, run_preflight
 from .preflight import render as render_preflight
+from .provenance import gather
 from .recovery import Recovery
 from .scheduler import RunResult, reverse_graph, run_graph
 from .stacks import describe_stack, format_event, wait_for_stack
@@ -139,6 +140,13 @@ def publish_resource_manifest(ctx: Context, manifest: Manifest, printer: Printer
 
 def cmd_execute(ctx: Context, manifest: Manifest, printer: Printer, options: Options) -> int:
     saved = load_saved_plan(manifest)
+    changed = provenance_problems(manifest, gather(ctx, manifest))
+    if changed:
+        for difference in changed:
+            printer.line(f"REFUSED: {difference}")
+        printer.line(f"nothing executed: the review was of another build or place; run `make plan "
+                     f"ENV={manifest.environment}` and review again")
+        return 1
     refused = {spec.name: problem for spec in manifest.stacks
                if (problem := saved_plan_problem(ctx, manifest, spec, saved.get(spec.name)))}
     if refused:

@@ -29,7 +29,7 @@ from .guards import GuardFinding, export_guard, exports_at_risk, stateful_guard
 from .lifecycle import ESTABLISHED, effective_parameters
 from .manifest import Manifest, StackSpec
 from .output import Printer
-from .planfile import save_plan
+from .planfile import review_path, save_plan
 from .plans import Action, Label, StackPlan
 from .preflight import image_gate, preflight_of
 from .provenance import gather
@@ -232,10 +232,6 @@ class Planner:
 def where(manifest: Manifest) -> str:
     """The environment with the account and region it lives in (preflight has checked both)."""
     return f"{manifest.environment} (account {manifest.account_id}, region {manifest.region})"
-
-
-def review_path(manifest: Manifest) -> Path:
-    return manifest.build_dir / "review.json"
 
 
 def review_markdown_path(manifest: Manifest) -> Path:

@@ -21,6 +21,7 @@ MARKDOWN_LIMIT = 60_000  # GitHub refuses comments over 65,536 characters
 MAX_CHANGE_LINES = 12  # per warning in the terminal and Markdown; review.json holds them all
 VALUE_WIDTH = 60  # a parameter value longer than this is cut in the middle
 WARNING_LABELS = {"iam_changes": "IAM/policy", "security_group_changes": "Security group"}
+COUNT_LABELS = {"iam_changes": "IAM", "security_group_changes": "security-group"}
 SOURCE_LABELS = {Source.CHANGE_SET: "from the change set", Source.TEMPLATES: "from the templates",
                  Source.TEMPLATE: "from the template"}
 
@@ -90,7 +91,7 @@ def shown_changes(item: JSON) -> list[str]:
 
 def stack_counts(entry: JSON) -> str:
     counts = [f"{len(entry[key])} {key}" for key in ("added", "modified", "removed") if entry.get(key)]
-    counts += [f"{len(entry[key])} {label}" for key, label in WARNING_LABELS.items() if entry.get(key)]
+    counts += [f"{len(entry[key])} {label} change(s)" for key, label in COUNT_LABELS.items() if entry.get(key)]
     return ", ".join(counts)
 
 

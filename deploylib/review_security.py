@@ -124,8 +124,9 @@ def render_rule(direction: str, rule: Any) -> str:
         low, high = rule.get("FromPort"), rule.get("ToPort")
         ports = f"{protocol} {short(low)}" if low == high or high is None else f"{protocol} {short(low)}-{short(high)}"
     peers = [f"{short(rule[key])}" for key in RULE_PEERS if key in rule] or ["?"]
+    group = f" into {short(rule['GroupId'])}" if "GroupId" in rule else ""  # a standalone rule resource
     description = f" ({short(rule['Description'])})" if rule.get("Description") else ""
-    return f"{ports} {direction} {', '.join(peers)}{description}"
+    return f"{ports} {direction} {', '.join(peers)}{group}{description}"
 
 
 def property_items(resource_type: str, name: str, value: Any) -> list[str] | None:
