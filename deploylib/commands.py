@@ -140,18 +140,14 @@ def publish_resource_manifest(ctx: Context, manifest: Manifest, printer: Printer
 
 def cmd_execute(ctx: Context, manifest: Manifest, printer: Printer, options: Options) -> int:
     saved = load_saved_plan(manifest)
-    changed = provenance_problems(manifest, gather(ctx, manifest))
-    if changed:
-        for difference in changed:
-            printer.line(f"REFUSED: {difference}")
-        printer.line(f"nothing executed: the review was of another build or place; run `make plan "
-                     f"ENV={manifest.environment}` and review again")
-        return 1
+    # the review's commit, build, account and region first, then each stack's state
+    refusals = [f"REFUSED: {difference}" for difference in provenance_problems(manifest, gather(ctx, manifest))]
     refused = {spec.name: problem for spec in manifest.stacks
                if (problem := saved_plan_problem(ctx, manifest, spec, saved.get(spec.name)))}
-    if refused:
-        for name, problem in sorted(refused.items()):
-            printer.line(f"REFUSED {name}: {problem}")
+    refusals += [f"REFUSED {name}: {problem}" for name, problem in sorted(refused.items())]
+    if refusals:
+        for line in refusals:
+            printer.line(line)
         printer.line(f"nothing executed: run `make plan ENV={manifest.environment}` and review again")
         return 1
     if not preflight_passes(ctx, manifest, printer, options, Scope.DEPLOY):

@@ -36,15 +36,22 @@ class Provenance:
         return asdict(self)
 
 
+TOOL_ROOT = Path(__file__).resolve().parent.parent  # the checkout deploy.py runs from
+
+
 def git_head(directory: Path) -> str | None:
-    """The commit checked out around `directory`, or None (no git, not a repository)."""
-    try:
-        result = subprocess.run(["git", "-C", str(directory), "rev-parse", "HEAD"],
-                                capture_output=True, text=True, timeout=10, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    commit = result.stdout.strip()
-    return commit if result.returncode == 0 and commit else None
+    """The commit checked out around `directory` (a build directory outside any repository, as
+    `make e2e` uses, falls back to the checkout of deploy.py), or None (no git, no repository)."""
+    for where in (directory, TOOL_ROOT):
+        try:
+            result = subprocess.run(["git", "-C", str(where), "rev-parse", "HEAD"],
+                                    capture_output=True, text=True, timeout=10, check=False)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        commit = result.stdout.strip()
+        if result.returncode == 0 and commit:
+            return commit
+    return None
 
 
 def current_commit(directory: Path, environ: Mapping[str, str] | None = None, git: GitRunner = git_head) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import io
 import json
 import os
@@ -152,8 +153,23 @@ class EndToEnd:
         path.write_text(text.replace(f'image: "{FIRST_RELEASE}"', f'image: "{NEXT_RELEASE}"', 1))
         self.push_image(NEXT_RELEASE)
         self.build()
-        self.expect(self.deploy_py("plan"))
+        run = self.expect(self.deploy_py("plan"))
+        self._review_header_and_markdown(run.output)
         return self._exactly_the_release_change(json.loads((self.env_dir / "review.json").read_text()))
+
+    def _review_header_and_markdown(self, output: str) -> None:
+        """The review starts with where, what and how much, and review.md is written beside review.json."""
+        manifest_sha = hashlib.sha256((self.env_dir / "manifest.json").read_bytes()).hexdigest()
+        review = json.loads((self.env_dir / "review.json").read_text())
+        header = output[output.find("=== Review"):].splitlines()[:5]
+        expected = [f"=== Review: {ENVIRONMENT} (account {self.emu.account_id}, region {self.emu.region}) ===",
+                    f"commit {review['provenance']['commit'][:12]}, manifest sha256 {manifest_sha[:12]}, reviewed ",
+                    "stacks: 0 create, 1 update, ", "resources: ", "no stateful resource touched; "]
+        if len(header) < 5 or not all(line.startswith(start) for line, start in zip(header, expected, strict=True)):
+            raise PhaseFailed("the review does not start with its summary header:\n" + "\n".join(header))
+        markdown = self.env_dir / "review.md"
+        if not markdown.is_file() or not markdown.read_text().startswith(f"### Review: {ENVIRONMENT} (account"):
+            raise PhaseFailed(f"{markdown} is missing or does not start with the review's header")
 
     def _exactly_the_release_change(self, review: dict) -> str:
         changed = [entry for entry in review["stacks"] if entry["action"] != "unchanged"]

@@ -3,6 +3,7 @@ AWS's shape: Scope, Details, and the Target.Path / BeforeValue / AfterValue / At
 that IncludePropertyValues adds) and templates; the review is a pure function of them."""
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 from pathlib import Path
@@ -185,3 +186,46 @@ def test_execute_refuses_a_review_of_another_commit_build_account_or_region():
         f"manifest_sha256 was {'ab' * 32} at review, is {'cd' * 32} now",
     ]
     assert differences(reviewed, PROVENANCE) == []
+
+
+# ---- the same rules through deploy.py plan / execute against the CloudFormation fake ------------
+def test_plan_prints_the_header_and_writes_review_json_and_review_md(env, world, monkeypatch):
+    from synthetic_env import make_context, run_deploy
+
+    monkeypatch.setenv("GITHUB_SHA", "0123456789abcdef0123456789abcdef01234567")
+    context = make_context(world)
+    context.clock.now = lambda: datetime.datetime(2026, 11, 27, 10, 0, tzinfo=datetime.UTC)
+    code, text = run_deploy(env, world, "plan", context=context)
+    assert code == 0, text
+    build = env.build_dir / "staging"
+    manifest_sha = hashlib.sha256((build / "manifest.json").read_bytes()).hexdigest()
+    header = text[text.index("=== Review"):].splitlines()[:5]
+    assert header[:2] == ["=== Review: staging (account 123456789012, region eu-west-1) ===",
+                          f"commit 0123456789ab, manifest sha256 {manifest_sha[:12]}, reviewed 2026-11-27T10:00:00Z"]
+    assert header[2].startswith("stacks: 1 create, 0 update, 0 skip, 9 deferred, 0 blocked")
+    review = json.loads((build / "review.json").read_text())
+    assert review["provenance"] == {"account": "123456789012", "commit": "0123456789abcdef0123456789abcdef01234567",
+                                    "manifest_sha256": manifest_sha, "region": "eu-west-1",
+                                    "reviewed_at": "2026-11-27T10:00:00Z"}
+    assert (build / "review.md").read_text().startswith("### Review: staging (account 123456789012")
+    described = world.calls_of("describe_change_set")
+    assert described and all(call.get("IncludePropertyValues") for call in described)
+
+
+def test_execute_refuses_a_plan_reviewed_at_another_commit(env, world, monkeypatch):
+    from synthetic_env import run_deploy
+
+    assert run_deploy(env, world, "deploy", "--yes")[0] == 0
+    env.layers["api"].resources["Extra"] = {"Type": "AWS::SNS::Topic", "Properties": {}}
+    env.write()
+    monkeypatch.setenv("GITHUB_SHA", "a" * 40)
+    assert run_deploy(env, world, "plan")[0] == 0
+    monkeypatch.setenv("GITHUB_SHA", "b" * 40)
+    world.calls.clear()
+    code, text = run_deploy(env, world, "execute")
+    assert code == 1
+    assert f"REFUSED: commit was {'a' * 40} at review, is {'b' * 40} now" in text
+    assert world.calls_of("execute_change_set") == []
+    monkeypatch.setenv("GITHUB_SHA", "a" * 40)
+    code, text = run_deploy(env, world, "execute")
+    assert code == 0, text

@@ -110,6 +110,14 @@ def _describe_change_set(change_set: ChangeSet) -> dict:
     return result
 
 
+def _drop_property_values(changes: list[dict[str, Any]]) -> None:
+    """Without IncludePropertyValues, DescribeChangeSet names the changed properties only."""
+    for change in changes:
+        for detail in change.get("ResourceChange", {}).get("Details", []):
+            for key in engine.PROPERTY_VALUE_KEYS:
+                detail.get("Target", {}).pop(key, None)
+
+
 def _summary(record, stack: Stack) -> dict:
     row = {"LogicalResourceId": record.logical_id, "PhysicalResourceId": record.physical_id,
            "ResourceType": record.resource_type, "LastUpdatedTimestamp": record.last_updated or stack.creation_time,
@@ -134,6 +142,8 @@ class Handlers:
             result = _describe_change_set(change_set)
             changes, token = _page(change_set.changes, self._get_param("NextToken"))
             result["Changes"] = copy.deepcopy(changes)
+            if not _boolean(self._get_param("IncludePropertyValues")):
+                _drop_property_values(result["Changes"])
             if token:
                 result["NextToken"] = token
         return ActionResult(result)
