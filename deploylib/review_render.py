@@ -13,6 +13,7 @@ import textwrap
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from .plans import Action
 from .review_security import Source
 
 JSON = dict[str, Any]
@@ -20,6 +21,7 @@ WIDTH = 100
 MARKDOWN_LIMIT = 60_000  # GitHub refuses comments over 65,536 characters
 MAX_CHANGE_LINES = 12  # per warning in the terminal and Markdown; review.json holds them all
 VALUE_WIDTH = 60  # a parameter value longer than this is cut in the middle
+SKIPPED_ACTIONS = (str(Action.UNCHANGED), str(Action.NO_OP))  # one line in review.md, no section
 WARNING_LABELS = {"iam_changes": "IAM/policy", "security_group_changes": "Security group"}
 COUNT_LABELS = {"iam_changes": "IAM", "security_group_changes": "security-group"}
 SOURCE_LABELS = {Source.CHANGE_SET: "from the change set", Source.TEMPLATES: "from the templates",
@@ -175,8 +177,13 @@ def render_markdown(document: JSON) -> str:
     their counts and console links (review.json has everything)."""
     first, *rest = header_lines(document)
     head = [f"### Review: {first}", "", *[f"- {line}" for line in rest], ""]
+    skipped = [e for e in document["stacks"] if e["action"] in SKIPPED_ACTIONS and not e.get("parameter_changes")]
+    if skipped:
+        names = ", ".join(f"{e['stack']} ({e['action']})" for e in skipped)
+        head += [f"Nothing to run: {names}", ""]
+    shown = [e for e in document["stacks"] if e not in skipped]
     for body in (_md_stack_body, _md_console_only):
-        text = "\n".join(head + [line for entry in document["stacks"] for line in _md_stack(entry, body)])
+        text = "\n".join(head + [line for entry in shown for line in _md_stack(entry, body)])
         if len(text) <= MARKDOWN_LIMIT:
             return text + "\n"
     note = "\n_Too many stacks for one comment: the per-stack sections are in review.json._\n"

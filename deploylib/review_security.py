@@ -81,6 +81,16 @@ def _listed(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
+def render_condition(condition: Any) -> str:
+    """{"ArnLike": {"aws:SourceArn": "arn:..."}} as `ArnLike aws:SourceArn arn:...`, clauses joined by `and`."""
+    if not isinstance(condition, dict):
+        return short(condition)
+    clauses = [f"{operator} {key} {short(value)}" if isinstance(pairs, dict) else f"{operator} {short(pairs)}"
+               for operator, pairs in sorted(condition.items())
+               for key, value in (sorted(pairs.items()) if isinstance(pairs, dict) else [("", None)])]
+    return " and ".join(clauses)
+
+
 def render_statement(statement: Any) -> str:
     if not isinstance(statement, dict):
         return short(statement)
@@ -97,7 +107,7 @@ def render_statement(statement: Any) -> str:
         if key in statement:
             parts.append(("on not " if key == "NotResource" else "on ") + short(_listed(statement[key])))
     if statement.get("Condition"):
-        parts.append(f"if {short(statement['Condition'])}")
+        parts.append(f"if {render_condition(statement['Condition'])}")
     if statement.get("Sid"):
         parts.append(f"[{statement['Sid']}]")
     return " ".join(parts)
@@ -120,6 +130,8 @@ def render_rule(direction: str, rule: Any) -> str:
     protocol = short(rule.get("IpProtocol", "?"))
     if protocol == "-1":
         ports = "all traffic"
+    elif protocol in ("icmp", "1", "icmpv6", "58"):  # FromPort/ToPort are the ICMP type and code
+        ports = f"{protocol} type {short(rule.get('FromPort'))} code {short(rule.get('ToPort'))}"
     else:
         low, high = rule.get("FromPort"), rule.get("ToPort")
         ports = f"{protocol} {short(low)}" if low == high or high is None else f"{protocol} {short(low)}-{short(high)}"

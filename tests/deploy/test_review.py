@@ -69,7 +69,7 @@ def test_a_policy_change_names_the_property_and_shows_the_statements_removed_and
     assert (key["logical_id"], key["property"]) == ("LogsKey", "KeyPolicy")
     assert key["changes"] == [
         "+ Allow kms:Encrypt, kms:Decrypt for Service logs.eu-west-1.amazonaws.com on * if "
-        '{"ArnLike":{"kms:EncryptionContext:aws:logs:arn":"arn:aws:logs:eu-west-1:123456789012:*"}} [Logs]']
+        "ArnLike kms:EncryptionContext:aws:logs:arn arn:aws:logs:eu-west-1:123456789012:* [Logs]"]
     # the function's memory is not an IAM change; the role's tag change adds nothing to its warning
     assert [w["logical_id"] for w in entry["iam_changes"]] == ["PaymentApiRole", "LogsKey"]
 
@@ -151,11 +151,14 @@ def test_deferred_notes_and_added_parameters_are_readable_at_100_columns(tmp_pat
 
 
 def test_review_md_has_the_header_a_collapsible_section_per_stack_and_the_console_links(tmp_path):
+    unchanged = StackPlan(spec_for(tmp_path, "payments-staging-artifacts", {"Resources": {}}), Action.UNCHANGED,
+                          {"StackStatus": "UPDATE_COMPLETE"}, note="template, parameters and tags as deployed")
     document = document_of(plan_from(tmp_path, fixture("describe_policy_change.json")),
-                           plan_from(tmp_path, fixture("describe_tags_only.json")))
+                           plan_from(tmp_path, fixture("describe_tags_only.json")), unchanged)
     markdown = render_markdown(document)
     assert markdown.startswith("### Review: staging (account 123456789012, region eu-west-1)\n")
-    assert markdown.count("<details>") == 2
+    assert markdown.count("<details>") == 2  # a stack with nothing to run is one line, not a section
+    assert "Nothing to run: payments-staging-artifacts (unchanged)" in markdown
     assert "```diff\n+ payments: Allow dynamodb:PutItem" in markdown
     assert markdown.count("[Open the change set in the console](https://eu-west-1.console.aws.amazon.com/") == 2
 
