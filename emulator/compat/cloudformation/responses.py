@@ -110,6 +110,11 @@ def _describe_change_set(change_set: ChangeSet) -> dict:
     return result
 
 
+def _includes_property_values(response: Any) -> bool:
+    """DescribeChangeSet's IncludePropertyValues flag (the response object is moto's)."""
+    return bool(_boolean(response._get_param("IncludePropertyValues")))
+
+
 def _drop_property_values(changes: list[dict[str, Any]]) -> None:
     """Without IncludePropertyValues, DescribeChangeSet names the changed properties only."""
     for change in changes:
@@ -142,7 +147,7 @@ class Handlers:
             result = _describe_change_set(change_set)
             changes, token = _page(change_set.changes, self._get_param("NextToken"))
             result["Changes"] = copy.deepcopy(changes)
-            if not _boolean(self._get_param("IncludePropertyValues")):
+            if not _includes_property_values(self):
                 _drop_property_values(result["Changes"])
             if token:
                 result["NextToken"] = token
