@@ -6,7 +6,8 @@ Starts its own emulator (a child process on 127.0.0.1), then, one line per phase
 build `local`, preflight (FIX: the service-linked roles a never-used account lacks), bootstrap
 (the artifacts stack), push the API image, deploy, check every stack *_COMPLETE and every export
 present, write an audit record and see it locked, redeploy (nothing changes, no change set executed), change one parameter (the API image
-release) and show that the plan holds exactly that change, execute it, destroy everything and
+release) and show that the plan holds exactly that change (its review headed by the summary,
+review.md written beside review.json), execute it, destroy everything and
 check nothing is left. Exit 0 when every phase passed, 1 at the first that did not (it says why).
 The parameter files are copied to a work directory: parameters/local.yaml is never changed.
 """
