@@ -50,7 +50,10 @@ IAM_NAME_PROPERTIES = ("RoleName", "ManagedPolicyName", "UserName", "GroupName",
 # Resource types whose change changes who may do what: every IAM type, the resource policies the
 # platform writes and the KMS key (its key policy). The review lists their changes apart.
 PERMISSION_TYPE_PREFIXES = ("AWS::IAM::", "AWS::Lambda::Permission", "AWS::KMS::Key", "AWS::SQS::QueuePolicy",
-                            "AWS::SNS::TopicPolicy", "AWS::S3::BucketPolicy")
+                            "AWS::SNS::TopicPolicy", "AWS::S3::BucketPolicy", "AWS::Logs::ResourcePolicy",
+                            "AWS::SecretsManager::ResourcePolicy")
+# Resource types whose change changes who may reach what over the network.
+NETWORK_TYPES = ("AWS::EC2::SecurityGroup", "AWS::EC2::SecurityGroupIngress", "AWS::EC2::SecurityGroupEgress")
 
 
 def changes_permissions(resource_type: str) -> bool:

@@ -9,6 +9,7 @@ Two layers of throttling protection, on purpose:
 """
 from __future__ import annotations
 
+import datetime
 import random
 import threading
 import time
@@ -81,12 +82,17 @@ def emulator_gap(endpoint_url: str | None, error: BaseException) -> str | None:
     return None
 
 
+def utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
 @dataclass
 class Clock:
-    """Monotonic time and sleep; tests inject a fast or virtual one."""
+    """Monotonic time, sleep and the wall clock (when a plan was reviewed); tests inject their own."""
 
     monotonic: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
+    now: Callable[[], datetime.datetime] = utc_now
 
 
 class Interrupted(DeployError):

@@ -15,6 +15,7 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from botocore.exceptions import ClientError
 
@@ -25,6 +26,7 @@ from .stacks import describe_stack, stack_outputs
 
 NO_CHANGES_MARKERS = ("didn't contain changes", "No updates are to be performed")
 CHANGE_SET_PREFIX = "deploy-"
+JSON = dict[str, Any]  # a JSON object as boto3 returns it
 
 
 class ChangeSetFailed(DeployError):
@@ -36,17 +38,17 @@ class ChangeSet:
     id: str
     stack_id: str
     type: str  # CREATE or UPDATE
-    changes: list[dict] = field(default_factory=list)
-    parameters: list[dict] = field(default_factory=list)
+    changes: list[JSON] = field(default_factory=list)
+    parameters: list[JSON] = field(default_factory=list)
 
 
-def parameters_list(parameters: dict[str, str | None]) -> list[dict]:
+def parameters_list(parameters: dict[str, str | None]) -> list[JSON]:
     """None keeps the deployed value (UsePreviousValue), which NoEcho values need."""
     return [{"ParameterKey": k, "UsePreviousValue": True} if v is None else {"ParameterKey": k, "ParameterValue": v}
             for k, v in sorted(parameters.items())]
 
 
-def tags_list(manifest: Manifest) -> list[dict]:
+def tags_list(manifest: Manifest) -> list[JSON]:
     return [{"Key": k, "Value": v} for k, v in sorted(manifest.tags.items())]
 
 
@@ -60,7 +62,7 @@ def change_set_name(spec: StackSpec) -> str:
     return f"{CHANGE_SET_PREFIX}{stamp}-{spec.sha256[:8]}-{digest(spec.parameters)[:6]}"
 
 
-def deployed_template(ctx: Context, region: str, stack_name: str) -> dict:
+def deployed_template(ctx: Context, region: str, stack_name: str) -> JSON:
     """GetTemplate body as a dict (boto3 already decodes JSON bodies; the fake does the same).
     A stack whose only change set failed has no template at all: that is "no previous
     template", an empty one."""
@@ -69,13 +71,14 @@ def deployed_template(ctx: Context, region: str, stack_name: str) -> dict:
         return {}
     if isinstance(body, str):
         try:
-            return json.loads(body)
+            parsed: JSON = json.loads(body)
+            return parsed
         except json.JSONDecodeError:
             return {}
     return dict(body)
 
 
-def is_unchanged(ctx: Context, manifest: Manifest, spec: StackSpec, deployed: dict, parameters: dict[str, str]) -> bool:
+def is_unchanged(ctx: Context, manifest: Manifest, spec: StackSpec, deployed: JSON, parameters: dict[str, str]) -> bool:
     if spec.no_echo_parameters:
         return False
     deployed_parameters = {p["ParameterKey"]: p.get("ParameterValue", "") for p in deployed.get("Parameters", [])}
@@ -90,7 +93,7 @@ def is_unchanged(ctx: Context, manifest: Manifest, spec: StackSpec, deployed: di
 ROLLBACK_MONITORING_MINUTES = 10
 
 
-def rollback_configuration(ctx: Context, manifest: Manifest, spec: StackSpec, enabled: bool = True) -> dict:
+def rollback_configuration(ctx: Context, manifest: Manifest, spec: StackSpec, enabled: bool = True) -> JSON:
     """Always an explicit list: CloudFormation keeps a stack's previous rollback triggers when a
     change set omits RollbackConfiguration, so "no triggers" must be said as an empty list.
     Triggers are the monitoring layer's alarms once that stack has them; `enabled` False (the
@@ -105,7 +108,7 @@ def rollback_configuration(ctx: Context, manifest: Manifest, spec: StackSpec, en
     }
 
 
-def _rollback_triggers(ctx: Context, manifest: Manifest, spec: StackSpec) -> list[dict]:
+def _rollback_triggers(ctx: Context, manifest: Manifest, spec: StackSpec) -> list[JSON]:
     """The alarms that exist already, each with its type (a composite alarm is its own type)."""
     triggers = []
     outputs_by_stack: dict[str, dict[str, str]] = {}
@@ -146,8 +149,8 @@ def delete_stale_change_sets(ctx: Context, spec: StackSpec, stack_id: str) -> No
 
 
 def create_change_set(
-    ctx: Context, manifest: Manifest, spec: StackSpec, change_set_type: str, template: dict,
-    parameters: dict[str, str | None], rollback: dict,
+    ctx: Context, manifest: Manifest, spec: StackSpec, change_set_type: str, template: JSON,
+    parameters: dict[str, str | None], rollback: JSON,
 ) -> tuple[str, str]:
     """Never with DeploymentMode (drift-reverting change sets would "fix" what services manage
     on purpose, such as ECS's own deployment state): the template's diff is all that runs."""
@@ -167,12 +170,12 @@ def create_change_set(
     return response["Id"], response["StackId"]
 
 
-def wait_for_change_set(ctx: Context, region: str, change_set_id: str, timeout_minutes: float) -> dict | None:
+def wait_for_change_set(ctx: Context, region: str, change_set_id: str, timeout_minutes: float) -> JSON | None:
     """The CREATE_COMPLETE change set, or None when it holds no changes (then it is deleted)."""
     deadline = ctx.clock.monotonic() + timeout_minutes * 60
     cfn = ctx.cfn(region)
     while True:
-        described = cfn.call("describe_change_set", ChangeSetName=change_set_id)
+        described = cfn.call("describe_change_set", ChangeSetName=change_set_id, IncludePropertyValues=True)
         status = described.get("Status")
         if status == "CREATE_COMPLETE":
             return described
@@ -187,19 +190,23 @@ def wait_for_change_set(ctx: Context, region: str, change_set_id: str, timeout_m
         ctx.pause(ctx.poll_seconds)
 
 
-def all_changes(ctx: Context, region: str, change_set_id: str, first_page: dict) -> list[dict]:
+def all_changes(ctx: Context, region: str, change_set_id: str, first_page: JSON) -> list[JSON]:
+    """Every page of a change set's changes, with property values (Target.Path, BeforeValue,
+    AfterValue, AttributeChangeType): the review names what changes, not only which resource.
+    `first_page` must have been described with IncludePropertyValues too."""
     changes = list(first_page.get("Changes", []))
     token = first_page.get("NextToken")
     while token:
-        page = ctx.cfn(region).call("describe_change_set", ChangeSetName=change_set_id, NextToken=token)
+        page = ctx.cfn(region).call("describe_change_set", ChangeSetName=change_set_id, NextToken=token,
+                                    IncludePropertyValues=True)
         changes += page.get("Changes", [])
         token = page.get("NextToken")
     return changes
 
 
 def prepare_change_set(
-    ctx: Context, manifest: Manifest, spec: StackSpec, change_set_type: str, template: dict,
-    parameters: dict[str, str | None], rollback: dict,
+    ctx: Context, manifest: Manifest, spec: StackSpec, change_set_type: str, template: JSON,
+    parameters: dict[str, str | None], rollback: JSON,
 ) -> ChangeSet | None:
     """Creates the change set and waits for it; None means "no changes" (a no-op)."""
     try:

@@ -21,11 +21,12 @@ from .executor import Executor
 from .lifecycle import effective_parameters
 from .manifest import Manifest, StackSpec
 from .output import Printer
-from .planfile import load_saved_plan, plan_from_saved, saved_plan_problem
+from .planfile import load_saved_plan, plan_from_saved, provenance_problems, saved_plan_problem
 from .planner import PlanInterrupted, Planner, RunOptions, plan_environment, where
 from .plans import NOTHING_TO_RUN, Action, Label, StackPlan
 from .preflight import Scope, preflight_of, run_preflight
 from .preflight import render as render_preflight
+from .provenance import gather
 from .recovery import Recovery
 from .scheduler import RunResult, reverse_graph, run_graph
 from .stacks import describe_stack, format_event, wait_for_stack
@@ -140,11 +141,14 @@ def publish_resource_manifest(ctx: Context, manifest: Manifest, printer: Printer
 
 def cmd_execute(ctx: Context, manifest: Manifest, printer: Printer, options: Options) -> int:
     saved = load_saved_plan(manifest)
+    # the review's commit, build, account and region first, then each stack's state
+    refusals = [f"REFUSED: {difference}" for difference in provenance_problems(manifest, gather(ctx, manifest))]
     refused = {spec.name: problem for spec in manifest.stacks
                if (problem := saved_plan_problem(ctx, manifest, spec, saved.get(spec.name)))}
-    if refused:
-        for name, problem in sorted(refused.items()):
-            printer.line(f"REFUSED {name}: {problem}")
+    refusals += [f"REFUSED {name}: {problem}" for name, problem in sorted(refused.items())]
+    if refusals:
+        for line in refusals:
+            printer.line(line)
         printer.line(f"nothing executed: run `make plan ENV={manifest.environment}` and review again")
         return 1
     if not preflight_passes(ctx, manifest, printer, options, Scope.DEPLOY):

@@ -30,10 +30,12 @@ from .guards import GuardFinding, export_guard, exports_at_risk, stateful_guard
 from .lifecycle import ESTABLISHED, effective_parameters
 from .manifest import Manifest, StackSpec
 from .output import Printer
-from .planfile import save_plan
+from .planfile import review_path, save_plan
 from .plans import Action, Label, StackPlan
 from .preflight import image_gate, preflight_of
-from .review import parameter_changes, render, review_entry, write_review
+from .provenance import gather
+from .review import parameter_changes, review_document, write_review
+from .review_render import render_markdown, render_text
 from .scheduler import Outcome, run_graph
 from .shapes import JsonObject, Stack
 from .stackops import BLOCKED_STATUSES, RECREATABLE_STATUSES, blocked_note, delete_and_wait, is_ours, stack_is_empty
@@ -180,8 +182,7 @@ class Planner:
         unproduced = [m for m in missing if not any(m in s.exports for s in self.manifest.stacks)]
         if unproduced:
             return StackPlan(spec, Action.BLOCKED, note=f"imports {', '.join(unproduced)}, which no stack exports")
-        return StackPlan(spec, Action.DEFERRED, note=(
-            f"change set created once {', '.join(producers)} is deployed (imports {', '.join(missing)})"))
+        return StackPlan(spec, Action.DEFERRED, note=waiting_note(self.manifest, producers, missing))
 
     def _clear_leftover(self, spec: StackSpec, deployed: Stack) -> None:
         """Deletes our failed first create (ROLLBACK_COMPLETE) or an interrupted plan's empty
@@ -209,6 +210,8 @@ class Planner:
             note = (f"once created, {spec.lifecycle_parameter} is switched to {ESTABLISHED} (deletion protection on "
                     "where the environment keeps data; the ECS desired count left to auto scaling)")
         plan = StackPlan(spec, Action(change_set_type.lower()), deployed, change_set, note=note, parameters=parameters)
+        if deployed:
+            plan.previous_template = deployed_template(self.ctx, spec.region, spec.name)
         plan.findings = self.guard(plan)
         return plan
 
@@ -224,7 +227,10 @@ class Planner:
         findings = stateful_guard(spec, change_set.changes, self.options.allow_replace)
         if plan.deployed and change_set.type == "UPDATE":
             changed = {row["name"] for row in parameter_changes(spec, plan.deployed, plan.parameters)}
-            at_risk = exports_at_risk(spec, plan.deployed, deployed_template(self.ctx, spec.region, spec.name),
+            previous = plan.previous_template
+            if previous is None:
+                previous = plan.previous_template = deployed_template(self.ctx, spec.region, spec.name)
+            at_risk = exports_at_risk(spec, plan.deployed, previous,
                                       spec.template(), change_set.changes, changed)
             findings += export_guard(self.ctx, spec, at_risk, lambda text: self.printer.stack(spec.name, text))
         return findings
@@ -235,8 +241,19 @@ def where(manifest: Manifest) -> str:
     return f"{manifest.environment} (account {manifest.account_id}, region {manifest.region})"
 
 
-def review_path(manifest: Manifest) -> Path:
-    return manifest.build_dir / "review.json"
+def review_markdown_path(manifest: Manifest) -> Path:
+    return manifest.build_dir / "review.md"
+
+
+def waiting_note(manifest: Manifest, producers: list[str], missing: list[str]) -> str:
+    """Why a stack has no change set yet: one line per stack it waits for, with the export keys
+    (the part after the producer's stack name) it imports from it."""
+    lines = [f"change set created once {', '.join(producers)} {'is' if len(producers) == 1 else 'are'} deployed; "
+             f"{len(missing)} import(s) not exported yet:"]
+    for producer in producers:
+        keys = [name.removeprefix(f"{producer}-") for name in missing if name in manifest.by_name[producer].exports]
+        lines.append(f"  {producer}: {', '.join(keys)}")
+    return "\n".join(lines)
 
 
 def plan_environment(planner: Planner, max_parallel: int, stacks: Sequence[StackSpec] | None = None) -> list[StackPlan]:
@@ -244,6 +261,7 @@ def plan_environment(planner: Planner, max_parallel: int, stacks: Sequence[Stack
     review.json and plan.json. Raises PlanInterrupted on Ctrl-C."""
     ctx, manifest = planner.ctx, planner.manifest
     specs = list(stacks or manifest.stacks)
+    provenance = gather(ctx, manifest)
     planner.artifacts.upload_if_bucket_exists()
     plans: dict[str, StackPlan] = {}
 
@@ -255,9 +273,10 @@ def plan_environment(planner: Planner, max_parallel: int, stacks: Sequence[Stack
     if result.interrupted:
         raise PlanInterrupted(sorted(plans))
     ordered = [plans[spec.name] for spec in specs]
-    entries = [review_entry(plan) for plan in ordered]
-    planner.printer.line(render(entries, where(manifest)))
-    write_review(review_path(manifest), manifest.environment, entries)
+    document = review_document(manifest.environment, provenance, ordered)
+    planner.printer.line(render_text(document))
+    write_review(review_path(manifest), document)
+    review_markdown_path(manifest).write_text(render_markdown(document))
     save_plan(manifest, ordered)
-    planner.printer.line(f"\nreview written to {review_path(manifest)}")
+    planner.printer.line(f"\nreview written to {review_path(manifest)} and {review_markdown_path(manifest).name}")
     return ordered

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from .changesets import ChangeSet
 from .guards import GuardFinding
@@ -54,6 +55,7 @@ class StackPlan:
     note: str = ""
     findings: list[GuardFinding] = field(default_factory=list)
     parameters: dict[str, str] | None = None  # what this plan passes (the manifest's, plus deploy-managed ones)
+    previous_template: dict[str, Any] | None = None  # the deployed template an UPDATE change set compares with
 
     @property
     def blocked(self) -> bool:

@@ -1,4 +1,6 @@
-"""The environment review: one entry per stack, printed and written as review.json.
+"""The environment review: a summary and one entry per stack, a pure function of the plans (their
+change sets, described with property values), the templates and the provenance. It is printed
+(review_render.render_text), written as review.json and as review.md (render_markdown).
 
 Parameter values of NoEcho parameters (listed by the manifest, or shown as **** by
 CloudFormation) are masked; nothing else in the review can hold a secret.
@@ -6,17 +8,27 @@ CloudFormation) are masked; nothing else in the review can hold a secret.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
+
+from platform_contracts import NO_ECHO_MASK
 
 from .guards import is_stateful, replacing_properties
 from .manifest import StackSpec
 from .plans import NOTHING_TO_RUN, Action, StackPlan
+from .provenance import Provenance
+from .review_security import Kind, change_warnings, kind_of, template_warnings
 
-MASK = "****"  # how a NoEcho value is shown: the review, and deployed.json (deployed.py)
-SECURITY_GROUP_TYPES = ("AWS::EC2::SecurityGroup", "AWS::EC2::SecurityGroupIngress", "AWS::EC2::SecurityGroupEgress")
-IAM_TYPE_PREFIXES = ("AWS::IAM::", "AWS::Lambda::Permission", "AWS::KMS::Key", "AWS::SQS::QueuePolicy",
-                     "AWS::SNS::TopicPolicy", "AWS::S3::BucketPolicy")
+JSON = dict[str, Any]
+MASK = NO_ECHO_MASK  # how a NoEcho value is shown: the review, and deployed.json (deployed.py)
+WARNING_KEYS = {Kind.IAM: "iam_changes", Kind.NETWORK: "security_group_changes"}
+# How the header counts stacks: each action in one column.
+STACK_COLUMNS = {
+    Action.CREATE: "create", Action.RECREATE: "create", Action.UPDATE: "update", Action.UNCHANGED: "skip",
+    Action.NO_OP: "skip", Action.DEFERRED: "deferred", Action.BLOCKED: "blocked", Action.FAILED: "blocked",
+}
 
 
 def console_url(region: str, stack_id: str, change_set_id: str) -> str:
@@ -27,12 +39,12 @@ def console_url(region: str, stack_id: str, change_set_id: str) -> str:
     )
 
 
-def parameter_changes(spec: StackSpec, deployed: dict | None, parameters: dict[str, str] | None = None) -> list[dict]:
+def parameter_changes(spec: StackSpec, deployed: JSON | None, parameters: dict[str, str] | None = None) -> list[JSON]:
     """What changes between the deployed stack's parameters and `parameters` (the manifest's
     by default; a plan passes its own, deploy-managed values included)."""
     new = spec.parameters if parameters is None else parameters
     old = {p["ParameterKey"]: p.get("ParameterValue", "") for p in (deployed or {}).get("Parameters", [])}
-    rows = []
+    rows: list[JSON] = []
     for name in sorted(set(old) | set(new)):
         before, after = old.get(name), new.get(name)
         secret = name in spec.no_echo_parameters or before == MASK
@@ -45,91 +57,89 @@ def parameter_changes(spec: StackSpec, deployed: dict | None, parameters: dict[s
     return rows
 
 
-def summarize_changes(spec: StackSpec, changes: list[dict]) -> dict:
-    summary = {"added": [], "modified": [], "removed": [], "replacements": [],
-               "iam_changes": [], "security_group_changes": []}
+def _properties_changed(change: JSON) -> list[str]:
+    return sorted({d.get("Target", {}).get("Name") or d.get("Target", {}).get("Attribute", "")
+                   for d in change.get("Details", [])} - {""})
+
+
+def summarize_changes(spec: StackSpec, changes: list[JSON], previous: JSON | None, new: JSON | None) -> JSON:
+    summary: JSON = {"added": [], "modified": [], "removed": [], "replacements": [],
+                     "iam_changes": [], "security_group_changes": []}
     for wrapper in changes:
         change = wrapper.get("ResourceChange", {})
-        logical_id = change.get("LogicalResourceId", "")
-        resource_type = change.get("ResourceType", "")
-        entry = {"logical_id": logical_id, "type": resource_type}
+        logical_id, resource_type = change.get("LogicalResourceId", ""), change.get("ResourceType", "")
+        entry: JSON = {"logical_id": logical_id, "type": resource_type}
         action = change.get("Action")
         if action == "Add":
             summary["added"].append(entry)
-        elif action == "Remove":
+        else:
+            entry["stateful"] = is_stateful(spec, logical_id, resource_type)
+        if action == "Remove":
             summary["removed"].append(entry)
         elif action in ("Modify", "Dynamic"):
-            properties = sorted({d.get("Target", {}).get("Name") or d.get("Target", {}).get("Attribute", "")
-                                 for d in change.get("Details", [])} - {""})
-            summary["modified"].append({**entry, "properties": properties,
+            summary["modified"].append({**entry, "properties": _properties_changed(change),
+                                        "scope": sorted(change.get("Scope", [])),
                                         "replacement": change.get("Replacement", "False")})
             if change.get("Replacement") in ("True", "Conditional"):
-                summary["replacements"].append({
-                    **entry, "replacement": change["Replacement"],
-                    "caused_by": replacing_properties(change),
-                    "stateful": is_stateful(spec, logical_id, resource_type),
-                })
-        if resource_type.startswith(IAM_TYPE_PREFIXES):
-            summary["iam_changes"].append({**entry, "action": action})
-        if resource_type in SECURITY_GROUP_TYPES:
-            summary["security_group_changes"].append({**entry, "action": action})
+                summary["replacements"].append({**entry, "replacement": change["Replacement"],
+                                                "caused_by": replacing_properties(change)})
+        kind = kind_of(resource_type)
+        if kind is not None:
+            summary[WARNING_KEYS[kind]].extend(change_warnings(change, previous, new))
     return summary
 
 
-def template_resources(spec: StackSpec) -> list[dict]:
-    """Resources of a stack whose change set cannot exist yet (new stack waiting for imports)."""
-    resources = spec.template().get("Resources", {})
-    return [{"logical_id": k, "type": v.get("Type", "")} for k, v in sorted(resources.items())]
+def template_summary(spec: StackSpec, template: JSON) -> JSON:
+    """A stack whose change set cannot exist yet: what its template adds, IAM and network included."""
+    resources = template.get("Resources", {})
+    summary: JSON = {"added": [{"logical_id": k, "type": v.get("Type", "")} for k, v in sorted(resources.items())],
+                     "from_template": True, "iam_changes": [], "security_group_changes": []}
+    for item in template_warnings(template):
+        kind = kind_of(item["type"])
+        if kind is not None:
+            summary[WARNING_KEYS[kind]].append(item)
+    return summary
 
 
-def review_entry(plan: StackPlan) -> dict:
-    """One stack's entry of the review (printed, review.json)."""
+def review_entry(plan: StackPlan) -> JSON:
+    """One stack's entry of the review (printed, review.json, review.md)."""
     spec = plan.spec
-    entry = {"stack": spec.name, "region": spec.region, "action": str(plan.action), "note": plan.note,
-             "parameter_changes": parameter_changes(spec, plan.deployed, plan.parameters),
-             "guard_findings": [f.as_dict() for f in plan.findings]}
+    entry: JSON = {"stack": spec.name, "region": spec.region, "action": str(plan.action), "note": plan.note,
+                   "parameter_changes": parameter_changes(spec, plan.deployed, plan.parameters),
+                   "guard_findings": [f.as_dict() for f in plan.findings]}
     if plan.change_set:
-        entry.update(summarize_changes(spec, plan.change_set.changes))
+        entry.update(summarize_changes(spec, plan.change_set.changes, plan.previous_template, spec.template()))
         entry["change_set_id"] = plan.change_set.id
         entry["console_url"] = console_url(spec.region, plan.change_set.stack_id, plan.change_set.id)
     elif plan.action == Action.RECREATE or (plan.action == Action.DEFERRED and not plan.deployed):
-        entry["added"] = template_resources(spec)
+        entry.update(template_summary(spec, spec.template()))
     if plan.action in NOTHING_TO_RUN or plan.parameters is None:
         entry["parameter_changes"] = []
     return entry
 
 
-def render(entries: list[dict], header: str = "") -> str:
-    lines = ["", f"=== Review{': ' + header if header else ''} ==="]
+def summarize(entries: Sequence[JSON]) -> JSON:
+    """The header's counts: what a reviewer must know first."""
+    stacks = {column: 0 for column in STACK_COLUMNS.values()}
     for entry in entries:
-        lines.append(f"\n{entry['stack']} ({entry['region']}): {entry['action'].upper()}"
-                     + (f" - {entry['note']}" if entry.get("note") else ""))
-        for label in ("added", "modified", "removed"):
-            items = entry.get(label, [])
-            if items:
-                lines.append(f"  {label} ({len(items)}):")
-                for item in items:
-                    extra = ""
-                    if item.get("properties"):
-                        extra = f" [{', '.join(item['properties'])}]"
-                    lines.append(f"    {item['logical_id']} {item['type']}{extra}")
-        for item in entry.get("replacements", []):
-            stateful = " STATEFUL" if item["stateful"] else ""
-            lines.append(f"  REPLACES{stateful}: {item['logical_id']} {item['type']} "
-                         f"(Replacement={item['replacement']}, caused by {', '.join(item['caused_by']) or '?'})")
-        for item in entry.get("iam_changes", []):
-            lines.append(f"  IAM/policy: {item['action']} {item['logical_id']} {item['type']}")
-        for item in entry.get("security_group_changes", []):
-            lines.append(f"  Security group: {item['action']} {item['logical_id']} {item['type']}")
-        for item in entry.get("parameter_changes", []):
-            lines.append(f"  parameter {item['name']}: {item['old']!r} -> {item['new']!r}")
-        for finding in entry.get("guard_findings", []):
-            lines.append(f"  BLOCKED ({finding['guard']} guard): {finding['message']}")
-        if entry.get("console_url"):
-            lines.append(f"  console: {entry['console_url']}")
-    return "\n".join(lines)
+        column = "blocked" if entry.get("guard_findings") else STACK_COLUMNS[Action(entry["action"])]
+        stacks[column] += 1
+    resources = {key: sum(len(e.get(key, [])) for e in entries) for key in ("added", "modified", "removed")}
+    resources["replaced"] = sum(len(e.get("replacements", [])) for e in entries)
+    resources["added_from_templates"] = sum(len(e.get("added", [])) for e in entries if e.get("from_template"))
+    stateful = sorted({f"{e['stack']}/{item['logical_id']}" for e in entries
+                       for key in ("modified", "removed") for item in e.get(key, []) if item.get("stateful")})
+    return {"stacks": stacks, "resources": resources, "stateful_touched": stateful,
+            "iam_changes": sum(len(e.get("iam_changes", [])) for e in entries),
+            "security_group_changes": sum(len(e.get("security_group_changes", [])) for e in entries)}
 
 
-def write_review(path: Path, environment: str, entries: list[dict]) -> None:
+def review_document(environment: str, provenance: Provenance, plans: Sequence[StackPlan]) -> JSON:
+    entries = [review_entry(plan) for plan in plans]
+    return {"environment": environment, "provenance": provenance.as_dict(), "summary": summarize(entries),
+            "stacks": entries}
+
+
+def write_review(path: Path, document: JSON) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"environment": environment, "stacks": entries}, indent=2, sort_keys=True) + "\n")
+    path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")

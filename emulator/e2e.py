@@ -6,7 +6,8 @@ Starts its own emulator (a child process on 127.0.0.1), then, one line per phase
 build `local`, preflight (FIX: the service-linked roles a never-used account lacks), bootstrap
 (the artifacts stack), push the API image, deploy, check every stack *_COMPLETE and every export
 present, write an audit record and see it locked, redeploy (nothing changes, no change set executed), change one parameter (the API image
-release) and show that the plan holds exactly that change, execute it, destroy everything and
+release) and show that the plan holds exactly that change (its review headed by the summary,
+review.md written beside review.json), execute it, destroy everything and
 check nothing is left. Exit 0 when every phase passed, 1 at the first that did not (it says why).
 The parameter files are copied to a work directory: parameters/local.yaml is never changed.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import io
 import json
 import os
@@ -152,8 +154,23 @@ class EndToEnd:
         path.write_text(text.replace(f'image: "{FIRST_RELEASE}"', f'image: "{NEXT_RELEASE}"', 1))
         self.push_image(NEXT_RELEASE)
         self.build()
-        self.expect(self.deploy_py("plan"))
+        run = self.expect(self.deploy_py("plan"))
+        self._review_header_and_markdown(run.output)
         return self._exactly_the_release_change(json.loads((self.env_dir / "review.json").read_text()))
+
+    def _review_header_and_markdown(self, output: str) -> None:
+        """The review starts with where, what and how much, and review.md is written beside review.json."""
+        manifest_sha = hashlib.sha256((self.env_dir / "manifest.json").read_bytes()).hexdigest()
+        review = json.loads((self.env_dir / "review.json").read_text())
+        header = output[output.find("=== Review"):].splitlines()[:5]
+        expected = [f"=== Review: {ENVIRONMENT} (account {self.emu.account_id}, region {self.emu.region}) ===",
+                    f"commit {review['provenance']['commit'][:12]}, manifest sha256 {manifest_sha[:12]}, reviewed ",
+                    "stacks: 0 create, 1 update, ", "resources: ", "no stateful resource touched; "]
+        if len(header) < 5 or not all(line.startswith(start) for line, start in zip(header, expected, strict=True)):
+            raise PhaseFailed("the review does not start with its summary header:\n" + "\n".join(header))
+        markdown = self.env_dir / "review.md"
+        if not markdown.is_file() or not markdown.read_text().startswith(f"### Review: {ENVIRONMENT} (account"):
+            raise PhaseFailed(f"{markdown} is missing or does not start with the review's header")
 
     def _exactly_the_release_change(self, review: dict) -> str:
         changed = [entry for entry in review["stacks"] if entry["action"] != "unchanged"]

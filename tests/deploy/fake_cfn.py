@@ -182,6 +182,34 @@ class FakeChangeSet:
     retain_except_on_create: bool = False
 
 
+VALUE_KEYS = ("Path", "BeforeValue", "AfterValue", "AttributeChangeType")
+
+
+def property_values(name: str, before: Any, after: Any) -> dict:
+    """What DescribeChangeSet adds to a detail's Target with IncludePropertyValues: the path and
+    the values as strings (JSON for objects and lists)."""
+    def text(value: Any) -> str:
+        return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+    values: dict[str, Any] = {"Path": f"/Properties/{name}",
+                              "AttributeChangeType": "Add" if before is None else "Remove" if after is None else "Modify"}
+    if before is not None:
+        values["BeforeValue"] = text(before)
+    if after is not None:
+        values["AfterValue"] = text(after)
+    return values
+
+
+def without_values(changes: list[dict]) -> list[dict]:
+    """Changes as DescribeChangeSet returns them without IncludePropertyValues."""
+    changes = copy.deepcopy(changes)
+    for change in changes:
+        for detail in change.get("ResourceChange", {}).get("Details", []):
+            for key in VALUE_KEYS:
+                detail.get("Target", {}).pop(key, None)
+    return changes
+
+
 class FakeAws:
     """The shared world: knobs, clock, S3 reader and one FakeCloudFormation per region."""
 
@@ -370,7 +398,8 @@ class FakeCloudFormation:
                     forces = prop in self.world.replacement_properties.get(resource_type, set())
                     replace = replace or forces
                     details.append({"Target": {"Attribute": "Properties", "Name": prop,
-                                               "RequiresRecreation": "Always" if forces else "Never"},
+                                               "RequiresRecreation": "Always" if forces else "Never",
+                                               **property_values(prop, before.get(prop), after.get(prop))},
                                     "Evaluation": "Static", "ChangeSource": "DirectModification"})
             if tags != stack.tags:
                 details.append({"Target": {"Attribute": "Tags", "RequiresRecreation": "Never"},
@@ -570,7 +599,7 @@ class FakeCloudFormation:
             response = {
                 "ChangeSetId": change_set.id, "ChangeSetName": change_set.name, "StackId": change_set.stack.stack_id,
                 "StackName": change_set.stack.name, "Status": status, "ExecutionStatus": change_set.execution_status,
-                "Changes": copy.deepcopy(page), "Capabilities": change_set.capabilities,
+                "Changes": copy.deepcopy(page) if kwargs.get("IncludePropertyValues") else without_values(page), "Capabilities": change_set.capabilities,
                 "Parameters": [{"ParameterKey": k, "ParameterValue": "****" if k in no_echo else v}
                                for k, v in sorted(change_set.parameters.items())],
                 "Tags": [{"Key": k, "Value": v} for k, v in sorted(change_set.tags.items())],

@@ -430,10 +430,12 @@ def test_review_lists_iam_security_groups_and_parameter_changes(env, world):
     review = json.loads((env.build_dir / "staging" / "review.json").read_text())
     compute = [s for s in review["stacks"] if s["stack"] == env.stack_name("compute")][0]
     assert compute["parameter_changes"] == [{"name": "Concurrency", "old": "5", "new": "50", "no_echo": False}]
-    assert compute["iam_changes"] == [{"logical_id": "Role", "type": "AWS::IAM::Role", "action": "Add"}]
-    assert compute["security_group_changes"] == [{"logical_id": "Sg", "type": "AWS::EC2::SecurityGroup", "action": "Modify"}]
+    assert [(c["logical_id"], c["action"], c["source"]) for c in compute["iam_changes"]] == [("Role", "Add", "template")]
+    assert [(c["logical_id"], c["action"], c["property"], c["changes"], c["source"])
+            for c in compute["security_group_changes"]] == [("Sg", "Modify", "Port", ["5 -> 50"], "change set")]
     assert "parameter Concurrency: '5' -> '50'" in text
-    assert "IAM/policy: Add Role AWS::IAM::Role" in text
+    assert "IAM/policy: Add Role AWS::IAM::Role (from the template)" in text
+    assert "Security group: Modify Sg AWS::EC2::SecurityGroup: Port (from the change set)" in text
 
 
 def test_destroy_dev_in_reverse_order_empties_and_deletes_the_artifact_bucket(dev_env, world, moto_aws):

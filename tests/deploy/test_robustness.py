@@ -34,8 +34,8 @@ def test_a_change_set_that_fails_during_plan_is_a_review_entry_not_a_traceback(e
     code, text = run_deploy(env, world, "plan")
     assert code == 1
     assert "Traceback" not in text
-    assert ("payments-staging-security (eu-west-1): FAILED - change set failed: Template error: resource Key has "
-            "an invalid policy") in text
+    assert ("payments-staging-security (eu-west-1): FAILED - change set failed: Template error: resource Key has\n"
+            "    an invalid policy") in text  # wrapped at 100 columns
     assert "FAILED payments-staging-security: change set failed: Template error" in text
     review = {entry["stack"]: entry for entry in json.loads((env.build_dir / "staging" / "review.json").read_text())["stacks"]}
     assert review[env.stack_name("security")]["action"] == "failed"

@@ -190,6 +190,25 @@ def test_parameter_change_is_a_parameter_reference(cfn):
     assert (detail["ChangeSource"], detail["CausingEntity"], detail["Target"]["Name"]) == ("ParameterReference", "Value", "Value")
 
 
+def test_include_property_values_gives_path_before_and_after_values(cfn):
+    def group(cidr: str) -> str:
+        return template({"Group": {"Type": "AWS::EC2::SecurityGroup", "Properties": {
+            "GroupDescription": "app", "SecurityGroupIngress": [
+                {"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "CidrIp": cidr}]}}})
+
+    create_stack(cfn, "values", group("10.0.0.0/16"))
+    change_set = cfn.create_change_set(StackName="values", ChangeSetName="widen", ChangeSetType="UPDATE",
+                                       TemplateBody=group("0.0.0.0/0"))
+    plain = cfn.describe_change_set(ChangeSetName=change_set["Id"])["Changes"][0]["ResourceChange"]
+    assert plain["Scope"] == ["Properties"]
+    assert set(plain["Details"][0]["Target"]) == {"Attribute", "Name", "RequiresRecreation"}
+    detailed = cfn.describe_change_set(ChangeSetName=change_set["Id"], IncludePropertyValues=True)
+    target = detailed["Changes"][0]["ResourceChange"]["Details"][0]["Target"]
+    assert (target["Path"], target["AttributeChangeType"]) == ("/Properties/SecurityGroupIngress", "Modify")
+    assert json.loads(target["BeforeValue"])[0]["CidrIp"] == "10.0.0.0/16"
+    assert json.loads(target["AfterValue"])[0]["CidrIp"] == "0.0.0.0/0"
+
+
 # ---- rollback and deletion policies -------------------------------------------------------------------
 def failing_create(policy: str) -> str:
     return template({

@@ -479,6 +479,32 @@ def _tokens_in(value: Any) -> set[tuple[str, str]]:
     return {(kind, ref) for kind, ref in _TOKEN.findall(text)}
 
 
+# What DescribeChangeSet adds to a detail's Target with IncludePropertyValues (responses.py drops
+# them without it): the property's path and its values as strings, objects and lists as JSON.
+# Before is the value the resource was last deployed with; After the new template's, with a
+# reference to another resource of the stack left as its <<Ref:X>> token (AWS's own rendering of
+# a value known only after the update could not be checked offline).
+PROPERTY_VALUE_KEYS = ("Path", "BeforeValue", "AfterValue", "AttributeChangeType")
+
+
+def _value_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+
+
+def property_values(path: str, before: Any, after: Any) -> dict[str, str]:
+    values = {"Path": path,
+              "AttributeChangeType": "Add" if before is None else "Remove" if after is None else "Modify"}
+    if before is not None:
+        values["BeforeValue"] = _value_text(before)
+    if after is not None:
+        values["AfterValue"] = _value_text(after)
+    return values
+
+
+def _tag_list(tags: dict[str, str]) -> list[dict[str, str]]:
+    return [{"Key": k, "Value": v} for k, v in sorted(tags.items())]
+
+
 def _policy_action(policy: str, replace: bool = False) -> str:
     policy = {"RetainExceptOnCreate": "Retain"}.get(policy, policy)
     return f"ReplaceAnd{policy}" if replace else policy
@@ -534,14 +560,18 @@ def _static_details(region: str, stack: Stack, new: Evaluation, logical_id: str,
             params = sorted(tpl.references(new_raw.get(prop)) & changed_parameters)
             if params:
                 source, causing = "ParameterReference", params[0]
-        detail = {"Target": {"Attribute": "Properties", "Name": prop, "RequiresRecreation": recreation},
+        detail = {"Target": {"Attribute": "Properties", "Name": prop, "RequiresRecreation": recreation,
+                             **property_values(f"/Properties/{prop}", record.properties.get(prop, old_tokens.get(prop)),
+                                               new_tokens.get(prop))},
                   "Evaluation": "Static", "ChangeSource": source}
         if causing:
             detail["CausingEntity"] = causing
         details.append(detail)
     tag_property = schemas.tag_property(body["Type"], region)
     if tag_property and new_tags != stack.tags:
-        details.append({"Target": {"Attribute": "Tags", "RequiresRecreation": "Never"},
+        details.append({"Target": {"Attribute": "Tags", "RequiresRecreation": "Never",
+                                   **property_values(f"/Properties/{tag_property}", _tag_list(stack.tags),
+                                                     _tag_list(new_tags))},
                         "Evaluation": "Static", "ChangeSource": "DirectModification"})
     if (record.definition.get("Metadata") or {}) != (body.get("Metadata") or {}):
         details.append({"Target": {"Attribute": "Metadata", "RequiresRecreation": "Never"},

@@ -112,6 +112,19 @@ def _describe_change_set(change_set: ChangeSet) -> dict:
     return result
 
 
+def _includes_property_values(response: Any) -> bool:
+    """DescribeChangeSet's IncludePropertyValues flag (the response object is moto's)."""
+    return bool(_boolean(response._get_param("IncludePropertyValues")))
+
+
+def _drop_property_values(changes: list[dict[str, Any]]) -> None:
+    """Without IncludePropertyValues, DescribeChangeSet names the changed properties only."""
+    for change in changes:
+        for detail in change.get("ResourceChange", {}).get("Details", []):
+            for key in engine.PROPERTY_VALUE_KEYS:
+                detail.get("Target", {}).pop(key, None)
+
+
 def _summary(record, stack: Stack) -> dict:
     row = {"LogicalResourceId": record.logical_id, "PhysicalResourceId": record.physical_id,
            "ResourceType": record.resource_type, "LastUpdatedTimestamp": record.last_updated or stack.creation_time,
@@ -154,6 +167,8 @@ class ChangeSetHandlers(_Handler):
             result = _describe_change_set(change_set)
             changes, token = _page(change_set.changes, self._get_param("NextToken"))
             result["Changes"] = copy.deepcopy(changes)
+            if not _includes_property_values(self):
+                _drop_property_values(result["Changes"])
             if token:
                 result["NextToken"] = token
         return ActionResult(result)
