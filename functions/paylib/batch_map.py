@@ -63,7 +63,8 @@ def ingest_batch(event: JsonObject, now: datetime | None = None) -> JsonObject:
     merchant_id, refusal = batch.merchant_refusal(key)
     report.merchant_id = merchant_id
     first_row = int(items[0]["index"]) + 1 if items else 0
-    keys = list(items[0]["row"]) if items else []
+    # The header's names, from the fullest row (a row shorter than the header lacks some).
+    keys = max((list(item["row"]) for item in items), key=len, default=[])
     problem = batch.header_problem(batch.header_names(keys))
     if refusal is not None or problem is not None:
         report.file_error = refusal or "invalid_header"
