@@ -1,5 +1,8 @@
 """Ingests one uploaded CSV in a single invocation: the batch workflow's path for files up to
 the environment's `batch.distributed_threshold_bytes` (functions/batch_ingestion.asl.json).
+For larger files it is the workflow's Report step: the Distributed Map's results folded into the
+same report (input: the workflow's state {object, execution_arn, map | map_error}; see
+paylib.batch_map.finish), so both paths' reports come from this function.
 
 The workflow passes the upload in the shape of an EventBridge "Object Created" event
 (detail.bucket.name, detail.object.key, sequencer, version-id) plus its execution ARN. Objects
@@ -12,7 +15,7 @@ from __future__ import annotations
 
 import time
 
-from paylib import batch
+from paylib import batch, batch_map
 from paylib.batch import InvalidEvent
 from paylib.observability import lambda_handler, logger
 
@@ -27,6 +30,8 @@ def _deadline(context: object) -> float:
 
 @lambda_handler
 def handler(event: dict, context: object) -> dict:
+    if "object" in event:  # the Distributed Map's Report step
+        return batch_map.finish(event)
     upload = batch.uploaded_object(event)
     if not upload.is_incoming_csv:
         logger.info("object ignored", extra={"object_key": upload.key})

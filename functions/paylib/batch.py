@@ -54,6 +54,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 from urllib.parse import unquote_plus
 
 from . import aws, dynamo, fraud, identity, keys, merchants, repository, settlement_queue
@@ -191,17 +192,17 @@ class Upload:
         return self.key.startswith(INCOMING) and self.key.lower().endswith(".csv")
 
 
-def uploaded_object(event: object) -> Upload:
+def uploaded_object(event: Any) -> Upload:
     """The object of an EventBridge "Object Created" event (detail.bucket.name, detail.object)."""
-    detail = event.get("detail") if isinstance(event, dict) else None
     try:
-        bucket = detail["bucket"]["name"]  # type: ignore[index]
-        obj = detail["object"]  # type: ignore[index]
-        key = obj["key"]
+        detail: dict[str, Any] = event["detail"]
+        bucket: str = detail["bucket"]["name"]
+        obj: dict[str, Any] = detail["object"]
+        key: str = obj["key"]
     except (TypeError, KeyError):
         raise InvalidEvent("not an S3 Object Created event") from None
     key = unquote_plus(key) if "%" in key or "+" in key else key
-    version = obj.get("sequencer") or obj.get("version-id") or obj.get("etag") or event.get("id", "")  # type: ignore[union-attr]
+    version = obj.get("sequencer") or obj.get("version-id") or obj.get("etag") or event.get("id", "")
     size = obj.get("size")
     return Upload(bucket, key, str(version), obj.get("version-id"), size if isinstance(size, int) else 0)
 
@@ -463,7 +464,7 @@ def _commit_chunk(rows: list[Row], report: Report, screening: FileScreening, now
             report.duplicate += 1
         else:
             unique[row.payment_id] = row
-    pending, to_settle = list(unique.values()), []
+    pending, to_settle = list(unique.values()), list[str]()
     screening.start_chunk(pending)
     for _ in range(MAX_CHUNK_ATTEMPTS):
         pending = _settled_rows(pending, _read(pending, screening), report, to_settle)
@@ -483,7 +484,8 @@ def _commit_chunk(rows: list[Row], report: Report, screening: FileScreening, now
 
 def _first_group(rows: list[Row]) -> list[Row]:
     """The leading rows whose puts and counters fit one transaction (each counter once)."""
-    group, names = [], set()
+    group: list[Row] = []
+    names: set[str] = set()
     for row in rows:
         row_names = {name for kind in fraud.counter_names(row.candidate).values() for name in kind}
         if group and len(group) + 1 + len(names | row_names) > dynamo.MAX_TRANSACTION_ACTIONS:

@@ -50,7 +50,7 @@ def run_map(aws, upload_event: dict, batch_rows: int = BATCH_ROWS, fail_batches:
     state = {"object": {"batch_id": obj.batch_id, "bucket": BUCKET, "key": obj.key, "version": obj.version,
                         "version_id": detail["object"].get("version-id"), "size": obj.size},
              "execution_arn": "arn:aws:states:x", "map": {"ResultWriterDetails": {"Bucket": BUCKET, "Key": prefix + "manifest.json"}}}
-    return load_app("batch_report").handler(state, LambdaContext())
+    return load_app("batch_ingestion").handler(state, LambdaContext())
 
 
 @pytest.fixture(autouse=True)

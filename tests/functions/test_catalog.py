@@ -24,7 +24,7 @@ DRAFT4_KEYWORDS = {"type", "properties", "required", "additionalProperties", "pa
                    "minimum", "maximum", "enum", "items", "minItems", "maxItems", "maxProperties", "description",
                    "$ref", "title"}
 EXPECTED = {"payment_api", "validation", "fraud_screening", "transaction_processing", "queue_worker",
-            "batch_ingestion", "batch_starter", "batch_chunk", "batch_report", "audit_logger", "status", "authorizer"}
+            "batch_ingestion", "batch_starter", "batch_chunk", "audit_logger", "status", "authorizer"}
 
 
 def openapi():
@@ -78,7 +78,6 @@ def test_environment_variables_read_by_the_code_are_declared():
                             "CARD_FINGERPRINT_SECRET_ARN", "MERCHANTS_TABLE"},
         "batch_chunk": {"TRANSACTIONS_TABLE", "BATCH_STATUS_TABLE", "VELOCITY_TABLE", "PAYMENT_QUEUE_URL",
                         "CARD_FINGERPRINT_SECRET_ARN", "MERCHANTS_TABLE"},
-        "batch_report": {"BATCH_STATUS_TABLE"},
         "batch_starter": {"BATCH_STATE_MACHINE"},
         "authorizer": {"MERCHANTS_TABLE", "MERCHANT_KEY_PEPPER_SECRET_ARN"},
         "audit_logger": {"AUDIT_BUCKET"},
