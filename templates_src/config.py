@@ -399,7 +399,7 @@ def cross_field_problems(config: EnvironmentConfig) -> list[tuple[str, str]]:
     problems += _audit_trail_problems(config)
     if config.batch.max_concurrency > config.compute.lambda_reserved_concurrency:
         problems.append(("batch.max_concurrency",
-                         f"{config.batch.max_concurrency} batches at once cannot run on the batch_chunk function's "
+                         f"{config.batch.max_concurrency} batches at once cannot run on the batch_ingestion function's "
                          f"{config.compute.lambda_reserved_concurrency} reserved executions "
                          f"(compute.lambda_reserved_concurrency): at most {config.compute.lambda_reserved_concurrency}"))
     return problems

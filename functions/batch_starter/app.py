@@ -20,7 +20,8 @@ from paylib.observability import lambda_handler, logger
 
 def state_machine_arn(context: object) -> str:
     """arn:<partition>:states:<region>:<account>:stateMachine:payments-<env>-<name>."""
-    _, partition, _, region, account, *_ = str(context.invoked_function_arn)  # type: ignore[attr-defined].split(":")
+    function_arn: str = getattr(context, "invoked_function_arn", "")
+    _, partition, _, region, account, *_ = function_arn.split(":")
     name = f"payments-{aws.env('ENVIRONMENT')}-{aws.env('BATCH_STATE_MACHINE')}"
     return f"arn:{partition}:states:{region}:{account}:stateMachine:{name}"
 

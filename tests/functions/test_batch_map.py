@@ -42,7 +42,7 @@ def run_map(aws, upload_event: dict, batch_rows: int = BATCH_ROWS, fail_batches:
             outputs.append({"failed_batch": {"first_index": event["Items"][0]["index"], "count": len(event["Items"]),
                                              "error": "RuntimeError"}})
         else:
-            outputs.append(json.loads(json.dumps(load_app("batch_chunk").handler(event, LambdaContext()))))
+            outputs.append(json.loads(json.dumps(load_app("batch_ingestion").handler(event, LambdaContext()))))
     prefix = batch_map.results_prefix(obj.batch_id) + "run-1/"
     aws.s3.put_object(Bucket=BUCKET, Key=prefix + "SUCCEEDED_0.json", Body=json.dumps(outputs).encode())
     aws.s3.put_object(Bucket=BUCKET, Key=prefix + "manifest.json", Body=json.dumps(
@@ -90,7 +90,7 @@ def test_the_child_takes_the_map_batch_shape_and_returns_its_part_of_the_report(
     obj = batch.uploaded_object(event)
     items = [{"index": 0, "row": dict(zip(HEADER.split(","), row().split(","), strict=True))},
              {"index": 1, "row": dict(zip(HEADER.split(","), row(amount="x").split(","), strict=True))}]
-    result = load_app("batch_chunk").handler(
+    result = load_app("batch_ingestion").handler(
         {"BatchInput": {"batch_id": obj.batch_id, "bucket": BUCKET, "key": obj.key, "execution_arn": "arn:run"},
          "Items": items}, LambdaContext())
     assert result["first_row"] == 1 and result["rows"] == 2
@@ -99,7 +99,7 @@ def test_the_child_takes_the_map_batch_shape_and_returns_its_part_of_the_report(
     status = aws.dynamodb.get_item(TableName="payments-test-batch-status", Key={"batch_id": {"S": obj.batch_id}})["Item"]
     assert status["rows_processed"]["N"] == "2" and status["execution_arn"]["S"] == "arn:run"
     with pytest.raises(batch.InvalidEvent):
-        load_app("batch_chunk").handler({"Items": []}, LambdaContext())
+        load_app("batch_ingestion").handler({"Items": []}, LambdaContext())
 
 
 def test_distributed_report_equals_the_single_function_report(aws):
@@ -128,7 +128,7 @@ def test_a_retried_batch_creates_nothing_twice_and_counts_the_same(aws):
     obj = batch.uploaded_object(event)
     items = map_items(aws.s3.get_object(Bucket=BUCKET, Key=obj.key)["Body"].read().decode())
     discard(aws, key)
-    child = load_app("batch_chunk")
+    child = load_app("batch_ingestion")
     batch_event = {"BatchInput": {"batch_id": obj.batch_id, "bucket": BUCKET, "key": obj.key}, "Items": items}
     before = aws.dynamodb.scan(TableName="payments-test-transactions", Select="COUNT")["Count"]
     first = child.handler(batch_event, LambdaContext())
@@ -176,12 +176,16 @@ def test_the_starter_names_the_execution_after_the_batch(aws, monkeypatch):
     key, event = upload(aws, HEADER + "\n" + row())
     discard(aws, key)
     starter = load_app("batch_starter")
-    first = starter.handler(event, LambdaContext())
+
+    class StarterContext(LambdaContext):
+        invoked_function_arn = "arn:aws:lambda:eu-west-1:123456789012:function:payments-test-batch-starter"
+
+    first = starter.handler(event, StarterContext())
     expected = batch.uploaded_object(event).batch_id
     assert first["started"] is True and first["execution_arn"].endswith(":" + expected)
     assert len(expected) <= 80 and expected.isalnum()
-    starter.handler(event, LambdaContext())  # the same event delivered twice
-    executions = states.list_executions(stateMachineArn=starter.state_machine_arn(LambdaContext()))["executions"]
+    starter.handler(event, StarterContext())  # the same event delivered twice
+    executions = states.list_executions(stateMachineArn=starter.state_machine_arn(StarterContext()))["executions"]
     assert [execution["name"] for execution in executions] == [expected]
     ignored = dict(event, detail={**event["detail"], "object": {**event["detail"]["object"], "key": "reports/x.json"}})
-    assert starter.handler(ignored, LambdaContext()) == {"started": False, "reason": "not an incoming CSV"}
+    assert starter.handler(ignored, StarterContext()) == {"started": False, "reason": "not an incoming CSV"}

@@ -24,7 +24,7 @@ DRAFT4_KEYWORDS = {"type", "properties", "required", "additionalProperties", "pa
                    "minimum", "maximum", "enum", "items", "minItems", "maxItems", "maxProperties", "description",
                    "$ref", "title"}
 EXPECTED = {"payment_api", "validation", "fraud_screening", "transaction_processing", "queue_worker",
-            "batch_ingestion", "batch_starter", "batch_chunk", "audit_logger", "status", "authorizer"}
+            "batch_ingestion", "batch_starter", "audit_logger", "status", "authorizer"}
 
 
 def openapi():
@@ -76,8 +76,6 @@ def test_environment_variables_read_by_the_code_are_declared():
         "queue_worker": {"TRANSACTIONS_TABLE", "AUDIT_BUCKET", "NOTIFICATIONS_TOPIC_ARN"},
         "batch_ingestion": {"TRANSACTIONS_TABLE", "BATCH_STATUS_TABLE", "VELOCITY_TABLE", "PAYMENT_QUEUE_URL",
                             "CARD_FINGERPRINT_SECRET_ARN", "MERCHANTS_TABLE"},
-        "batch_chunk": {"TRANSACTIONS_TABLE", "BATCH_STATUS_TABLE", "VELOCITY_TABLE", "PAYMENT_QUEUE_URL",
-                        "CARD_FINGERPRINT_SECRET_ARN", "MERCHANTS_TABLE"},
         "batch_starter": {"BATCH_STATE_MACHINE"},
         "authorizer": {"MERCHANTS_TABLE", "MERCHANT_KEY_PEPPER_SECRET_ARN"},
         "audit_logger": {"AUDIT_BUCKET"},
@@ -194,7 +192,7 @@ def test_the_pepper_secret_is_granted_to_the_authorizer_only():
                                   for resource in permission.resources} for declaration in load_functions()}
     assert {name for name, exports in readers.items() if "security.MerchantKeyPepperSecretArn" in exports} == {"authorizer"}
     assert {name for name, exports in readers.items() if "data.MerchantsTableArn" in exports} == {
-        "authorizer", "batch_ingestion", "batch_chunk"}
+        "authorizer", "batch_ingestion"}
     authorizer = next(declaration for declaration in load_functions() if declaration.name == "authorizer")
     assert authorizer.trigger_types() == {"authorizer"}
     assert [permission.actions for permission in authorizer.permissions if
