@@ -248,6 +248,19 @@ class ComputeConfig(Section):
     http_redirect: bool = False
 
 
+class BatchConfig(Section):
+    """Batch CSV ingestion (functions/batch_ingestion.asl.json). Objects up to
+    `distributed_threshold_bytes` are ingested by one function invocation; larger ones by the
+    Distributed Map in batches of `batch_rows` rows, at most `max_concurrency` batches at a time.
+    The threshold comes from measurement (README, batch ingestion): 32 MiB is about 500,000 rows
+    of 65 bytes, some 250 s at the measured 2,000 rows/s, against the function's 900 s timeout."""
+
+    distributed_threshold_bytes: int = Field(ge=1024, le=128 * 1024 * 1024)
+    # One child execution's input is at most 256 KiB; a row item is about 200 bytes of JSON.
+    batch_rows: int = Field(ge=1, le=1000)
+    max_concurrency: int = Field(ge=1, le=1000)
+
+
 class ApiConfig(Section):
     throttle_rate_per_s: int = Field(ge=1, le=10000)
     throttle_burst: int = Field(ge=1, le=5000)
@@ -312,6 +325,7 @@ class EnvironmentConfig(Section):
     storage: StorageConfig
     compute: ComputeConfig
     api: ApiConfig
+    batch: BatchConfig
     monitoring: MonitoringConfig
     dr: DisasterRecoveryConfig = DisasterRecoveryConfig()
 
@@ -383,6 +397,11 @@ def cross_field_problems(config: EnvironmentConfig) -> list[tuple[str, str]]:
     problems += _protection_problems(config)
     problems += _certificate_problems(config)
     problems += _audit_trail_problems(config)
+    if config.batch.max_concurrency > config.compute.lambda_reserved_concurrency:
+        problems.append(("batch.max_concurrency",
+                         f"{config.batch.max_concurrency} batches at once cannot run on the batch_ingestion function's "
+                         f"{config.compute.lambda_reserved_concurrency} reserved executions "
+                         f"(compute.lambda_reserved_concurrency): at most {config.compute.lambda_reserved_concurrency}"))
     return problems
 
 

@@ -78,6 +78,7 @@ def sub_variables(config: EnvironmentConfig, functions: list[FunctionDeclaration
         "DbClusterIdentifier": ("data", "DbClusterIdentifier"),
         "AlarmDlqName": ("messaging", "AlarmDlqName"),
         "AlarmTopicName": ("messaging", "AlarmTopicName"),
+        "BatchStateMachineArn": ("workflow", "BatchStateMachineArn"),
     }
     imports.update({f"{table}TableName": ("data", f"{table}TableName") for table in TABLES})
     for queue in queues:
@@ -156,6 +157,12 @@ WIDGETS = (
     ("Aurora CPU and connections", "Average", None, (
         ("AWS/RDS", "CPUUtilization", "db", {"label": "CPU %"}),
         ("AWS/RDS", "DatabaseConnections", "db", {"label": "connections", "yAxis": "right"}))),
+    ("Batch ingestion: rows and workflow runs", "Sum", None, (
+        (BUSINESS_NAMESPACE, "BatchRowsAccepted", "business", {"label": "rows accepted"}),
+        (BUSINESS_NAMESPACE, "BatchRowsRejected", "business", {"label": "rows rejected"}),
+        ("AWS/States", "ExecutionsStarted", "batch workflow", {"label": "runs started", "yAxis": "right"}),
+        ("AWS/States", "ExecutionsFailed", "batch workflow", {"label": "runs failed", "yAxis": "right"}),
+        ("AWS/States", "ExecutionsTimedOut", "batch workflow", {"label": "runs timed out", "yAxis": "right"}))),
     ("Alarm delivery: confirmed subscriptions, undelivered notifications", "Maximum", None, (
         (OPERATIONS_NAMESPACE, CONFIRMED_SUBSCRIPTIONS_METRIC, "alarm topic",
          {"stat": "Minimum", "period": HOUR, "label": "confirmed subscriptions"}),
@@ -173,6 +180,7 @@ def _dimension_sets(config: EnvironmentConfig) -> dict[str, list[str]]:
         "db": ["DBClusterIdentifier", _ref("DbClusterIdentifier")],
         "alarm topic": ["TopicName", _ref("AlarmTopicName")],
         "alarm dlq": ["QueueName", _ref("AlarmDlqName")],
+        "batch workflow": ["StateMachineArn", _ref("BatchStateMachineArn")],
     }
 
 
@@ -292,6 +300,11 @@ ALARMS = (
     # the metric is in seconds, the limit in milliseconds
     ("AlbLatencyP99", "ALB target p99 response time above {} ms for 10 minutes", ("alb_latency_p99_ms", 1000), GT,
      "notBreaching", 2, Metric("AWS/ApplicationELB", "TargetResponseTime", ALB, "p99"), "compute"),
+    # a failed run left rows unprocessed (named batch_failed in the merchant's report)
+    ("BatchRunsFailed", "A batch ingestion run failed or left rows unprocessed", 0, GT, "notBreaching", 1,
+     Metric("AWS/States", "ExecutionsFailed", (("StateMachineArn", "BatchStateMachineArn"),), "Sum"), None),
+    ("BatchRunsTimedOut", "A batch ingestion run timed out", 0, GT, "notBreaching", 1,
+     Metric("AWS/States", "ExecutionsTimedOut", (("StateMachineArn", "BatchStateMachineArn"),), "Sum"), None),
     ("EcsCpu", "ECS service CPU above {}% for 15 minutes", "ecs_cpu_percent", GT, "missing", 3,
      Metric("AWS/ECS", "CPUUtilization", (("ClusterName", "EcsClusterName"), ("ServiceName", "EcsServiceName")), "Average"), None),
 )

@@ -170,6 +170,7 @@ _OTHERS = (
     _bucket_prefix("audit_notifications", "Audit", "notifications/", "AUDIT_BUCKET"),
     _bucket_prefix("batch_incoming", "Batch", "incoming/", "BATCH_BUCKET"),
     _bucket_prefix("batch_reports", "Batch", "reports/", "BATCH_BUCKET"),
+    _bucket_prefix("batch_results", "Batch", "results/", "BATCH_BUCKET"),
 )
 
 

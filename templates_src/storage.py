@@ -66,6 +66,10 @@ LAYER = "storage"
 
 REPLICATED_PURPOSES = ("audit", "documents")
 BATCH_UPLOAD_PREFIX = "incoming/"
+# The Distributed Map's ResultWriter output (per-batch counts; a child that failed outside its
+# catch carries its input rows, card numbers included): batch_report deletes it after the report,
+# this rule is the backstop with the uploads' lifetime.
+BATCH_RESULTS_PREFIX = "results/"
 BATCH_REPORT_PREFIX = "reports/"
 BATCH_UPLOAD_LIFETIME_DAYS = 1  # uploaded CSVs may carry card numbers
 REPORT_OLD_VERSION_DAYS = 30
@@ -203,6 +207,14 @@ def _batch_lifecycle(config: EnvironmentConfig) -> s3.LifecycleConfiguration:
                 Id="ExpireUploadedCsvs",
                 Status="Enabled",
                 Prefix=BATCH_UPLOAD_PREFIX,
+                ExpirationInDays=BATCH_UPLOAD_LIFETIME_DAYS,
+                NoncurrentVersionExpiration=s3.NoncurrentVersionExpiration(NoncurrentDays=BATCH_UPLOAD_LIFETIME_DAYS),
+                AbortIncompleteMultipartUpload=_abort_multipart(BATCH_UPLOAD_LIFETIME_DAYS),
+            ),
+            s3.LifecycleRule(
+                Id="ExpireMapResults",
+                Status="Enabled",
+                Prefix=BATCH_RESULTS_PREFIX,
                 ExpirationInDays=BATCH_UPLOAD_LIFETIME_DAYS,
                 NoncurrentVersionExpiration=s3.NoncurrentVersionExpiration(NoncurrentDays=BATCH_UPLOAD_LIFETIME_DAYS),
                 AbortIncompleteMultipartUpload=_abort_multipart(BATCH_UPLOAD_LIFETIME_DAYS),

@@ -1,37 +1,27 @@
-"""Ingests CSV files uploaded under incoming/ in the batch bucket (EventBridge "Object Created").
+"""Ingests one uploaded CSV in a single invocation: the batch workflow's path for files up to
+the environment's `batch.distributed_threshold_bytes` (functions/batch_ingestion.asl.json).
+For larger files it also runs each batch of the Distributed Map (input: {BatchInput, Items}, see
+paylib.batch_map.ingest_batch) and the workflow's Report step: the Distributed Map's results folded into the
+same report (input: the workflow's state {object, execution_arn, map | map_error}; see
+paylib.batch_map.finish), so both paths' reports come from this function.
 
-The event is an EventBridge event: detail.bucket.name, detail.object.key (and sequencer,
-version-id). Objects outside incoming/*.csv are ignored. See paylib.batch for the file format,
-the merchant prefix (incoming/<merchant_id>/<name>.csv) and the exactly-once design. When another ingestion holds the lease until this invocation's
-time runs out, the invocation fails and Lambda's asynchronous retry runs it again later.
+The workflow passes the upload in the shape of an EventBridge "Object Created" event
+(detail.bucket.name, detail.object.key, sequencer, version-id) plus its execution ARN. Objects
+outside incoming/*.csv are ignored. See paylib.batch for the file format, the merchant prefix
+(incoming/<merchant_id>/<name>.csv) and the exactly-once design. When another ingestion holds the
+lease until this invocation's time runs out, the invocation fails with LeaseUnavailable and the
+workflow retries it later.
 """
 from __future__ import annotations
 
 import time
-from urllib.parse import unquote_plus
 
-from paylib import batch
+from paylib import batch, batch_map
+from paylib.batch import InvalidEvent
 from paylib.observability import lambda_handler, logger
 
-PREFIX, SUFFIX = "incoming/", ".csv"
+__all__ = ["InvalidEvent", "handler"]
 SAFETY_MARGIN_MS = 30_000
-
-
-class InvalidEvent(ValueError):
-    pass
-
-
-def object_of(event: dict) -> tuple[str, str, str, str | None]:
-    detail = event.get("detail") if isinstance(event, dict) else None
-    try:
-        bucket = detail["bucket"]["name"]
-        obj = detail["object"]
-        key = obj["key"]
-    except (TypeError, KeyError):
-        raise InvalidEvent("not an S3 Object Created event") from None
-    key = unquote_plus(key) if "%" in key or "+" in key else key
-    version = obj.get("sequencer") or obj.get("version-id") or obj.get("etag") or event.get("id", "")
-    return bucket, key, str(version), obj.get("version-id")
 
 
 def _deadline(context: object) -> float:
@@ -41,11 +31,16 @@ def _deadline(context: object) -> float:
 
 @lambda_handler
 def handler(event: dict, context: object) -> dict:
-    bucket, key, version, version_id = object_of(event)
-    if not (key.startswith(PREFIX) and key.lower().endswith(SUFFIX)):
-        logger.info("object ignored", extra={"object_key": key})
+    if "Items" in event:  # one batch of the Distributed Map (a child execution)
+        return batch_map.ingest_batch(event)
+    if "object" in event:  # the Distributed Map's Report step
+        return batch_map.finish(event)
+    upload = batch.uploaded_object(event)
+    if not upload.is_incoming_csv:
+        logger.info("object ignored", extra={"object_key": upload.key})
         return {"ingested": False, "reason": "not an incoming CSV"}
-    report = batch.ingest(bucket, key, version, version_id, _deadline(context))
+    report = batch.ingest(upload.bucket, upload.key, upload.version, upload.version_id, _deadline(context),
+                          execution_arn=event.get("execution_arn"))
     if report is None:
         return {"ingested": False, "reason": "already ingested or no longer present"}
     return {"ingested": True, "batch_id": report["batch_id"], "counts": report["counts"]}

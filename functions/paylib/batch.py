@@ -50,10 +50,12 @@ import re
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
+from urllib.parse import unquote_plus
 
 from . import aws, dynamo, fraud, identity, keys, merchants, repository, settlement_queue
 from .errors import ApiError
@@ -105,13 +107,39 @@ class Report:
             self.scored_rows.append({"row": row, "payment_id": payment["payment_id"], "status": payment["status"],
                                      "risk": {"score": risk["score"], "level": risk["level"], "reasons": risk["reasons"]}})
 
+    def add_partial(self, partial: dict) -> None:
+        """Fold in one Distributed Map batch's result (`as_partial` of a child's report)."""
+        counts = partial["counts"]
+        self.total += counts["total"]
+        self.accepted += counts["accepted"]
+        self.rejected += counts["rejected"]
+        self.duplicate += counts["duplicate"]
+        self.rejected_rows.extend(partial["rejected_rows"])
+        self.scored_rows.extend(partial["scored_rows"])
+        for status, count in partial["statuses"].items():
+            self.statuses[status] = self.statuses.get(status, 0) + count
+        self.file_error = self.file_error or partial.get("file_error")
+        self.merchant_id = self.merchant_id or partial.get("merchant_id")
+
+    def reject_rows(self, first_row: int, count: int, code: str) -> None:
+        """Rows nobody processed (a batch that failed after its retries): counted and named."""
+        for number in range(first_row, first_row + count):
+            self.total += 1
+            self.reject(number, None, code)
+
+    def as_partial(self) -> dict:
+        """What a Distributed Map child returns: the report's counts and rows, no source."""
+        body = self.as_dict()
+        return {name: body[name] for name in ("counts", "statuses", "rejected_rows", "scored_rows")} | {
+            "file_error": self.file_error, "merchant_id": self.merchant_id}
+
     def as_dict(self) -> dict:
         body = {
             "batch_id": self.batch_id, "source": {"bucket": self.bucket, "key": self.key},
             "counts": {"total": self.total, "accepted": self.accepted, "rejected": self.rejected,
                        "duplicate": self.duplicate},
             "statuses": self.statuses,
-            "rejected_rows": self.rejected_rows,
+            "rejected_rows": sorted(self.rejected_rows, key=lambda entry: entry["row"]),
             "scored_rows": sorted(self.scored_rows, key=lambda entry: entry["row"]),
         }
         if self.file_error:
@@ -138,6 +166,45 @@ class ObjectGone(Exception):
 
 class LeaseUnavailable(Exception):
     """Another ingestion holds the lease; the invocation fails and is retried by Lambda."""
+
+
+class InvalidEvent(ValueError):
+    """The event is not an S3 "Object Created" event from EventBridge."""
+
+
+@dataclass(frozen=True)
+class Upload:
+    """An uploaded object as an "Object Created" event names it. `version` tells two uploads of
+    the same key apart (sequencer, else version id, etag or the event id): the batch id hangs on it."""
+
+    bucket: str
+    key: str
+    version: str
+    version_id: str | None
+    size: int
+
+    @property
+    def batch_id(self) -> str:
+        return batch_id_for(self.bucket, self.key, self.version)
+
+    @property
+    def is_incoming_csv(self) -> bool:
+        return self.key.startswith(INCOMING) and self.key.lower().endswith(".csv")
+
+
+def uploaded_object(event: Any) -> Upload:
+    """The object of an EventBridge "Object Created" event (detail.bucket.name, detail.object)."""
+    try:
+        detail: dict[str, Any] = event["detail"]
+        bucket: str = detail["bucket"]["name"]
+        obj: dict[str, Any] = detail["object"]
+        key: str = obj["key"]
+    except (TypeError, KeyError):
+        raise InvalidEvent("not an S3 Object Created event") from None
+    key = unquote_plus(key) if "%" in key or "+" in key else key
+    version = obj.get("sequencer") or obj.get("version-id") or obj.get("etag") or event.get("id", "")
+    size = obj.get("size")
+    return Upload(bucket, key, str(version), obj.get("version-id"), size if isinstance(size, int) else 0)
 
 
 def batch_id_for(bucket: str, key: str, version: str) -> str:
@@ -230,14 +297,26 @@ def _read_header(reader: Iterator[list[str]], report: Report) -> dict[str, int] 
         header = next(reader, None)
     if header is None:
         return None
-    names = [name.strip().lower() for name in header]
-    unknown = [name for name in names if name not in COLUMNS]
-    missing = [name for name in COLUMNS if name not in names]
-    duplicated = len(set(names)) != len(names)
-    if unknown or missing or duplicated:
-        reject_file(reader, report, "invalid_header", (unknown or missing or ["header"])[0])
+    names = header_names(header)
+    problem = header_problem(names)
+    if problem is not None:
+        reject_file(reader, report, "invalid_header", problem)
         return None
     return {name: names.index(name) for name in COLUMNS}
+
+
+def header_names(header: list[str]) -> list[str]:
+    """Column names as the file's header row spells them, compared without case, spaces or BOM."""
+    return [name.strip().lstrip("\ufeff").strip().lower() for name in header]
+
+
+def header_problem(names: list[str]) -> str | None:
+    """None for a usable header, else the column the report names (unknown, missing or repeated)."""
+    unknown = [name for name in names if name not in COLUMNS]
+    missing = [name for name in COLUMNS if name not in names]
+    if unknown or missing or len(set(names)) != len(names):
+        return (unknown or missing or ["header"])[0]
+    return None
 
 
 def reject_file(reader: Iterator, report: Report, code: str, column: str | None) -> None:
@@ -385,7 +464,7 @@ def _commit_chunk(rows: list[Row], report: Report, screening: FileScreening, now
             report.duplicate += 1
         else:
             unique[row.payment_id] = row
-    pending, to_settle = list(unique.values()), []
+    pending, to_settle = list(unique.values()), list[str]()
     screening.start_chunk(pending)
     for _ in range(MAX_CHUNK_ATTEMPTS):
         pending = _settled_rows(pending, _read(pending, screening), report, to_settle)
@@ -405,7 +484,8 @@ def _commit_chunk(rows: list[Row], report: Report, screening: FileScreening, now
 
 def _first_group(rows: list[Row]) -> list[Row]:
     """The leading rows whose puts and counters fit one transaction (each counter once)."""
-    group, names = [], set()
+    group: list[Row] = []
+    names: set[str] = set()
     for row in rows:
         row_names = {name for kind in fraud.counter_names(row.candidate).values() for name in kind}
         if group and len(group) + 1 + len(names | row_names) > dynamo.MAX_TRANSACTION_ACTIONS:
@@ -454,7 +534,7 @@ def _write_group(group: list[Row], report: Report, screening: FileScreening, now
 # ---------------------------------------------------------------- the whole file
 
 def ingest(bucket: str, key: str, version: str, version_id: str | None, deadline: float,
-           now: datetime | None = None) -> dict | None:
+           now: datetime | None = None, execution_arn: str | None = None) -> dict | None:
     """Ingest one uploaded file; return the report (None when this batch was already done)."""
     now = now or repository.utc_now()
     batch_id = batch_id_for(bucket, key, version)
@@ -468,7 +548,7 @@ def ingest(bucket: str, key: str, version: str, version_id: str | None, deadline
         status = _status(batch_id)  # a concurrent delivery of the same event may have finished
         if status and status.get("state") == "completed":
             return None
-        report = _ingest_locked(bucket, key, version_id, batch_id, lease, now)
+        report = _ingest_locked(bucket, key, version_id, batch_id, lease, now, execution_arn)
     except ObjectGone:
         logger.warning("uploaded object no longer exists; nothing to ingest", extra={"batch_id": batch_id})
         return None
@@ -477,10 +557,12 @@ def ingest(bucket: str, key: str, version: str, version_id: str | None, deadline
     return report
 
 
-def _ingest_locked(bucket: str, key: str, version_id: str | None, batch_id: str, lease: Lease, now: datetime) -> dict:
+def _ingest_locked(bucket: str, key: str, version_id: str | None, batch_id: str, lease: Lease, now: datetime,
+                   execution_arn: str | None) -> dict:
     s3 = aws.client("s3")
     report = Report(batch_id, bucket, key)
-    _set_status(batch_id, {"state": "processing", "bucket": bucket, "object_key": key})
+    run = {"execution_arn": execution_arn} if execution_arn else {}
+    set_status(batch_id, {"state": "processing", "bucket": bucket, "object_key": key, **run})
     get_args = {"Bucket": bucket, "Key": key}
     if version_id:
         get_args["VersionId"] = version_id
@@ -496,17 +578,25 @@ def _ingest_locked(bucket: str, key: str, version_id: str | None, batch_id: str,
         _ingest_records(records(body), key, report, lease, now)
     finally:
         body.close()
-    result = report.as_dict()
-    report_key = report_key_for(key, batch_id)
-    s3.put_object(Bucket=bucket, Key=report_key, ContentType="application/json",
-                  Body=json.dumps(result, sort_keys=True, separators=(",", ":")).encode("utf-8"))
-    s3.delete_object(**get_args)  # the upload holds card numbers: it must not outlive ingestion
-    _set_status(batch_id, {"state": "completed", "bucket": bucket, "object_key": key, "report_key": report_key,
-                           **{f"count_{name}": value for name, value in result["counts"].items()}})
-    metrics.add_metric(name="BatchRowsAccepted", unit=MetricUnit.Count, value=report.accepted)
-    metrics.add_metric(name="BatchRowsRejected", unit=MetricUnit.Count, value=report.rejected)
+    result = complete(report, get_args, run)
     logger.info("batch ingested", extra={"batch_id": batch_id, "merchant_id": report.merchant_id,
                                          "file_error": report.file_error, "counts": result["counts"]})
+    return result
+
+
+def complete(report: Report, upload: dict[str, str], status: dict[str, str]) -> dict:
+    """Write the report, delete the upload (the exact version: it holds card numbers and must
+    not outlive ingestion), record the batch as completed and publish the row metrics."""
+    s3, result = aws.client("s3"), report.as_dict()
+    report_key = report_key_for(report.key, report.batch_id)
+    s3.put_object(Bucket=report.bucket, Key=report_key, ContentType="application/json",
+                  Body=json.dumps(result, sort_keys=True, separators=(",", ":")).encode("utf-8"))
+    s3.delete_object(**upload)
+    set_status(report.batch_id, {"state": "completed", "bucket": report.bucket, "object_key": report.key,
+                                 "report_key": report_key, **status,
+                                 **{f"count_{name}": value for name, value in result["counts"].items()}})
+    metrics.add_metric(name="BatchRowsAccepted", unit=MetricUnit.Count, value=report.accepted)
+    metrics.add_metric(name="BatchRowsRejected", unit=MetricUnit.Count, value=report.rejected)
     return result
 
 
@@ -523,15 +613,22 @@ def _ingest_records(reader: Iterator[list[str] | None], key: str, report: Report
     columns = _read_header(reader, report)
     if columns is None:
         return
+    ingest_rows(enumerate(reader, start=1), merchant_id, columns, report, now, after_chunk=lease.renew)
+
+
+def ingest_rows(numbered: Iterable[tuple[int, list[str] | None]], merchant_id: str, columns: dict[str, int],
+                report: Report, now: datetime, after_chunk: Callable[[], None] = lambda: None) -> None:
+    """Numbered records of one merchant's file into the report: each valid row screened and
+    written exactly once, CHUNK_ROWS at a time (both paths: the whole file, or one map batch)."""
     ring, screening, chunk = keys.keyring(), FileScreening(merchant_id), []
-    for number, values in enumerate(reader, start=1):
+    for number, values in numbered:
         report.total += 1
         row = _row_or_reject(merchant_id, number, values, columns, ring, now, report)
         if row is not None:
             chunk.append(row)
         if len(chunk) >= CHUNK_ROWS:
             _commit_chunk(chunk, report, screening, now)
-            lease.renew()
+            after_chunk()
             chunk = []
     if chunk:
         _commit_chunk(chunk, report, screening, now)
@@ -559,7 +656,7 @@ def _status(batch_id: str) -> dict | None:
     return aws.from_dynamo(answer["Item"]) if "Item" in answer else None
 
 
-def _set_status(batch_id: str, values: dict) -> None:
+def set_status(batch_id: str, values: dict) -> None:
     item = {"batch_id": batch_id, "updated_at": repository.iso(repository.utc_now()),
             "expires_at": int(time.time()) + STATUS_TTL_SECONDS, **values}
     aws.client("dynamodb").put_item(TableName=aws.env("BATCH_STATUS_TABLE"), Item=aws.to_dynamo(item))

@@ -15,7 +15,7 @@ DRAFT4_KEYWORDS = {"type", "properties", "required", "additionalProperties", "pa
                    "minimum", "maximum", "enum", "items", "minItems", "maxItems", "maxProperties", "description",
                    "$ref", "title"}
 EXPECTED = {"payment_api", "validation", "fraud_screening", "transaction_processing", "queue_worker",
-            "batch_ingestion", "audit_logger", "status", "authorizer"}
+            "batch_ingestion", "batch_starter", "audit_logger", "status", "authorizer"}
 
 
 def openapi():
@@ -49,6 +49,7 @@ def test_environment_variables_read_by_the_code_are_declared():
         "merchants.py": {"MERCHANTS_TABLE"},
         "payments.py": set(), "settlement_queue.py": {"PAYMENT_QUEUE_URL"},
         "settlement.py": {"NOTIFICATIONS_TOPIC_ARN"}, "batch.py": {"BATCH_STATUS_TABLE"},
+        "batch_map.py": {"BATCH_STATUS_TABLE"},
         "dynamo.py": set(), "identity.py": set(), "snapstart.py": set(),
     }
     for module, expected in paylib_reads.items():
@@ -64,6 +65,7 @@ def test_environment_variables_read_by_the_code_are_declared():
         "queue_worker": {"TRANSACTIONS_TABLE", "AUDIT_BUCKET", "NOTIFICATIONS_TOPIC_ARN"},
         "batch_ingestion": {"TRANSACTIONS_TABLE", "BATCH_STATUS_TABLE", "VELOCITY_TABLE", "PAYMENT_QUEUE_URL",
                             "CARD_FINGERPRINT_SECRET_ARN", "MERCHANTS_TABLE"},
+        "batch_starter": {"BATCH_STATE_MACHINE"},
         "authorizer": {"MERCHANTS_TABLE", "MERCHANT_KEY_PEPPER_SECRET_ARN"},
         "audit_logger": {"AUDIT_BUCKET"},
         "status": {"TRANSACTIONS_TABLE", "IDEMPOTENCY_TABLE", "VELOCITY_TABLE", "PAYMENT_QUEUE_URL"},

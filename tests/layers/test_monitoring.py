@@ -18,6 +18,7 @@ from .helpers import logical, write_function
 ENVIRONMENTS = ("dev", "staging", "prod")
 FUNCTION_NAMES = ("audit_logger", "fraud_screening", "payment_api", "queue_worker", "status")
 ALARMS = ("ApiLatencyP99", "Api5xx", "LambdaErrors", "LambdaThrottles", "AuroraCpu", "Alb5xx", "AlbLatencyP99", "EcsCpu",
+          "BatchRunsFailed", "BatchRunsTimedOut",
           "AlarmsUndelivered", "AlarmsUnconfirmed", "PaymentDlqNotEmpty", "PaymentQueueOldestMessage")
 
 

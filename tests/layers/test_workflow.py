@@ -15,6 +15,7 @@ from .helpers import assert_data_policy, write_function
 
 ENVIRONMENTS = ("dev", "staging", "prod")
 REAL_DEFINITION = FUNCTIONS_DIR / workflow.DEFINITION_FILE
+REAL_BATCH_DEFINITION = FUNCTIONS_DIR / workflow.BATCH_DEFINITION_FILE
 
 
 def called_functions(definition: dict) -> list[str]:
@@ -26,9 +27,10 @@ def functions_dir(tmp_path: Path) -> Path:
     """The repository's definition with a declaration (stepfunctions trigger) per function it calls."""
     directory = tmp_path / "functions"
     directory.mkdir()
-    shutil.copy(REAL_DEFINITION, directory / workflow.DEFINITION_FILE)
-    for name in called_functions(workflow.load_definition(REAL_DEFINITION)):
-        write_function(directory, name, ["stepfunctions"])
+    for source in (REAL_DEFINITION, REAL_BATCH_DEFINITION):
+        shutil.copy(source, directory / source.name)
+        for name in called_functions(workflow.load_definition(source)):
+            write_function(directory, name, ["stepfunctions"])
     write_function(directory, "unrelated_worker", ["api"])
     return directory
 
@@ -38,12 +40,12 @@ def build_dict(env: str, functions_dir: Path) -> dict:
 
 
 def state_machine(template: dict) -> dict:
-    (resource,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::StepFunctions::StateMachine"]
-    return resource["Properties"]
+    """The payment state machine (the batch machine has tests of its own below)."""
+    return template["Resources"]["PaymentStateMachine"]["Properties"]
 
 
 def role_statements(template: dict) -> dict[str, dict]:
-    (role,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::IAM::Role"]
+    role = template["Resources"]["StateMachineRole"]
     (policy,) = role["Properties"]["Policies"]
     return {statement["Sid"]: statement for statement in policy["PolicyDocument"]["Statement"]}
 
@@ -122,6 +124,8 @@ def test_exports_state_machine_arn_and_name(env, functions_dir):
     assert {key: output["Export"]["Name"] for key, output in outputs.items()} == {
         "StateMachineArn": f"payments-{env}-workflow-StateMachineArn",
         "StateMachineName": f"payments-{env}-workflow-StateMachineName",
+        "BatchStateMachineArn": f"payments-{env}-workflow-BatchStateMachineArn",
+        "BatchStateMachineName": f"payments-{env}-workflow-BatchStateMachineName",
     }
 
 
@@ -196,3 +200,53 @@ def test_repository_functions_build(env):
     called = set(called_functions(workflow.load_definition(REAL_DEFINITION)))
     assert called <= declared
     assert called <= set(state_machine(template)["DefinitionSubstitutions"])
+
+
+def test_batch_machine_routes_by_size_into_a_distributed_map_with_the_environment_settings(functions_dir):
+    config = load_environment("prod")
+    template = build_dict("prod", functions_dir)
+    definition = template["Resources"]["BatchStateMachine"]["Properties"]["Definition"]
+    settings = definition["States"]["Prepare"]["Parameters"]["settings"]
+    assert settings == {"distributed_threshold_bytes": config.batch.distributed_threshold_bytes,
+                        "batch_rows": config.batch.batch_rows, "max_concurrency": config.batch.max_concurrency}
+    route = definition["States"]["Route"]["Choices"][0]
+    assert route["NumericGreaterThanPath"] == "$.settings.distributed_threshold_bytes"
+    mapped = definition["States"][route["Next"]]
+    assert mapped["ItemReader"]["ReaderConfig"] == {"InputType": "CSV", "CSVHeaderLocation": "FIRST_ROW"}
+    assert mapped["ItemSelector"]["index.$"] == "$$.Map.Item.Index"
+    assert mapped["ItemBatcher"]["MaxItemsPerBatchPath"] == "$.settings.batch_rows"
+    assert mapped["MaxConcurrencyPath"] == "$.settings.max_concurrency"
+    assert mapped["ItemProcessor"]["ProcessorConfig"] == {"Mode": "DISTRIBUTED", "ExecutionType": "EXPRESS"}
+    assert 0 < mapped["ToleratedFailurePercentage"] < 100
+    child = mapped["ItemProcessor"]["States"]["IngestBatch"]
+    assert child["Catch"][0]["Next"] == "BatchFailed" and child["Retry"][0]["MaxAttempts"] >= 3
+    assert mapped["ResultWriter"]["Resource"].endswith(":states:::s3:putObject")
+
+
+def test_batch_machine_role_is_least_privilege(functions_dir):
+    template = build_dict("staging", functions_dir)
+    role = template["Resources"]["BatchStateMachineRole"]
+    statements = {s["Sid"]: s for s in role["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]}
+    assert statements["StartMapChildExecutions"]["Action"] == ["states:StartExecution"]
+    assert "stateMachine:payments-staging-batch-ingestion" in json.dumps(statements["StartMapChildExecutions"]["Resource"])
+    assert "execution:payments-staging-batch-ingestion/*" in json.dumps(statements["ManageMapChildExecutions"]["Resource"])
+    assert "/results/*" in json.dumps(statements["WriteMapResults"]["Resource"])
+    assert "/incoming/*" in json.dumps(statements["ReadUploadedCsv"]["Resource"])
+    for statement in statements.values():
+        assert all("*" not in action for action in statement["Action"])
+    assert "BatchStarterStartExecution" not in template["Resources"]  # no batch_starter declared here
+    real = json.loads(workflow.build(load_environment("staging")).to_json())
+    starter = real["Resources"]["BatchStarterStartExecution"]["Properties"]
+    assert starter["Roles"] == ["payments-staging-batch-starter"]
+    assert starter["PolicyDocument"]["Statement"][0]["Action"] == ["states:StartExecution"]
+
+
+def test_batch_definition_as_written_passes_cfn_lint_state_machine_checks(functions_dir):
+    from cfnlint.api import lint
+
+    template = build_dict("dev", functions_dir)
+    resource = template["Resources"]["BatchStateMachine"]
+    resource["Properties"]["Definition"] = workflow.load_definition(REAL_BATCH_DEFINITION)
+    resource.pop("Metadata")
+    findings = [match for match in lint(json.dumps(template), regions=["eu-west-1"]) if match.rule.id.startswith("E")]
+    assert findings == []
