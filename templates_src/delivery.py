@@ -258,7 +258,7 @@ STACK_READ_ACTIONS = ("cloudformation:DescribeChangeSet", "cloudformation:Descri
                       "cloudformation:ListStackResources")
 # These APIs authorize on no resource narrower than "*" (account-wide reads).
 ACCOUNT_READ_ACTIONS = ("cloudformation:ListImports", "ec2:DescribeAddresses", "ec2:DescribeRegions",
-                        "lambda:GetAccountSettings", "logs:DescribeLogGroups", "servicequotas:GetServiceQuota")
+                        "lambda:GetAccountSettings", "logs:DescribeLogGroups")
 EXECUTE_ACTIONS = ("cloudformation:ExecuteChangeSet", "cloudformation:SetStackPolicy",
                    "cloudformation:UpdateTerminationProtection")
 # Deleting a stack (a failed first create is deleted and created again) or continuing a rollback
@@ -283,6 +283,7 @@ def _platform_reads(config: EnvironmentConfig) -> list[Statement]:
             arn("acm", "certificate/*"), arn("route53", "hostedzone/*", region=False, account=False)]),
         _statement("ReadApiGatewayAccountSetting", ("apigateway:GET",),
                    [Sub("arn:${AWS::Partition}:apigateway:${AWS::Region}::/account")]),
+        _statement("ReadQuotas", ("servicequotas:GetServiceQuota",), [arn("servicequotas", "*")]),
     ]
 
 
