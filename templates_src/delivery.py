@@ -450,3 +450,45 @@ def unknown_resource_types(stack_name: str, template: dict) -> list[str]:
             "run `python -m templates_src.registry_permissions`, and have an administrator run "
             "`make bootstrap` before the deploy that needs it"
             for resource_type in sorted(types - PLATFORM_RESOURCE_TYPES)]
+
+
+def github_role_arn(config: EnvironmentConfig, purpose: str) -> str:
+    """The ARN a workflow assumes for `purpose` (github-plan, github-deploy); ValueError naming
+    the setting when the environment has no such role."""
+    if config.delivery is None:
+        raise ValueError(f"{config.name} is not delivered from GitHub: parameters/{config.name}.yaml has no delivery section")
+    purposes = [role_purpose for role_purpose, _, _ in _github_roles(config)]
+    if purpose not in purposes:
+        raise ValueError(f"{config.name} has no {purpose} role (it has {', '.join(purposes)}; "
+                         "pull requests plan only where delivery.pull_request_plans is true)")
+    return service_role_arn_literal(config).replace(resource_name(config, "cloudformation"), resource_name(config, purpose))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`make delivery-role`: role=<arn> and region=<region> lines for a workflow's outputs."""
+    import argparse
+    import sys
+
+    from .config import ConfigError, load_environment
+
+    parser = argparse.ArgumentParser(prog="make delivery-role", description=main.__doc__)
+    parser.add_argument("--env", required=True)
+    parser.add_argument("--role", required=True, choices=("github-plan", "github-deploy"))
+    parser.add_argument("--output", help="append to this file (a workflow's $GITHUB_OUTPUT) instead of printing")
+    args = parser.parse_args(argv)
+    try:
+        config = load_environment(args.env)
+        lines = f"role={github_role_arn(config, args.role)}\nregion={config.region}\n"
+    except (ConfigError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.output:
+        with open(args.output, "a", encoding="utf-8") as output:
+            output.write(lines)
+    else:
+        print(lines, end="")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
