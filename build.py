@@ -37,9 +37,9 @@ from pathlib import Path
 
 from templates_src.common import LIFECYCLE_PARAMETER, STATEFUL_TYPES, stack_name, standard_tags
 from templates_src.common import TEMPLATE_BODY_LIMIT_BYTES as BODY_LIMIT_BYTES
+from templates_src.config import DEFAULT_BUILD, ENVIRONMENTS, PARAMETERS_DIR, ConfigError, EnvironmentConfig, load_environments
 from templates_src.delivery import LAYER as DELIVERY_LAYER
 from templates_src.delivery import bound_every_role, service_role_arn_literal, unknown_resource_types
-from templates_src.config import DEFAULT_BUILD, ENVIRONMENTS, PARAMETERS_DIR, ConfigError, EnvironmentConfig, load_environments
 from templates_src.function_catalog import DeclarationError, load_functions
 from templates_src.layers import LAYERS, Layer, layers_for
 from templates_src.packaging import artifact_key, package

@@ -23,8 +23,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
-from awacs.aws import Allow, Condition, Deny, ForAllValuesStringEquals, Null, Policy, Principal, Statement, StringEquals
 from awacs.aws import Action as IamAction
+from awacs.aws import Allow, Condition, Deny, ForAllValuesStringEquals, Null, Policy, Principal, Statement, StringEquals
 from troposphere import GetAtt, Output, Ref, Sub, Template, encode_to_dict, iam
 
 from .blocks import service_trust
@@ -38,7 +38,7 @@ OIDC_AUDIENCE = "sts.amazonaws.com"
 # Every resource type a non-bootstrap template may hold. The build refuses a template with any
 # other type: the service role would be denied it at deploy time. Adding one is an administrator's
 # change: extend this, `python -m templates_src.registry_permissions`, `make bootstrap` first.
-PLATFORM_RESOURCE_TYPES = frozenset({
+PLATFORM_RESOURCE_TYPES: frozenset[str] = frozenset({
     "AWS::ApiGateway::Account", "AWS::ApiGateway::Deployment", "AWS::ApiGateway::RestApi", "AWS::ApiGateway::Stage",
     "AWS::ApiGateway::UsagePlan", "AWS::ApplicationAutoScaling::ScalableTarget",
     "AWS::ApplicationAutoScaling::ScalingPolicy", "AWS::CertificateManager::Certificate", "AWS::CloudWatch::Alarm",
@@ -62,7 +62,7 @@ PLATFORM_RESOURCE_TYPES = frozenset({
 # The services those types belong to (and the ones their handlers call on the way: Route 53 for
 # certificate validation). A registry handler action of any other service is for an optional
 # feature the platform does not use (S3 Tables, Amplify, Cognito...) and is not granted.
-PLATFORM_SERVICES = (
+PLATFORM_SERVICES: tuple[str, ...] = (
     "acm", "apigateway", "application-autoscaling", "cloudwatch", "dynamodb", "ec2", "ecr", "ecs",
     "elasticloadbalancing", "events", "kms", "lambda", "logs", "rds", "route53", "s3", "secretsmanager", "sns", "sqs",
     "ssm", "states", "wafv2",
@@ -396,9 +396,11 @@ def service_role_actions() -> list[str]:
 
 def _scope(config: EnvironmentConfig, arn_format: str) -> str:
     """An IAM ARN format cut to "this account, any region, any resource of the service" (the DR
-    stack is in another region). Buckets carry no account in their ARN: the platform's names."""
+    stack is in another region). S3: the platform's buckets and their objects by name, since a
+    bucket's ARN carries no account and IAM refuses an S3 resource with a region in it (the
+    account-and-region S3 kinds, access points and the like, are not the platform's)."""
     service = arn_format.split(":")[2]
-    if service == "s3" and arn_format.startswith("arn:${Partition}:s3:::"):
+    if service == "s3":
         return f"arn:${{AWS::Partition}}:s3:::{_platform(config)}"
     account = "${AWS::AccountId}" if "${Account}" in arn_format.split(":")[4] else ""
     return f"arn:${{AWS::Partition}}:{service}:*:{account}:*"

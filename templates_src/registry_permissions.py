@@ -84,7 +84,7 @@ def render(resource_types: frozenset[str], services: tuple[str, ...]) -> str:
 
 
 if __name__ == "__main__":
-    from .delivery import PLATFORM_RESOURCE_TYPES, PLATFORM_SERVICES
+    from . import delivery
 
-    DATA_FILE.write_text(render(PLATFORM_RESOURCE_TYPES, PLATFORM_SERVICES))
+    DATA_FILE.write_text(render(delivery.PLATFORM_RESOURCE_TYPES, delivery.PLATFORM_SERVICES))
     print(f"wrote {DATA_FILE}")

@@ -167,8 +167,8 @@ def test_the_service_role_creates_roles_only_with_the_boundary_and_never_users(s
     bounded = {"iam:PermissionsBoundary": BOUNDARY}
     assert allowed(policies, Request("iam:CreateRole", context=bounded, resource=platform_role), REFS)
     assert not allowed(policies, Request("iam:CreateRole", resource=platform_role), REFS)
-    assert not allowed(policies, Request("iam:CreateRole", context={"iam:PermissionsBoundary": "arn:aws:iam::aws:policy/AdministratorAccess"},
-                                         resource=platform_role), REFS)
+    admin = {"iam:PermissionsBoundary": "arn:aws:iam::aws:policy/AdministratorAccess"}
+    assert not allowed(policies, Request("iam:CreateRole", context=admin, resource=platform_role), REFS)
     assert not allowed(policies, Request("iam:CreateRole", context=bounded, resource=f"arn:aws:iam::{ACCOUNT}:role/admin"), REFS)
     delivery_role = f"arn:aws:iam::{ACCOUNT}:role/payments-delivery/payments-staging-github-deploy"
     for action in ("iam:PutRolePolicy", "iam:UpdateAssumeRolePolicy", "iam:AttachRolePolicy"):
@@ -222,7 +222,7 @@ def test_every_platform_role_carries_the_boundary_and_stays_inside_it(built_envi
 
 
 def test_every_resource_type_deployed_by_the_service_role_is_a_platform_type(built_environments):
-    for env, data in built_environments.items():
+    for data in built_environments.values():
         for stack in data["manifest"]["stacks"]:
             if not stack["administered"]:
                 assert set(stack["resource_types"]) <= PLATFORM_RESOURCE_TYPES, stack["name"]
