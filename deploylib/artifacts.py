@@ -25,7 +25,7 @@ from botocore.exceptions import ClientError
 
 from templates_src.common import TEMPLATE_BODY_LIMIT_BYTES  # the build checks the same limit
 
-from .aws import Context, error_code
+from .aws import Context, RetryingClient, error_code
 from .errors import DeployError
 from .manifest import Manifest, ManifestError, StackSpec
 from .stacks import describe_stack, list_stack_resources, stack_outputs
@@ -81,7 +81,7 @@ def s3_checksum(sha256: str) -> str:
     return base64.b64encode(bytes.fromhex(sha256)).decode()
 
 
-def object_holds(s3, bucket: str, key: str, sha256: str) -> bool:
+def object_holds(s3: RetryingClient, bucket: str, key: str, sha256: str) -> bool:
     """True when `key` exists and S3's own checksum of it is `sha256`."""
     try:
         head = s3.call("head_object", Bucket=bucket, Key=key, ChecksumMode="ENABLED")
@@ -89,10 +89,10 @@ def object_holds(s3, bucket: str, key: str, sha256: str) -> bool:
         if error_code(error) in {"404", "NoSuchKey", "NotFound"}:
             return False
         raise
-    return head.get("ChecksumSHA256") == s3_checksum(sha256)
+    return bool(head.get("ChecksumSHA256") == s3_checksum(sha256))
 
 
-def put_unless_present(s3, bucket: str, key: str, body: bytes, sha256: str, content_type: str) -> bool:
+def put_unless_present(s3: RetryingClient, bucket: str, key: str, body: bytes, sha256: str, content_type: str) -> bool:
     """Uploads `body` (whose SHA-256 is `sha256`) under `key` with S3 checking that checksum,
     unless the key already holds exactly it; True when it uploaded."""
     if object_holds(s3, bucket, key, sha256):

@@ -28,7 +28,7 @@ from awacs.aws import Allow, Condition, Deny, ForAllValuesStringEquals, Null, Po
 from troposphere import GetAtt, Output, Ref, Sub, Template, encode_to_dict, iam
 
 from .blocks import service_trust
-from .common import APPLICATION, arn, import_value, new_template, resource_name, stack_name, tags
+from .common import APPLICATION, arn, import_value, new_template, resource_name, skip_checkov, stack_name, tags
 from .config import GITHUB_OIDC_HOST, EnvironmentConfig
 from .registry_permissions import action_resources, handler_permissions
 
@@ -114,6 +114,25 @@ BOUNDARY_ACTIONS = (
 POLICY_CHARACTERS = 5800
 
 
+# checkov judges a policy by its actions alone; these two are what they are on purpose.
+BOUNDARY_SKIPS = {
+    check: "a permissions boundary grants nothing: it is the ceiling of the platform's roles, whose own "
+           "policies name the resources" for check in ("CKV_AWS_107", "CKV_AWS_108", "CKV_AWS_109", "CKV_AWS_111")
+}
+SERVICE_POLICY_SKIPS = {
+    check: "the CloudFormation service role: exactly the registry handler actions of the platform's resource "
+           "types (it writes key, bucket and queue policies because the templates hold them), on this account's "
+           "resources; \"*\" only for actions that authorize on nothing narrower"
+    for check in ("CKV_AWS_108", "CKV_AWS_109", "CKV_AWS_111")
+}
+
+
+def _skip_checks(skips: dict[str, str], resource: iam.ManagedPolicy) -> iam.ManagedPolicy:
+    for check, reason in skips.items():
+        skip_checkov(resource, check, reason)
+    return resource
+
+
 def _platform(config: EnvironmentConfig) -> str:
     """`payments-<env>-*`: the names of everything the platform's stacks create."""
     return f"{resource_name(config)}-*"
@@ -157,7 +176,7 @@ def build(config: EnvironmentConfig) -> Template:
     """The boundary, the service role and, where the environment is delivered from GitHub, the
     OIDC provider, the plan role and the deploy role."""
     template = new_template(config, LAYER, "delivery roles: CloudFormation service role, boundary, GitHub OIDC roles")
-    boundary = template.add_resource(iam.ManagedPolicy(
+    boundary = template.add_resource(_skip_checks(BOUNDARY_SKIPS, iam.ManagedPolicy(
         "PermissionsBoundary", ManagedPolicyName=resource_name(config, "boundary"), Path=DELIVERY_PATH,
         Description="Ceiling of every role the CloudFormation service role creates",
         PolicyDocument=Policy(Version="2012-10-17", Statement=[
@@ -165,7 +184,7 @@ def build(config: EnvironmentConfig) -> Template:
             # resource they name, so "*" here is the cap on resources, not a grant.
             _statement("PlatformRolesAtMost", BOUNDARY_ACTIONS, ["*"]),
         ]),
-    ))
+    )))
     _service_role(template, config, boundary)
     if config.delivery is not None:
         provider = _oidc_provider(template, config)
@@ -347,11 +366,11 @@ def execute_statements(config: EnvironmentConfig) -> list[Statement]:
 
 def _service_role(template: Template, config: EnvironmentConfig, boundary) -> None:
     policies = [
-        template.add_resource(iam.ManagedPolicy(
+        template.add_resource(_skip_checks(SERVICE_POLICY_SKIPS, iam.ManagedPolicy(
             f"CloudFormationServicePolicy{index}", ManagedPolicyName=resource_name(config, f"cloudformation-{index}"),
             Path=DELIVERY_PATH, Description=f"What CloudFormation's handlers call for the platform's types ({index})",
             PolicyDocument=Policy(Version="2012-10-17", Statement=statements),
-        ))
+        )))
         for index, statements in enumerate(_chunks(handler_statements(config)), start=1)
     ]
     role = template.add_resource(iam.Role(
