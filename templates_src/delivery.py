@@ -1,8 +1,8 @@
-"""Continuous delivery: the roles GitHub Actions and CloudFormation act with (bootstrap stack).
+"""delivery layer: the roles GitHub Actions and CloudFormation act with.
 
 Four principals, each able to do one thing (README: Continuous delivery):
-- the CloudFormation service role: every stack but the bootstrap one is created, updated and
-  deleted by CloudFormation acting as this role (deploy.py passes RoleARN). It may call exactly
+- the CloudFormation service role: every stack but the administered ones (artifacts, delivery) is
+  created, updated and deleted by CloudFormation acting as this role (deploy.py passes RoleARN). It may call exactly
   the actions AWS's resource registry lists for the handlers of the platform's resource types
   (registry_permissions.json), may create and change only roles named `payments-<env>-*` and
   only with the permissions boundary below, and never IAM users, groups or access keys;
@@ -15,8 +15,11 @@ Four principals, each able to do one thing (README: Continuous delivery):
   platform role can ever be granted (the services the functions and tasks use), so a template
   change cannot mint a role more powerful than the platform itself.
 The roles, the boundary and the service role's own policies live under the IAM path
-DELIVERY_PATH: outside `role/payments-<env>-*`, so the service role cannot touch them, and
-only an administrator (`make bootstrap`, by TemplateBody, without the service role) changes them.
+DELIVERY_PATH: outside `role/payments-<env>-*`, so the service role cannot touch them. This stack
+is `administered` (layers.py): only an administrator deploys it, with their own credentials, and
+the GitHub roles are denied change sets on it. It is a stack of its own, not part of the bootstrap
+stack, because the service role's policies alone are larger than the 51,200 bytes the bootstrap
+stack may have (it goes by TemplateBody); this one goes by TemplateURL.
 """
 from __future__ import annotations
 
@@ -166,10 +169,6 @@ def _statement(sid: str, actions: Iterable[str], resources: list, condition: Con
 
 def _stacks(config: EnvironmentConfig) -> Sub:
     return arn("cloudformation", f"stack/{_platform(config)}/*")
-
-
-def _bootstrap_stack(config: EnvironmentConfig) -> Sub:
-    return arn("cloudformation", f"stack/{resource_name(config, 'artifacts')}/*")
 
 
 def build(config: EnvironmentConfig) -> Template:
