@@ -14,8 +14,8 @@ ENV ?=
 ENV_FLAG := $(if $(ENV),--env $(ENV),)
 TEMPLATES = $(filter-out %/manifest.json %/plan.json %/review.json,$(wildcard build/*/*.json))
 
-.PHONY: help venv tools build lint test test-fast e2e emulator benchmark golden functions-readme clean \
-        preflight bootstrap plan deploy execute destroy recover adopt status outputs require-env require-stack \
+.PHONY: help venv tools build lint workflow-lint test test-fast e2e emulator benchmark golden functions-readme clean \
+        delivery-role preflight bootstrap plan deploy execute destroy recover adopt status outputs require-env require-stack \
         merchants merchant-create merchant-key-issue merchant-key-revoke merchant-suspend merchant-reactivate require-merchant
 
 help: ## show the targets
@@ -23,6 +23,7 @@ help: ## show the targets
 	@echo "  ENV=dev|staging|prod|local   YES=1 (no prompt)   FORCE=1 (destroy prod)   DRIFT=1 (status)"
 	@echo "  FIX=1 (preflight creates missing service-linked roles)   STACK=<name or layer> (recover, adopt)"
 	@echo "  NO_ROLLBACK_TRIGGERS=1 (deploy/execute: a hotfix during an incident)"
+	@echo "  ROLE=github-plan|github-deploy OUTPUT=<file> (delivery-role: what a GitHub workflow assumes)"
 	@echo "  merchants: NAME=, MERCHANT=mer_..., KEY=key_..., DAYS= (key expiry, optional)"
 
 $(VENV)/.installed: requirements.txt
@@ -46,6 +47,9 @@ lint: build tools ## cfn-lint (SARIF) and checkov over every built template
 	$(VENV)/bin/cfn-lint -c I -- $(TEMPLATES)
 	BC_SKIP_MAPPING=TRUE $(TOOLS_VENV)/bin/checkov --skip-download --quiet --compact --framework cloudformation \
 	    $(foreach t,$(TEMPLATES),-f $(t)) --output cli --output sarif --output-file-path console,build/checkov.sarif
+
+workflow-lint: tools ## actionlint (pinned, in .venv-tools) over .github/workflows
+	$(TOOLS_VENV)/bin/actionlint -no-color
 
 test: venv tools ## the whole test suite (offline: moto and fakes, no AWS account)
 	$(PY) -m pytest -n 2
@@ -74,6 +78,10 @@ require-stack:
 	@test -n "$(STACK)" || { echo "STACK is required: make $(MAKECMDGOALS) ENV=$(ENV) STACK=<name or layer>" >&2; exit 2; }
 
 TRIGGERS_FLAG = $(if $(NO_ROLLBACK_TRIGGERS),--no-rollback-triggers,)
+
+delivery-role: require-env venv ## the GitHub role's ARN and region for a workflow (ROLE=github-plan|github-deploy, OUTPUT=file)
+	@test -n "$(ROLE)" || { echo "ROLE is required: make delivery-role ENV=$(ENV) ROLE=github-plan|github-deploy" >&2; exit 2; }
+	$(PY) -m templates_src.delivery --env $(ENV) --role $(ROLE) $(if $(OUTPUT),--output "$(OUTPUT)",)
 
 preflight: require-env build ## read-only account checks (FIX=1 creates missing service-linked roles)
 	$(PY) deploy.py preflight --env $(ENV) $(if $(FIX),--fix,)

@@ -46,6 +46,8 @@ from platform_contracts import TEMPLATE_BODY_LIMIT_BYTES as BODY_LIMIT_BYTES
 from platform_contracts import TEMPLATE_URL_LIMIT_BYTES as URL_LIMIT_BYTES
 from templates_src.common import stack_name, standard_tags
 from templates_src.config import DEFAULT_BUILD, ENVIRONMENTS, PARAMETERS_DIR, ConfigError, EnvironmentConfig, load_environments
+from templates_src.delivery import LAYER as DELIVERY_LAYER
+from templates_src.delivery import bound_every_role, service_role_arn_literal, unknown_resource_types
 from templates_src.function_catalog import DeclarationError, load_functions
 from templates_src.layers import LAYERS, Layer, layers_for
 from templates_src.messaging import QueueError
@@ -342,6 +344,8 @@ def write_if_changed(path: Path, data: bytes) -> None:
 
 def render_stack(layer: Layer, config: EnvironmentConfig) -> StackBuild:
     template = layer.module.build(config)
+    if not layer.administered:
+        bound_every_role(template, config)
     body = (template.to_json(indent=2, sort_keys=True) + "\n").encode()
     parsed = json.loads(body)
     return StackBuild(
@@ -405,6 +409,8 @@ def manifest_entry(stack: StackBuild, alarms: dict[str, list[dict]], config: Env
         "sha256": stack.sha256,
         "size_bytes": len(stack.body),
         "bootstrap": stack.layer.bootstrap,
+        "administered": stack.layer.administered,
+        "resource_types": sorted({resource["Type"] for resource in stack.template.get("Resources", {}).values()}),
         "parameters": {
             name: str(spec["Default"]) for name, spec in sorted(parameters.items()) if "Default" in spec
         },
@@ -480,6 +486,8 @@ def finish_environment(rendered: RenderedEnvironment, build_dir: Path, only: str
     for stack in stacks:
         errors, notices = limit_findings(stack)
         problems += errors
+        if not stack.layer.administered:
+            problems += unknown_resource_types(stack.name, stack.template)
         for notice in notices:
             print(f"note: {notice}")
     if rendered.lint_jobs is not None:
@@ -504,6 +512,7 @@ def write_manifest(config: EnvironmentConfig, env_dir: Path, stacks: list[StackB
         "termination_protection": config.termination_protection,
         "stack_policy": config.retains_data,
         "artifact_bucket": {"stack": stack_name(config, "artifacts"), "output": "ArtifactBucketName"},
+        "service_role": {"stack": stack_name(config, DELIVERY_LAYER), "arn": service_role_arn_literal(config)},
         "artifacts": artifacts,
         "stacks": entries,
         "preflight": account_requirements(config, {stack.layer.name: stack.template for stack in stacks}, entries),

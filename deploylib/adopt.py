@@ -170,6 +170,7 @@ def create_import_change_set(ctx: Context, manifest: Manifest, spec: StackSpec, 
             for item in existing
         ],
         Description=f"deploy.py adopt {manifest.environment}: {len(existing)} retained resource(s)",
+        **manifest.role_arn(spec),
     )
     described = wait_for_change_set(ctx, spec.region, response["Id"], min(spec.timeout_minutes, 15))
     return described or {"ChangeSetId": response["Id"], "StackId": response["StackId"], "Changes": []}

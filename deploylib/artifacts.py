@@ -1,7 +1,10 @@
 """Uploading function zips and templates to the artifact bucket under content-hash keys.
 
-Keys carry the sha256 of the content, so a key that exists already holds exactly these bytes:
-it is never uploaded again (HeadObject first), and an old plan's templates stay readable.
+Keys carry the sha256 of the content, and every upload asks S3 for a SHA-256 checksum (verified
+on arrival and stored with the object). A key is skipped only when S3's stored checksum is the
+build's: the pull-request plan role may write to the bucket, so a key's name alone proves
+nothing, and anything else under it (other bytes, or no checksum) is uploaded again (the bucket
+is versioned: the replaced version stays). An old plan's templates stay readable.
 
 How a template reaches CloudFormation: by TemplateURL (1 MB limit) from the artifact bucket,
 except for two kinds of stack that go by TemplateBody (51,200 bytes):
@@ -13,6 +16,7 @@ except for two kinds of stack that go by TemplateBody (51,200 bytes):
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -73,14 +77,31 @@ def _read_verified(path: Path, expected_sha256: str, what: str) -> bytes:
     return body
 
 
-def object_exists(s3: RetryingClient, bucket: str, key: str) -> bool:
+def s3_checksum(sha256: str) -> str:
+    """S3's spelling of a SHA-256 checksum: base64 of the digest."""
+    return base64.b64encode(bytes.fromhex(sha256)).decode()
+
+
+def object_holds(s3: RetryingClient, bucket: str, key: str, sha256: str) -> bool:
+    """True when `key` exists and S3's own checksum of it is `sha256`."""
     try:
-        s3.call("head_object", Bucket=bucket, Key=key)
-        return True
+        head = s3.call("head_object", Bucket=bucket, Key=key, ChecksumMode="ENABLED")
     except ClientError as error:
         if error_code(error) in {"404", "NoSuchKey", "NotFound"}:
             return False
         raise
+    return bool(head.get("ChecksumSHA256") == s3_checksum(sha256))
+
+
+def put_unless_present(s3: RetryingClient, bucket: str, key: str, body: bytes, sha256: str, content_type: str) -> bool:
+    """Uploads `body` (whose SHA-256 is `sha256`) under `key` with S3 checking that checksum,
+    unless the key already holds exactly it; True when it uploaded."""
+    if object_holds(s3, bucket, key, sha256):
+        return False
+    # botocore computes the body's SHA-256 (the caller checked the body against `sha256`) and S3
+    # verifies and stores it: the checksum object_holds reads back.
+    s3.call("put_object", Bucket=bucket, Key=key, Body=body, ContentType=content_type, ChecksumAlgorithm="SHA256")
+    return True
 
 
 def delivered_by_body(stack: StackSpec, bucket_region: str) -> bool:
@@ -131,11 +152,8 @@ def upload_all(ctx: Context, manifest: Manifest, bucket: str) -> UploadReport:
     ]
     for key, path, sha256, what, content_type in items:
         body = _read_verified(path, sha256, what)
-        if object_exists(s3, bucket, key):
-            report.already_present.append(key)
-            continue
-        s3.call("put_object", Bucket=bucket, Key=key, Body=body, ContentType=content_type)
-        report.uploaded.append(key)
+        uploaded = put_unless_present(s3, bucket, key, body, sha256, content_type)
+        (report.uploaded if uploaded else report.already_present).append(key)
     return report
 
 

@@ -153,7 +153,9 @@ def create_change_set(
     parameters: dict[str, str | None], rollback: JSON,
 ) -> tuple[str, str]:
     """Never with DeploymentMode (drift-reverting change sets would "fix" what services manage
-    on purpose, such as ECS's own deployment state): the template's diff is all that runs."""
+    on purpose, such as ECS's own deployment state): the template's diff is all that runs.
+    CloudFormation executes it as the service role (RoleARN, except for administered stacks),
+    limited to the template's own resource types (ResourceTypes)."""
     kwargs = dict(
         StackName=spec.name,
         ChangeSetName=change_set_name(spec),
@@ -166,6 +168,10 @@ def create_change_set(
     )
     if spec.capabilities:
         kwargs["Capabilities"] = list(spec.capabilities)
+    if spec.resource_types:
+        # The types the template holds: the deploy role may create change sets only with them.
+        kwargs["ResourceTypes"] = list(spec.resource_types)
+    kwargs.update(manifest.role_arn(spec))
     response = ctx.cfn(spec.region).call("create_change_set", **kwargs)
     return response["Id"], response["StackId"]
 

@@ -32,7 +32,7 @@ from typing import Any
 
 from platform_contracts import NO_ECHO_MASK
 
-from .artifacts import artifact_bucket_name, object_exists
+from .artifacts import artifact_bucket_name, put_unless_present
 from .aws import Context
 from .changesets import deployed_template
 from .manifest import Manifest, StackSpec
@@ -181,8 +181,7 @@ def write_and_publish(ctx: Context, manifest: Manifest, printer: Printer, result
     s3 = ctx.s3(manifest.bootstrap_stack.region)
     current_key, content_key = s3_keys(manifest.environment, sha256)
     s3.call("put_object", Bucket=bucket, Key=current_key, Body=body, ContentType="application/json")
-    if not object_exists(s3, bucket, content_key):  # same key, same bytes: no need to write again
-        s3.call("put_object", Bucket=bucket, Key=content_key, Body=body, ContentType="application/json")
+    put_unless_present(s3, bucket, content_key, body, sha256, "application/json")  # same bytes: written once
     publication.s3_urls = [f"s3://{bucket}/{current_key}", f"s3://{bucket}/{content_key}"]
     printer.line(f"published to {publication.s3_urls[0]} and {publication.s3_urls[1]}")
     return publication

@@ -143,7 +143,7 @@ class Destroyer:
             for bucket in buckets_to_empty(self.ctx, spec, template):
                 count = empty_bucket(self.ctx, self.printer, spec, bucket)
                 self.printer.stack(spec.name, f"s3://{bucket} empty ({count:,} object version(s) deleted)")
-            status, events = delete_and_wait(self.ctx, self.printer, spec, deployed["StackId"])
+            status, events = delete_and_wait(self.ctx, self.printer, self.manifest, spec, deployed["StackId"])
             if status == "DELETE_COMPLETE" or not _only_buckets_not_empty(events) or attempt == DELETE_ATTEMPTS:
                 break
             self.printer.stack(spec.name, "a bucket received objects after it was emptied: emptying again")

@@ -62,6 +62,9 @@ class StackSpec:
     # stateful resources with a fixed physical name: logical id -> (resource type, name)
     named_resources: dict[str, tuple[str, str]] = field(default_factory=dict)
     lifecycle_parameter: str | None = None  # the deploy-managed StackLifecycle parameter, if any
+    # Deployed by an administrator only: never with the CloudFormation service role (it holds it).
+    administered: bool = False
+    resource_types: tuple[str, ...] = ()  # every type the template holds (change sets' ResourceTypes)
 
     def template_bytes(self) -> bytes:
         """The template as built, refused if it does not match the manifest's hash."""
@@ -97,6 +100,15 @@ class Manifest:
     stacks: tuple[StackSpec, ...]
     by_name: dict[str, StackSpec] = field(repr=False)
     preflight: JsonObject = field(default_factory=dict, repr=False)  # parsed by deploylib.preflight
+    service_role_arn: str | None = None  # the role CloudFormation acts as (RoleARN)
+    service_role_stack: str | None = None  # the stack that creates it
+
+    def role_arn(self, stack: StackSpec) -> dict[str, str]:
+        """RoleARN for an operation on `stack`: CloudFormation acts as the service role for every
+        stack but the administered ones (which hold that role)."""
+        if stack.administered or not self.service_role_arn:
+            return {}
+        return {"RoleARN": self.service_role_arn}
 
     @property
     def build_dir(self) -> Path:
@@ -115,6 +127,9 @@ class Manifest:
         for stack in self.stacks:
             if self.uses_artifact_bucket(stack):
                 graph[stack.name].add(self.artifact_bucket_stack)
+            # A stack deployed as the service role waits for the stack creating that role.
+            if self.role_arn(stack) and self.service_role_stack in self.by_name:
+                graph[stack.name].add(self.service_role_stack)
         return graph
 
     def uses_artifact_bucket(self, stack: StackSpec) -> bool:
@@ -190,6 +205,8 @@ def parse_manifest(raw: JsonObject, path: Path, environment: str) -> Manifest:
         stacks=stacks,
         by_name=by_name,
         preflight=raw.get("preflight") or {},
+        service_role_arn=(raw.get("service_role") or {}).get("arn"),
+        service_role_stack=(raw.get("service_role") or {}).get("stack"),
     )
     _check_graph(manifest, where)
     return manifest
@@ -231,6 +248,8 @@ def _parse_stack(item: JsonObject, base: Path, raw: JsonObject, where: str) -> S
             for r in item.get("stateful_resources", []) if r.get("physical_name")
         },
         lifecycle_parameter=item.get("lifecycle_parameter"),
+        administered=bool(item.get("administered", item.get("bootstrap", False))),
+        resource_types=tuple(item.get("resource_types", [])),
     )
 
 

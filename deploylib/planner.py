@@ -191,7 +191,7 @@ class Planner:
         if status == "REVIEW_IN_PROGRESS" and not stack_is_empty(self.ctx, spec, deployed["StackId"]):
             raise ChangeSetFailed(f"{status} and holding resources: inspect it in the console")
         self.printer.stack(spec.name, f"{status} and ours, holding nothing: deleting it to create it again")
-        final, _ = delete_and_wait(self.ctx, self.printer, spec, deployed["StackId"])
+        final, _ = delete_and_wait(self.ctx, self.printer, self.manifest, spec, deployed["StackId"])
         if final != "DELETE_COMPLETE":
             raise ChangeSetFailed(f"could not delete the leftover stack: {final}")
 

@@ -135,7 +135,8 @@ class Recovery:
         if not self._confirmed(spec, steps):
             return 2
         cfn = self.ctx.cfn(spec.region)
-        cfn.call("continue_update_rollback", StackName=deployed["StackId"], **({"ResourcesToSkip": skip} if skip else {}))
+        cfn.call("continue_update_rollback", StackName=deployed["StackId"], **self.manifest.role_arn(spec),
+                 **({"ResourcesToSkip": skip} if skip else {}))
         status, _ = wait_for_stack(self.ctx, spec.region, deployed["StackId"], spec.timeout_minutes,
                                    on_event=lambda event: self.printer.stack(spec.name, format_event(event)))
         if status != "UPDATE_ROLLBACK_COMPLETE":
@@ -148,7 +149,7 @@ class Recovery:
         return 0
 
     def _finish_delete(self, spec: StackSpec, deployed: Stack, options: JsonObject) -> int:
-        status, _ = delete_and_wait(self.ctx, self.printer, spec, deployed["StackId"], **options)
+        status, _ = delete_and_wait(self.ctx, self.printer, self.manifest, spec, deployed["StackId"], **options)
         if status == "DELETE_COMPLETE":
             kept = options.get("RetainResources")
             if kept:

@@ -92,11 +92,11 @@ def blocked_note(ctx: Context, manifest: Manifest, spec: StackSpec, deployed: St
     return "\n".join(lines)
 
 
-def delete_and_wait(ctx: Context, printer: Printer, spec: StackSpec, stack_id: str,
+def delete_and_wait(ctx: Context, printer: Printer, manifest: Manifest, spec: StackSpec, stack_id: str,
                     **delete_options: object) -> tuple[str, list[StackEvent]]:
-
-    """DeleteStack (with RetainResources or DeletionMode when given) and wait for the end."""
-    ctx.cfn(spec.region).call("delete_stack", StackName=stack_id, **delete_options)
+    """DeleteStack (with RetainResources or DeletionMode when given) as the service role, and wait
+    for the end."""
+    ctx.cfn(spec.region).call("delete_stack", StackName=stack_id, **manifest.role_arn(spec), **delete_options)
     return wait_for_stack(ctx, spec.region, stack_id, spec.timeout_minutes,
                           on_event=lambda event: printer.stack(spec.name, format_event(event)))
 

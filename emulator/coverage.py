@@ -62,6 +62,7 @@ _TABLE: dict[str, tuple[str, str]] = {
     "AWS::Events::Rule": (CREATED, "moto's model"),
     "AWS::IAM::ManagedPolicy": (CREATED, "moto's model + deletion"),
     "AWS::IAM::Policy": (CREATED, "moto's model"),
+    "AWS::IAM::OIDCProvider": (RECORDED, "recorded (staging and prod's delivery stack; local trusts no GitHub): Ref the ARN-shaped id"),
     "AWS::IAM::Role": (CREATED, "CreateRole + inline policies + managed policy ARNs (must exist), updated in place"),
     "AWS::KMS::Alias": (CREATED, "moto's model"),
     "AWS::KMS::Key": (CREATED, "CreateKey with Key/Value tags, policy, spec; deletion is scheduled (PendingDeletion)"),

@@ -309,6 +309,38 @@ class DisasterRecoveryConfig(Section):
         return self
 
 
+GITHUB_REPOSITORY = re.compile(r"^github\.com/(?P<slug>[A-Za-z0-9-]{1,39}/[A-Za-z0-9._-]{1,100})$")
+GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
+OIDC_PROVIDER_ARN = re.compile(
+    rf"^arn:aws[a-z-]*:iam::(?P<account>\d{{12}}):oidc-provider/{re.escape(GITHUB_OIDC_HOST)}$"
+)
+
+
+class DeliveryConfig(Section):
+    """GitHub Actions deploys this environment through OIDC roles of its bootstrap stack
+    (README: Continuous delivery). The repository is `repository` (github.com/<owner>/<name>).
+
+    - `github_environment`: the GitHub environment whose jobs may assume the deploy role (its
+      token's `sub` names the environment, not the branch: the environment's deployment-branch
+      rule keeps it to main);
+    - `pull_request_plans`: pull requests of the repository may assume the read-only plan role
+      (their code is not reviewed yet: never where card data lives);
+    - `oidc_provider_arn`: the account's existing GitHub OIDC provider (IAM allows one per issuer
+      and account); absent, the bootstrap stack creates it."""
+
+    github_environment: str = Field(pattern=r"^[A-Za-z0-9._-]{1,255}$")
+    pull_request_plans: bool = False
+    oidc_provider_arn: str | None = None
+
+    @field_validator("oidc_provider_arn")
+    @classmethod
+    def _provider(cls, value: str | None) -> str | None:
+        if value is not None and not OIDC_PROVIDER_ARN.match(value):
+            raise ValueError(f"{value!r} is not the ARN of a GitHub OIDC provider: "
+                             f"arn:aws:iam::<account>:oidc-provider/{GITHUB_OIDC_HOST}")
+        return value
+
+
 class EnvironmentConfig(Section):
     """One environment. `name` must match the file name."""
 
@@ -328,6 +360,7 @@ class EnvironmentConfig(Section):
     batch: BatchConfig
     monitoring: MonitoringConfig
     dr: DisasterRecoveryConfig = DisasterRecoveryConfig()
+    delivery: DeliveryConfig | None = None
 
     @field_validator("account_id", mode="before")
     @classmethod
@@ -348,6 +381,14 @@ class EnvironmentConfig(Section):
     @property
     def retains_data(self) -> bool:
         return self.stateful_deletion_policy != "Delete"
+
+    @property
+    def github_repository(self) -> str:
+        """`owner/name` of the GitHub repository (what GitHub's OIDC tokens name)."""
+        match = GITHUB_REPOSITORY.match(self.repository)
+        if not match:
+            raise ValueError(f"repository {self.repository!r} is not github.com/<owner>/<name>")
+        return match["slug"]
 
 
 LOG_RETENTION_DAYS = (
@@ -402,6 +443,26 @@ def cross_field_problems(config: EnvironmentConfig) -> list[tuple[str, str]]:
                          f"{config.batch.max_concurrency} batches at once cannot run on the batch_ingestion function's "
                          f"{config.compute.lambda_reserved_concurrency} reserved executions "
                          f"(compute.lambda_reserved_concurrency): at most {config.compute.lambda_reserved_concurrency}"))
+    problems += _delivery_problems(config)
+    return problems
+
+
+def _delivery_problems(config: EnvironmentConfig) -> list[tuple[str, str]]:
+    """The OIDC trust names the repository and the account's provider: both must be this
+    environment's. Pull requests run code nobody has reviewed yet: they never reach prod."""
+    delivery, problems = config.delivery, []
+    if delivery is None:
+        return []
+    if not GITHUB_REPOSITORY.match(config.repository):
+        problems.append(("repository", f"delivery trusts GitHub tokens of this repository: give it as "
+                                       f"github.com/<owner>/<name> (got {config.repository})"))
+    provider = OIDC_PROVIDER_ARN.match(delivery.oidc_provider_arn or "")
+    if provider and provider["account"] != config.account_id:
+        problems.append(("delivery.oidc_provider_arn", f"the provider belongs to account {provider['account']}, "
+                                                       f"not to account_id {config.account_id}"))
+    if config.name == "prod" and delivery.pull_request_plans:
+        problems.append(("delivery.pull_request_plans", "prod carries card data and a pull request's code is not "
+                                                        "reviewed yet: allowed false (got true)"))
     return problems
 
 
@@ -586,6 +647,7 @@ def load_environments(
         if name in names or (Path(parameters_dir) / f"{name}.yaml").exists()
     }
     check_no_overlapping_cidrs(every, Path(parameters_dir))
+    check_one_oidc_provider_per_account(every, Path(parameters_dir))
     return {name: every[name] for name in names}
 
 
@@ -598,5 +660,26 @@ def check_no_overlapping_cidrs(configs: dict[str, EnvironmentConfig], parameters
                 f"{display_path(parameters_dir / (name_b + '.yaml'))} network.cidr {b.network.cidr}: "
                 "environments must not overlap so they can be peered"
             )
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+
+def check_one_oidc_provider_per_account(configs: dict[str, EnvironmentConfig], parameters_dir: Path) -> None:
+    """IAM holds one OIDC provider per issuer and account: a second bootstrap stack creating it
+    in the same account would fail, so the second environment must name the first one's."""
+    creators: dict[str, str] = {}
+    problems = []
+    for name, config in configs.items():
+        if config.delivery is None or config.delivery.oidc_provider_arn:
+            continue
+        if config.account_id in creators:
+            first = creators[config.account_id]
+            problems.append(
+                f"{display_path(parameters_dir / (name + '.yaml'))} delivery.oidc_provider_arn: {first} and {name} "
+                f"share account {config.account_id}, which holds one GitHub OIDC provider: give {name} the "
+                f"provider {first}'s bootstrap stack creates (arn:aws:iam::{config.account_id}:oidc-provider/"
+                f"{GITHUB_OIDC_HOST})"
+            )
+        creators.setdefault(config.account_id, name)
     if problems:
         raise ConfigError("\n".join(problems))

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 
-from . import api, artifacts, compute, data, dr, messaging, monitoring, network, security, storage, workflow
+from . import api, artifacts, compute, data, delivery, dr, messaging, monitoring, network, security, storage, workflow
 from .config import EnvironmentConfig
 
 
@@ -19,12 +19,15 @@ class Layer:
     applies: Callable[[EnvironmentConfig], bool] = lambda config: True
     region: Callable[[EnvironmentConfig], str] = lambda config: config.region
     bootstrap: bool = False
+    # Deployed by an administrator only, never with the CloudFormation service role (it holds it).
+    administered: bool = False
     serves_traffic: bool = False
     timeout_minutes: int = 30
 
 
 LAYERS = (
-    Layer("artifacts", artifacts, bootstrap=True),
+    Layer("artifacts", artifacts, bootstrap=True, administered=True),
+    Layer("delivery", delivery, administered=True),
     Layer("dr", dr, applies=lambda config: config.dr.enabled, region=lambda config: config.dr.region),
     Layer("network", network),
     Layer("security", security),

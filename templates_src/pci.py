@@ -47,6 +47,7 @@ DAT = "tests/layers/test_data.py::"
 MER = "tests/functions/test_merchants.py::"
 MSG = "tests/layers/test_messaging.py::"
 MON = "tests/layers/test_monitoring.py::"
+DEL = "tests/layers/test_delivery.py::"
 
 REQUIREMENTS: tuple[Requirement, ...] = (
     Requirement("1.2, 1.3", "Network security controls restrict traffic to and from the cardholder data environment",
@@ -115,6 +116,27 @@ REQUIREMENTS: tuple[Requirement, ...] = (
                  CMP + "test_each_role_writes_only_its_own_log_group_and_declared_resources",
                  MER + "test_another_merchants_payment_is_404", MER + "test_no_merchant_reads_another_merchants_payment",
                  MER + "test_another_merchant_with_the_same_idempotency_key_gets_its_own_payment")),
+    Requirement("7.2", "Access to change the environment is least privilege",
+                "CloudFormation deploys as its own service role: only the actions AWS's resource registry lists for "
+                "the platform's resource types, on this account's resources; roles only `payments-<env>-*` and only "
+                "with the permissions boundary; no IAM users or keys. The GitHub deploy role creates change sets only "
+                "with that role and the platform's resource types, and never touches the bootstrap and delivery "
+                "stacks; pull requests plan with a role that cannot execute",
+                (Evidence("delivery", ("AWS::IAM::Role", "AWS::IAM::ManagedPolicy")),),
+                (DEL + "test_the_service_role_creates_roles_only_with_the_boundary_and_never_users",
+                 DEL + "test_change_sets_only_as_the_service_role_with_the_platforms_types",
+                 DEL + "test_only_the_deploy_role_executes_and_neither_touches_iam",
+                 DEL + "test_every_platform_role_carries_the_boundary_and_stays_inside_it",
+                 DEL + "test_the_service_role_may_manage_this_accounts_resources_only")),
+    Requirement("8.2.2, 8.3.1", "No shared or long-lived credentials for deployments",
+                "the pipeline holds no AWS keys: each job gets a one-hour session from GitHub's OIDC token, trusted "
+                "only for this repository's pull requests (plan) or its environment's jobs (deploy), which GitHub "
+                "keeps to main behind required reviewers",
+                (Evidence("delivery", ("AWS::IAM::OIDCProvider",), ("GitHubDeployRole",)),),
+                (DEL + "test_github_tokens_against_the_trust_policies",
+                 DEL + "test_a_token_for_another_audience_or_provider_is_refused",
+                 DEL + "test_prod_has_no_plan_role_and_its_deploy_role_trusts_the_prod_environment_only",
+                 "tests/test_workflows.py::test_credentials_come_from_oidc_only")),
     Requirement("8.3, 8.6", "Authentication of system and application accounts",
                 "the API tasks reach the database with IAM authentication (no password in the task); generated "
                 "secrets in Secrets Manager, the database master secret rotated every 30 days; every API client "
@@ -162,7 +184,7 @@ ACCOUNT_LEVEL = (
     ("1.2.5, 10.2", "AWS CloudTrail: an organisation trail in every region, log file validation on, delivered to a locked bucket of a log archive account"),
     ("2.2, 11.5", "AWS Config with the PCI DSS conformance pack, and drift detection of these stacks (`make status DRIFT=1`)"),
     ("5.2, 11.5", "Amazon GuardDuty in every region (threat detection), findings to Security Hub"),
-    ("8.2-8.4", "IAM Identity Center for people: no IAM users, MFA for every console and CLI session, separate roles for planning and deploying"),
+    ("8.2-8.4", "IAM Identity Center for people: no IAM users, MFA for every console and CLI session; administrators alone deploy the bootstrap and delivery stacks"),
     ("10.4", "Security Hub with the PCI DSS standard, reviewed daily"),
     ("11.3", "Amazon Inspector enhanced scanning of ECR images and Lambda functions (continuous, beyond scan on push)"),
     ("12.x", "the organisation's policies, risk assessment, incident response and training"),

@@ -1,9 +1,11 @@
-"""A small evaluator for the key policies the templates write: enough of IAM's rules to say
-whether a request on "this key" is allowed (an explicit Deny wins, then any Allow, else denied).
+"""A small evaluator for the policies the templates write: enough of IAM's rules to say whether
+a request is allowed (an explicit Deny wins, then any Allow, else denied).
 
-It resolves the intrinsics those policies use (Ref of pseudo parameters, Fn::Sub of them) for
-one account and region, matches principals, actions and the condition operators the templates
-use, and treats `...IfExists` operators and absent keys the way IAM does.
+It resolves the intrinsics those policies use (Ref of pseudo parameters or of named resources,
+Fn::Sub of them, Fn::ImportValue by name) for one account and region, matches principals (AWS,
+Service, Federated; none in an identity policy), actions, resources (when the request names
+one) and the condition operators the templates use, and treats `...IfExists` operators, `Null`,
+`ForAllValues:` on multi-valued keys and absent keys the way IAM does.
 """
 from __future__ import annotations
 
@@ -18,20 +20,26 @@ PSEUDO = {"AWS::AccountId": ACCOUNT, "AWS::Region": REGION, "AWS::Partition": PA
 @dataclass
 class Request:
     action: str
-    principal: dict  # {"AWS": arn} or {"Service": "x.amazonaws.com"}
-    context: dict = field(default_factory=dict)  # condition keys -> value (str or bool)
+    principal: dict = field(default_factory=dict)  # {"AWS": arn}, {"Service": ...} or {"Federated": provider}
+    context: dict = field(default_factory=dict)  # condition keys -> value (str, bool, or list: multi-valued)
+    resource: str | None = None  # None: resources are not checked
 
 
-def resolve(node):
+def resolve(node, refs: dict | None = None):
+    """Intrinsics resolved: pseudo parameters, `refs` (logical id or export name -> value)."""
+    names = {**PSEUDO, **(refs or {})}
     if isinstance(node, dict) and set(node) == {"Ref"}:
-        return PSEUDO[node["Ref"]]
+        return names[node["Ref"]]
+    if isinstance(node, dict) and set(node) == {"Fn::ImportValue"}:
+        return names[node["Fn::ImportValue"]]
     if isinstance(node, dict) and set(node) == {"Fn::Sub"}:
-        text = node["Fn::Sub"] if isinstance(node["Fn::Sub"], str) else node["Fn::Sub"][0]
-        return re.sub(r"\$\{(AWS::[A-Za-z]+)\}", lambda m: PSEUDO[m[1]], text)
+        text, values = (node["Fn::Sub"], {}) if isinstance(node["Fn::Sub"], str) else node["Fn::Sub"]
+        values = {key: resolve(value, refs) for key, value in values.items()}
+        return re.sub(r"\$\{([A-Za-z:]+)\}", lambda m: values.get(m[1], names.get(m[1], m[0])), text)
     if isinstance(node, dict):
-        return {key: resolve(value) for key, value in node.items()}
+        return {key: resolve(value, refs) for key, value in node.items()}
     if isinstance(node, list):
-        return [resolve(item) for item in node]
+        return [resolve(item, refs) for item in node]
     return node
 
 
@@ -40,11 +48,13 @@ def _as_list(value) -> list:
 
 
 def _principal_matches(principal, request: Request) -> bool:
+    if principal is None:  # an identity policy: the principal is the role holding it
+        return True
     if principal == "*" or principal == {"AWS": "*"}:
         return True
     for kind, values in principal.items():
         for value in _as_list(values):
-            if kind == "Service" and request.principal.get("Service") == value:
+            if kind in ("Service", "Federated") and request.principal.get(kind) == value:
                 return True
             account_root = re.fullmatch(r"arn:aws:iam::(\d{12}):root", value)
             caller = request.principal.get("AWS", "")
@@ -63,30 +73,42 @@ def _compare(operator: str, actual, expected) -> bool:
     raise AssertionError(f"operator {operator} not supported by this evaluator")
 
 
+def _pair_holds(raw_operator: str, key: str, expected, context: dict) -> bool:
+    if raw_operator == "Null":  # "true": the key must be absent; "false": present
+        return (key not in context) == (str(expected).lower() == "true")
+    operator = raw_operator.removesuffix("IfExists").removeprefix("ForAnyValue:").removeprefix("ForAllValues:")
+    if key not in context:
+        # IfExists and ForAllValues (an empty set of values) hold when the key is absent.
+        return raw_operator.endswith("IfExists") or raw_operator.startswith("ForAllValues:")
+    values = _as_list(expected)
+    if raw_operator.startswith("ForAllValues:"):
+        return all(any(_compare(operator, actual, value) for value in values) for actual in _as_list(context[key]))
+    return any(_compare(operator, actual, value) for value in values for actual in _as_list(context[key]))
+
+
 def _condition_holds(conditions: dict, context: dict) -> bool:
-    for raw_operator, pairs in conditions.items():
-        if_exists = raw_operator.endswith("IfExists")
-        operator = raw_operator.removesuffix("IfExists").removeprefix("ForAnyValue:")
-        for key, expected in pairs.items():
-            if key not in context:
-                if if_exists:
-                    continue
-                return False
-            values = _as_list(expected)
-            if not any(_compare(operator, context[key], value) for value in values):
-                return False
-    return True
+    return all(_pair_holds(operator, key, expected, context)
+               for operator, pairs in conditions.items() for key, expected in pairs.items())
+
+
+def _resource_matches(statement: dict, request: Request) -> bool:
+    if request.resource is None:
+        return True
+    return any(fnmatch.fnmatchcase(request.resource, pattern) for pattern in _as_list(statement.get("Resource", "*")))
 
 
 def _matches(statement: dict, request: Request) -> bool:
     actions = _as_list(statement["Action"])
-    return (_principal_matches(statement["Principal"], request)
+    return (_principal_matches(statement.get("Principal"), request)
             and any(fnmatch.fnmatchcase(request.action, action) for action in actions)
+            and _resource_matches(statement, request)
             and _condition_holds(statement.get("Condition", {}), request.context))
 
 
-def allowed(policy: dict, request: Request) -> bool:
-    statements = [resolve(statement) for statement in policy["Statement"]]
+def allowed(policy: dict, request: Request, refs: dict | None = None) -> bool:
+    """`policy` may also be a list of policy documents (a role's, evaluated together)."""
+    documents = policy if isinstance(policy, list) else [policy]
+    statements = [resolve(statement, refs) for document in documents for statement in _as_list(document["Statement"])]
     if any(s["Effect"] == "Deny" and _matches(s, request) for s in statements):
         return False
     return any(s["Effect"] == "Allow" and _matches(s, request) for s in statements)

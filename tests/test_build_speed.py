@@ -49,7 +49,7 @@ def pools(monkeypatch):
 
 def fake_layer(name: str, template: dict) -> Layer:
     """A layer whose build gives a fixed template (to_json is all render_stack asks of it)."""
-    rendered = SimpleNamespace(to_json=lambda **options: json.dumps(template, **options))
+    rendered = SimpleNamespace(to_json=lambda **options: json.dumps(template, **options), resources={})
     return Layer(name, module=SimpleNamespace(build=lambda config: rendered))
 
 
@@ -80,7 +80,7 @@ def test_one_pool_lints_every_environment_and_a_rebuild_starts_none(tmp_path, mo
     assert build.main(["--build-dir", str(tmp_path)]) == 0
     assert len(pools) == 1, "the build made a lint pool per environment"
     linted = {path.split("/")[0] for path in pools[0].submitted}
-    assert linted == {"dev", "staging", "prod"} and len(pools[0].submitted) == 31
+    assert linted == {"dev", "staging", "prod"} and len(pools[0].submitted) == 34
     assert pools[0].shut_down
 
     assert build.main(["--build-dir", str(tmp_path)]) == 0

@@ -326,3 +326,42 @@ def test_build_cli_reports_config_error_without_traceback(parameters, tmp_path):
 def test_the_audit_trail_and_port_80_follow_what_the_environment_holds(parameters, capsys, tmp_path, env, mutate, expected):
     directory = parameters.edit(env, mutate)
     assert refused(directory, env, capsys, tmp_path) == f"{directory}/{env}.yaml: 1 problem(s)\n  {expected}"
+
+
+# --- delivery (GitHub OIDC roles) ----------------------------------------------------------------
+
+PROVIDER_SUFFIX = "oidc-provider/token.actions.githubusercontent.com"
+
+
+@pytest.mark.parametrize(
+    "env, mutate, expected",
+    [
+        ("staging", lambda d: d["delivery"].update(oidc_provider_arn="arn:aws:iam::222222222222:oidc-provider/gitlab.com"),
+         "delivery.oidc_provider_arn: 'arn:aws:iam::222222222222:oidc-provider/gitlab.com' is not the ARN of a GitHub "
+         f"OIDC provider: arn:aws:iam::<account>:{PROVIDER_SUFFIX}"),
+        ("staging", lambda d: d["delivery"].update(oidc_provider_arn=f"arn:aws:iam::333333333333:{PROVIDER_SUFFIX}"),
+         "delivery.oidc_provider_arn: the provider belongs to account 333333333333, not to account_id 222222222222"),
+        ("prod", lambda d: d["delivery"].update(pull_request_plans=True),
+         "delivery.pull_request_plans: prod carries card data and a pull request's code is not reviewed yet: "
+         "allowed false (got true)"),
+        ("staging", lambda d: d.update(repository="gitlab.com/example/payments"),
+         "repository: delivery trusts GitHub tokens of this repository: give it as github.com/<owner>/<name> "
+         "(got gitlab.com/example/payments)"),
+        ("staging", lambda d: d["delivery"].pop("github_environment"), "delivery.github_environment: missing key"),
+    ],
+)
+def test_delivery_settings_name_the_key(parameters, capsys, tmp_path, env, mutate, expected):
+    directory = parameters.edit(env, mutate)
+    assert refused(directory, env, capsys, tmp_path) == f"{directory}/{env}.yaml: 1 problem(s)\n  {expected}"
+
+
+def test_two_environments_of_one_account_cannot_both_create_the_oidc_provider(parameters, capsys, tmp_path):
+    directory = parameters.edit("prod", lambda d: d.update(account_id="222222222222"))
+    with pytest.raises(ConfigError) as error:
+        load_environments(("staging", "prod"), directory)
+    assert str(error.value) == (
+        f"{directory}/prod.yaml delivery.oidc_provider_arn: staging and prod share account 222222222222, which holds "
+        "one GitHub OIDC provider: give prod the provider staging's bootstrap stack creates "
+        f"(arn:aws:iam::222222222222:{PROVIDER_SUFFIX})")
+    parameters.edit("prod", lambda d: d["delivery"].update(oidc_provider_arn=f"arn:aws:iam::222222222222:{PROVIDER_SUFFIX}"))
+    assert load_environments(("staging", "prod"), directory)["prod"].delivery.oidc_provider_arn

@@ -9,6 +9,7 @@ import yaml
 
 from platform_contracts import STATEFUL_TYPES
 from templates_src.common import SNAPSHOT_TYPES
+from templates_src.registry_permissions import iam_resource_formats
 
 from .conftest import ENVIRONMENTS, all_templates
 from .layers.helpers import assert_data_policy
@@ -70,7 +71,7 @@ def policy_statements(template):
 
 
 def test_every_environment_builds_every_layer(built_environments):
-    expected = {"artifacts", "network", "security", "data", "storage", "messaging", "compute", "workflow", "api", "monitoring"}
+    expected = {"artifacts", "delivery", "network", "security", "data", "storage", "messaging", "compute", "workflow", "api", "monitoring"}
     for env in ENVIRONMENTS:
         layers = set(built_environments[env]["templates"])
         assert layers == expected | ({"dr"} if env == "prod" else set())
@@ -97,8 +98,14 @@ def test_star_resource_only_where_aws_allows_nothing_narrower(built_environments
         for logical_id, resource_type, statement in policy_statements(template):
             if statement["Effect"] != "Allow" or resource_type == "AWS::KMS::Key":
                 continue  # in a key policy, "*" means the key itself
+            if resource_type == "AWS::IAM::ManagedPolicy" and logical_id == "PermissionsBoundary":
+                continue  # a boundary grants nothing: "*" caps resources, the actions are the ceiling
             if "*" in _listify(statement.get("Resource", [])):
-                extra = set(_listify(statement["Action"])) - STAR_RESOURCE_ACTIONS
+                # IAM's service authorization data (bundled with cfn-lint) names the actions that
+                # authorize on no resource at all: "*" is all AWS accepts for them.
+                actions = set(_listify(statement["Action"])) - STAR_RESOURCE_ACTIONS
+                extra = {action for action, formats in iam_resource_formats(actions).items() if formats}
+                extra |= actions - set(iam_resource_formats(actions))  # unknown to IAM: never on "*"
                 if extra:
                     offenders.append(f"{env}/{layer}/{logical_id}: {sorted(extra)} on *")
     assert offenders == []

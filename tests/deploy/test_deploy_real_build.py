@@ -124,3 +124,34 @@ def test_real_staging_first_create_failing_on_its_last_resource_leaves_nothing_b
                  if deletion_protected(body["Type"], effective(body.get("Properties", {}), stack.parameters, conditions))]
     assert sorted(protected) == sorted(["DbCluster", "BatchStatusTable", "IdempotencyTable", "MerchantsTable",
                                         "TransactionsTable", "VelocityTable"])
+
+
+def test_every_stack_but_the_administered_ones_is_deployed_and_deleted_as_the_service_role(built, tmp_path, world):
+    env, manifest = _deploy_copy(built, tmp_path, world, "staging")
+    role = manifest["service_role"]["arn"]
+    administered = {stack["name"] for stack in manifest["stacks"] if stack["administered"]}
+    assert administered == {"payments-staging-artifacts", "payments-staging-delivery"}
+    for stack in manifest["stacks"]:
+        created = world.calls_of("create_change_set", stack["name"])
+        assert created, stack["name"]
+        for kwargs in created:
+            assert kwargs.get("RoleARN") == (None if stack["name"] in administered else role), stack["name"]
+            assert kwargs["ResourceTypes"] == stack["resource_types"], stack["name"]
+    code, text = run_deploy(env, world, "destroy", "--yes")
+    assert code == 0, text[-3000:]
+    for stack in manifest["stacks"]:
+        deletes = world.calls_of("delete_stack", stack["name"])
+        assert deletes, stack["name"]
+        for kwargs in deletes:
+            assert kwargs.get("RoleARN") == (None if stack["name"] in administered else role), stack["name"]
+
+
+def test_stacks_deployed_as_the_service_role_wait_for_the_stack_creating_it(built, tmp_path):
+    from deploylib.manifest import load_manifest
+
+    shutil.copytree(built["staging"]["dir"], tmp_path / "staging")
+    manifest = load_manifest(tmp_path, "staging")
+    graph = manifest.dependencies()
+    for stack in manifest.stacks:
+        waits = "payments-staging-delivery" in graph[stack.name]
+        assert waits == (not stack.administered), stack.name

@@ -1,6 +1,7 @@
 """build/<env>/deployed.json and its copies in the artifact bucket (fake CloudFormation + moto S3)."""
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 
@@ -200,3 +201,19 @@ def test_plan_status_and_outputs_do_not_write_it(env, world):
     assert run_deploy(env, world, "status")[0] == 0
     assert run_deploy(env, world, "outputs")[0] == 0
     assert not (env.build_dir / "staging" / "deployed.json").exists()
+
+
+def test_an_artifact_key_holding_other_bytes_is_uploaded_again(env, world, moto_aws):
+    """The plan role of a pull request may write to the artifact bucket: bytes put under a
+    content-hash key that are not that content (a poisoned zip or template) must not be taken
+    for the build's, whatever the key says."""
+    assert run_deploy(env, world, "deploy", "--yes")[0] == 0
+    manifest, _ = manifest_of(env)
+    artifact = manifest["artifacts"][0]
+    built = (env.build_dir / env.environment / artifact["file"]).read_bytes()
+    moto_aws.put_object(Bucket=env.bucket_name, Key=artifact["key"], Body=b"not the build's zip")
+    code, text = run_deploy(env, world, "plan")
+    assert code == 0, text
+    assert s3_object(moto_aws, env.bucket_name, artifact["key"]) == built
+    head = moto_aws.head_object(Bucket=env.bucket_name, Key=artifact["key"], ChecksumMode="ENABLED")
+    assert head["ChecksumSHA256"] == base64.b64encode(hashlib.sha256(built).digest()).decode()

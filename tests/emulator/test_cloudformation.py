@@ -422,3 +422,18 @@ def test_a_type_moto_cannot_hold_is_recorded(cfn):
     create_stack(cfn, "recorded-bad", template(
         {"Group": {"Type": "AWS::Scheduler::ScheduleGroup", "Properties": {"Nme": "x"}}}), expect="ROLLBACK_COMPLETE")
     cfn.delete_stack(StackName="recorded")
+
+
+def test_resource_types_limit_what_a_change_set_may_hold_and_role_arn_is_kept(cfn):
+    name = unique("resource-types")
+    body = template({"Queue": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": name}},
+                     "Topic": {"Type": "AWS::SNS::Topic"}})
+    refused = cfn.create_change_set(StackName=name, ChangeSetName="narrow", ChangeSetType="CREATE", TemplateBody=body,
+                                    ResourceTypes=["AWS::SQS::Queue"])
+    described = cfn.describe_change_set(ChangeSetName=refused["Id"])
+    assert described["Status"] == "FAILED"
+    assert described["StatusReason"] == ("Resource Topic of type AWS::SNS::Topic is not one of the ResourceTypes this "
+                                         "change set may work with: AWS::SQS::Queue")
+    role = "arn:aws:iam::123456789012:role/payments-delivery/payments-local-cloudformation"
+    stack = create_stack(cfn, name, body, ResourceTypes=["AWS::SQS::*", "AWS::SNS::Topic"], RoleARN=role)
+    assert stack["RoleARN"] == role

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import fnmatch
 import json
 import logging
 import re
@@ -673,6 +674,7 @@ def create_change_set(store: Store, args: dict) -> ChangeSet:
             rollback_configuration=args.get("RollbackConfiguration") or {}, description=args.get("Description"),
             role_arn=args.get("RoleARN"), on_stack_failure=args.get("OnStackFailure"),
             resources_to_import=list(args.get("ResourcesToImport") or []), no_echo=no_echo,
+            resource_types=args.get("ResourceTypes"),
         )
         store.change_sets[change_set_id] = change_set
         try:
@@ -754,10 +756,28 @@ def _fail_change_set(change_set: ChangeSet, reason: str) -> None:
     change_set.execution_status = "UNAVAILABLE"
 
 
+def resource_types_refused(template: dict, allowed: list[str] | None) -> str | None:
+    """CreateChangeSet's ResourceTypes: every resource of the template must be of a listed type
+    (exact, or a `Service::*` / `AWS::Service::*` / `Custom::*` wildcard). The reason mirrors the
+    documented rule; AWS's exact wording was not observed."""
+    if allowed is None:
+        return None
+    for logical_id, resource in sorted(template.get("Resources", {}).items()):
+        resource_type = resource.get("Type", "")
+        if not any(fnmatch.fnmatchcase(resource_type, pattern) for pattern in allowed):
+            return (f"Resource {logical_id} of type {resource_type} is not one of the ResourceTypes this "
+                    f"change set may work with: {', '.join(allowed)}")
+    return None
+
+
 def _evaluate_change_set(store: Store, change_set: ChangeSet, transform_error: str | None, previous: Stack | None) -> None:
     """What CloudFormation does asynchronously after CreateChangeSet returns."""
     if transform_error:
         _fail_change_set(change_set, transform_error)
+        return
+    refused = resource_types_refused(change_set.template, change_set.resource_types)
+    if refused:
+        _fail_change_set(change_set, refused)
         return
     stack = change_set.stack
     try:

@@ -167,6 +167,7 @@ class ChangeSet:
     role_arn: str | None
     on_stack_failure: str | None = None
     resources_to_import: list[dict] = field(default_factory=list)
+    resource_types: list[str] | None = None  # CreateChangeSet ResourceTypes: None allows every type
     status: str = "CREATE_PENDING"
     status_reason: str = ""
     execution_status: str = "UNAVAILABLE"

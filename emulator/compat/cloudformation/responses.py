@@ -141,7 +141,7 @@ class _Handler(CloudFormationResponse):
     def _cfn_args(self) -> dict:
         names = ("StackName", "TemplateBody", "TemplateURL", "UsePreviousTemplate", "Parameters", "Capabilities",
                  "RoleARN", "RollbackConfiguration", "NotificationARNs", "Tags", "ChangeSetName", "Description",
-                 "ChangeSetType", "ResourcesToImport", "OnStackFailure")
+                 "ChangeSetType", "ResourcesToImport", "OnStackFailure", "ResourceTypes")
         args = {}
         for name in names:
             value = self._get_param(name)
