@@ -7,6 +7,8 @@ confirmation); 130: interrupted (Ctrl-C), after the summary of what ran.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
 
@@ -102,7 +104,7 @@ def _deploy(ctx: Context, manifest: Manifest, printer: Printer, options: Options
         return 1
     if not all(p.action in NOTHING_TO_RUN for p in plans) and not confirm(printer, options, f"Deploy {where(manifest)}?"):
         return 2
-    return _run(ctx, manifest, printer, Executor(planner), {p.spec.name: p for p in plans}, options, True)
+    return _run(ctx, manifest, printer, Executor(planner), {p.spec.name: p for p in plans}, options)
 
 
 def cmd_deploy(ctx: Context, manifest: Manifest, printer: Printer, options: Options) -> int:
@@ -116,11 +118,11 @@ def cmd_bootstrap(ctx: Context, manifest: Manifest, printer: Printer, options: O
 
 
 def _run(ctx: Context, manifest: Manifest, printer: Printer, executor: Executor, plans: dict[str, StackPlan],
-         options: Options, may_create_change_sets: bool) -> int:
-    result = executor.run(plans, options.max_parallel, may_create_change_sets)
+         options: Options, reviewed_templates: Mapping[str, str] | None = None) -> int:
+    result = executor.run(plans, options.max_parallel, reviewed_templates)
     print_summary(printer, result)
     if any(o.label == Label.NEEDS_PLAN for o in result.outcomes.values()):
-        printer.line(f"stacks waiting for their dependencies need a new review: run `make plan ENV={manifest.environment}`")
+        printer.line(f"stacks whose template is not the reviewed one need a new review: run `make plan ENV={manifest.environment}`")
     published = publish_resource_manifest(ctx, manifest, printer, result)
     if result.interrupted:
         return INTERRUPTED_EXIT
@@ -161,7 +163,8 @@ def cmd_execute(ctx: Context, manifest: Manifest, printer: Printer, options: Opt
     if _report_blocked(printer, list(plans.values())):
         printer.line("nothing executed")
         return 1
-    return _run(ctx, manifest, printer, Executor(planner), plans, options, may_create_change_sets=False)
+    reviewed_templates = {name: str(entry["sha256"]) for name, entry in saved.items()}
+    return _run(ctx, manifest, printer, Executor(planner), plans, options, reviewed_templates)
 
 
 # ---- destroy / recover / adopt -------------------------------------------------------------------

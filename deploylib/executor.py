@@ -1,12 +1,16 @@
 """How to run a plan: each stack's change set, in dependency order (scheduler.run_graph).
 
 A deferred or recreated stack gets its change set once its dependencies are deployed (by the
-planner, and only when the command may create change sets: `execute` runs what was reviewed
-and nothing else). Events stream while waiting, the root cause is reported on failure, and a
-stack created for the first time is switched to `established` (lifecycle.py) before it counts
-as deployed. Every failure of a stack is its Outcome, never an exception out of the run.
+planner). `deploy` confirmed the whole plan in the same run; `execute` runs what was reviewed, so
+there such a stack gets its change set only when its template is byte for byte the reviewed one
+(the sha256 recorded in plan.json): the template was in the review, listed "from the template".
+Events stream while waiting, the root cause is reported on failure, and a stack created for the
+first time is switched to `established` (lifecycle.py) before it counts as deployed. Every
+failure of a stack is its Outcome, never an exception out of the run.
 """
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from botocore.exceptions import ClientError
 
@@ -32,18 +36,21 @@ class Executor:
         self.planner = planner
         self.ctx, self.manifest, self.printer = planner.ctx, planner.manifest, planner.printer
 
-    def run(self, plans: dict[str, StackPlan], max_parallel: int, may_create_change_sets: bool) -> RunResult:
-        """Every plan, each stack once the stacks it depends on are deployed."""
+    def run(self, plans: dict[str, StackPlan], max_parallel: int,
+            reviewed_templates: Mapping[str, str] | None = None) -> RunResult:
+        """Every plan, each stack once the stacks it depends on are deployed. `reviewed_templates`
+        (stack -> template sha256 of the reviewed plan) when running a saved plan: see late_plan_refusal."""
         graph = {name: deps & set(plans) for name, deps in self.manifest.dependencies().items() if name in plans}
-        return run_graph(graph, lambda name: self.execute_stack(plans[name], may_create_change_sets),
+        return run_graph(graph, lambda name: self.execute_stack(plans[name], reviewed_templates),
                          max_parallel, self.ctx.stop)
 
-    def execute_stack(self, plan: StackPlan, may_create_change_sets: bool = True) -> Outcome:
+    def execute_stack(self, plan: StackPlan, reviewed_templates: Mapping[str, str] | None = None) -> Outcome:
         spec = plan.spec
         try:
             if plan.action in (Action.DEFERRED, Action.RECREATE):
-                if not may_create_change_sets:
-                    return Outcome(False, Label.NEEDS_PLAN, plan.note)
+                refusal = late_plan_refusal(spec, reviewed_templates)
+                if refusal:
+                    return Outcome(False, Label.NEEDS_PLAN, refusal)
                 plan = self.planner.plan_stack(spec, execution_phase=True)
                 if plan.action == Action.DEFERRED:
                     return Outcome(False, Label.FAILED, f"still waiting after its dependencies: {plan.note}")
@@ -143,3 +150,16 @@ class Executor:
             detail += f"; recover with `make recover ENV={self.manifest.environment} STACK={spec.name}`"
         self.printer.stack(spec.name, f"{Label.FAILED.upper()} {detail}")
         return Outcome(False, Label.FAILED, detail)
+
+
+def late_plan_refusal(spec: StackSpec, reviewed_templates: Mapping[str, str] | None) -> str | None:
+    """Why a stack planned without a change set may not get one now: with a saved plan, only a
+    template whose bytes are the reviewed ones (checked again here: the file is read back and
+    hashed). None: it may."""
+    if reviewed_templates is None:
+        return None
+    reviewed = reviewed_templates.get(spec.name)
+    if reviewed is None or reviewed != spec.sha256:
+        return f"its template {spec.sha256[:12]}... is not the reviewed one: run a new plan"
+    spec.template_bytes()  # ManifestError if the file on disk is not the manifest's
+    return None

@@ -594,3 +594,35 @@ def test_a_composite_alarm_trigger_is_sent_with_its_own_type(env, world):
     assert run_deploy(env, world, "deploy", "--yes")[0] == 0
     call = world.calls_of("create_change_set", env.stack_name("api"))[0]
     assert call["RollbackConfiguration"]["RollbackTriggers"] == [{"Arn": arn, "Type": "AWS::CloudWatch::CompositeAlarm"}]
+
+
+def test_execute_creates_deferred_stacks_whose_template_is_the_reviewed_one(env, world):
+    # A first plan can create change sets only for stacks whose imports exist: the rest are
+    # deferred. execute gives them their change sets once their producers are deployed, because
+    # their templates are the reviewed build's (the pipeline's deploy job runs plan, then execute).
+    code, text = run_deploy(env, world, "plan")
+    assert code == 0, text
+    plan = json.loads((env.build_dir / "staging" / "plan.json").read_text())
+    deferred = [name for name, saved in plan["stacks"].items() if saved["action"] == "deferred"]
+    assert deferred, "a first plan defers the stacks that import exports not deployed yet"
+    code, text = run_deploy(env, world, "execute")
+    assert code == 0, text
+    for layer in ALL_LAYERS:
+        assert stack_status(world, env, layer) == "CREATE_COMPLETE"
+
+
+def test_execute_gives_no_change_set_to_a_deferred_stack_whose_template_was_not_reviewed(env, world):
+    from deploylib.executor import Executor
+    from deploylib.manifest import load_manifest
+    from deploylib.output import Printer
+    from deploylib.planner import Planner
+    from deploylib.plans import Action, Label, StackPlan
+
+    manifest = load_manifest(env.build_dir, "staging")
+    spec = manifest.by_name[env.stack_name("compute")]
+    executor = Executor(Planner(make_context(world), manifest, Printer()))
+    world.calls.clear()
+    outcome = executor.execute_stack(StackPlan(spec, Action.DEFERRED), reviewed_templates={spec.name: "0" * 64})
+    assert (outcome.ok, outcome.label) == (False, Label.NEEDS_PLAN)
+    assert "not the reviewed one" in outcome.detail
+    assert world.calls_of("create_change_set") == []
