@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError
 
 from .adopt import existing_named_resources, in_the_way_note
 from .artifacts import artifact_bucket_name, template_source, upload_all
-from .aws import Context, error_message
+from .aws import Context, error_code, error_message
 from .changesets import (
     ChangeSetFailed,
     delete_stale_change_sets,
@@ -116,8 +116,8 @@ class Planner:
         try:
             return self._plan_stack(spec, execution_phase)
         except PLAN_ERRORS as error:
-            text = error_message(error) if isinstance(error, ClientError) else str(error)
-            return StackPlan(spec, Action.FAILED, describe_stack(self.ctx, spec.region, spec.name), note=text)
+            return StackPlan(spec, Action.FAILED, describe_stack(self.ctx, spec.region, spec.name),
+                             note=failure_note(spec, error))
 
     def _plan_stack(self, spec: StackSpec, execution_phase: bool) -> StackPlan:
         deployed = self._settled(spec)
@@ -239,6 +239,21 @@ class Planner:
 def where(manifest: Manifest) -> str:
     """The environment with the account and region it lives in (preflight has checked both)."""
     return f"{manifest.environment} (account {manifest.account_id}, region {manifest.region})"
+
+
+ADMINISTERED_NOTE = ("administered stack (it holds the roles deploys run as): an administrator plans and executes "
+                     "it with their own credentials, then the workflow runs again")
+
+
+def failure_note(spec: StackSpec, error: Exception) -> str:
+    """Why a stack could not be planned. An administered stack refused to a pipeline role says
+    who deploys it instead, not only "access denied"."""
+    if not isinstance(error, ClientError):
+        return str(error)
+    text = error_message(error)
+    if spec.administered and error_code(error).startswith("AccessDenied"):
+        return f"{text}\n{ADMINISTERED_NOTE}"
+    return text
 
 
 def review_markdown_path(manifest: Manifest) -> Path:

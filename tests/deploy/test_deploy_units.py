@@ -288,3 +288,21 @@ def test_a_stack_without_a_lifecycle_parameter_has_nothing_to_switch(env):
     with stubber:
         outcome = _executor_for(env, client).switch_lifecycle(spec, "creating")
     assert (outcome.ok, outcome.label) == (True, Label.UNCHANGED)
+
+
+def test_an_administered_stack_refused_to_a_pipeline_role_says_who_deploys_it(env):
+    import dataclasses
+
+    from botocore.exceptions import ClientError
+
+    from deploylib.planner import ADMINISTERED_NOTE, failure_note
+
+    denied = ClientError({"Error": {"Code": "AccessDenied", "Message": "not authorized to perform: "
+                                    "cloudformation:CreateChangeSet"}}, "CreateChangeSet")
+    administered = dataclasses.replace(_spec(env, "artifacts"), administered=True)
+    assert failure_note(administered, denied).splitlines() == [
+        "not authorized to perform: cloudformation:CreateChangeSet", ADMINISTERED_NOTE]
+    assert failure_note(dataclasses.replace(administered, administered=False), denied) == (
+        "not authorized to perform: cloudformation:CreateChangeSet")
+    throttled = ClientError({"Error": {"Code": "Throttling", "Message": "Rate exceeded"}}, "CreateChangeSet")
+    assert failure_note(administered, throttled) == "Rate exceeded"
