@@ -200,33 +200,27 @@ def _abort_multipart(days: int = ABORT_MULTIPART_AFTER_DAYS) -> s3.AbortIncomple
     return s3.AbortIncompleteMultipartUpload(DaysAfterInitiation=days)
 
 
+def _expiring(rule_id: str, prefix: str, days: int, old_version_days: int, abort_days: int) -> s3.LifecycleRule:
+    """Objects under `prefix` expire `days` after upload, their old versions `old_version_days`
+    after they stop being current, unfinished multipart uploads after `abort_days`."""
+    return s3.LifecycleRule(
+        Id=rule_id,
+        Status="Enabled",
+        Prefix=prefix,
+        ExpirationInDays=days,
+        NoncurrentVersionExpiration=s3.NoncurrentVersionExpiration(NoncurrentDays=old_version_days),
+        AbortIncompleteMultipartUpload=_abort_multipart(abort_days),
+    )
+
+
 def _batch_lifecycle(config: EnvironmentConfig) -> s3.LifecycleConfiguration:
+    short = BATCH_UPLOAD_LIFETIME_DAYS
     return s3.LifecycleConfiguration(
         Rules=[
-            s3.LifecycleRule(
-                Id="ExpireUploadedCsvs",
-                Status="Enabled",
-                Prefix=BATCH_UPLOAD_PREFIX,
-                ExpirationInDays=BATCH_UPLOAD_LIFETIME_DAYS,
-                NoncurrentVersionExpiration=s3.NoncurrentVersionExpiration(NoncurrentDays=BATCH_UPLOAD_LIFETIME_DAYS),
-                AbortIncompleteMultipartUpload=_abort_multipart(BATCH_UPLOAD_LIFETIME_DAYS),
-            ),
-            s3.LifecycleRule(
-                Id="ExpireMapResults",
-                Status="Enabled",
-                Prefix=BATCH_RESULTS_PREFIX,
-                ExpirationInDays=BATCH_UPLOAD_LIFETIME_DAYS,
-                NoncurrentVersionExpiration=s3.NoncurrentVersionExpiration(NoncurrentDays=BATCH_UPLOAD_LIFETIME_DAYS),
-                AbortIncompleteMultipartUpload=_abort_multipart(BATCH_UPLOAD_LIFETIME_DAYS),
-            ),
-            s3.LifecycleRule(
-                Id="ExpireReports",
-                Status="Enabled",
-                Prefix=BATCH_REPORT_PREFIX,
-                ExpirationInDays=config.storage.batch_report_retention_days,
-                NoncurrentVersionExpiration=s3.NoncurrentVersionExpiration(NoncurrentDays=REPORT_OLD_VERSION_DAYS),
-                AbortIncompleteMultipartUpload=_abort_multipart(),
-            ),
+            _expiring("ExpireUploadedCsvs", BATCH_UPLOAD_PREFIX, short, short, short),
+            _expiring("ExpireMapResults", BATCH_RESULTS_PREFIX, short, short, short),
+            _expiring("ExpireReports", BATCH_REPORT_PREFIX, config.storage.batch_report_retention_days,
+                      REPORT_OLD_VERSION_DAYS, ABORT_MULTIPART_AFTER_DAYS),
             # Expiring a current version leaves a delete marker; remove it once it hides nothing.
             s3.LifecycleRule(Id="RemoveExpiredDeleteMarkers", Status="Enabled", ExpiredObjectDeleteMarker=True),
         ]
