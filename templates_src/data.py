@@ -1,14 +1,16 @@
 """data layer: Aurora PostgreSQL (writer + reader) and the DynamoDB tables of the functions.
 
 Design decisions:
-- The database credentials belong to the security layer's secret (DbCredentialsSecretArn). The
-  cluster reads them through `{{resolve:secretsmanager:...}}` dynamic references, so no secret
-  value is ever in the template, the parameter files or CloudFormation's stored template.
-- Rotation of that secret lives here, not in security: hosted rotation needs the secret attached
-  to the cluster (SecretTargetAttachment adds host, port and engine to it), and the cluster is
-  only known in this stack. It uses the `AWS::SecretsManager-2024-09-16` transform, so this stack
-  is deployed with CAPABILITY_AUTO_EXPAND; the rotation function runs in the private subnets with
-  the Lambda security group (which the database security group admits on 5432).
+- The master credentials are RDS's: `ManageMasterUserPassword` makes RDS generate the password,
+  keep it in a Secrets Manager secret of its own (`rds!cluster-...`, encrypted with the security
+  layer's secrets key) and rotate it, every 7 days by default, with no Lambda. So no password
+  or dynamic reference is in this template, and the stack needs no transform: hosted rotation
+  (the `AWS::SecretsManager-2024-09-16` transform) expanded into a nested application whose
+  rotation role carries no permissions boundary, which the CloudFormation service role may not
+  create (templates_src/delivery.py). The secret's ARN is `GetAtt DbCluster.MasterUserSecret.SecretArn`;
+  nothing imports it (operators find it on the cluster), so it is not exported.
+- The secret's key cannot be changed once RDS manages the password (ModifyDBCluster refuses
+  MasterUserSecretKmsKeyId then): SecretsKeyArn is an export that must stay stable.
 - Serverless v2 or provisioned comes from `data.aurora.mode`; both get a writer and a reader so a
   failover has somewhere to go.
 - Deletion protection (cluster and tables) follows `retains_data` (staging keeps its data like
@@ -26,20 +28,16 @@ Design decisions:
   staging/prod); the data itself lives in the cluster volume, which the cluster snapshot keeps.
 - Engine version: cfn-lint W3690 knows which Aurora PostgreSQL versions can still create
   clusters (16.4 no longer can); the parameter group family follows the major version.
-- Transform: `AWS::SecretsManager-2024-09-16` is the current one (2020-07-23 builds the rotation
-  function on an older runtime). cfn-lint does not validate transform names, so this constant
-  and a test pin it.
 - The DynamoDB tables follow `functions/paylib/TABLES.md` (the functions' contract); a test
   compares that file's key table with this module's TABLES.
 """
 from __future__ import annotations
 
-import string
 from dataclasses import dataclass
 
 import awacs.logs as logs_actions
 from awacs.aws import Allow, Policy, Statement
-from troposphere import GetAtt, Ref, Split, Sub, Template, dynamodb, iam, rds, secretsmanager
+from troposphere import GetAtt, Ref, Split, Template, dynamodb, iam, rds
 
 from .blocks import log_group, service_trust
 from .common import arn, deletion_protection, export, import_value, keep_data, new_template, resource_name, tags
@@ -52,12 +50,10 @@ DATABASE_NAME = "payments"
 DATABASE_PORT = 5432
 # The database user of the payment API's tasks (IAM authentication, no password).
 DB_APP_USER = "payments_app"
-SECRETS_MANAGER_TRANSFORM = "AWS::SecretsManager-2024-09-16"
-SECRET_ROTATION_SCHEDULE = "rate(30 days)"
+# The master user (administration and migrations); its password is RDS's, in its own secret.
+DB_MASTER_USERNAME = "payments_admin"
 # Performance Insights keeps 7 days at no extra cost; longer retention is billed per vCPU.
 PERFORMANCE_INSIGHTS_RETENTION_DAYS = 7
-# The security layer generates the password without punctuation; rotation keeps that promise.
-ROTATION_EXCLUDED_CHARACTERS = string.punctuation
 BACKUP_WINDOW = "02:00-03:00"
 MAINTENANCE_WINDOW = "sun:03:30-sun:04:30"
 
@@ -117,10 +113,8 @@ def parameter_group_family(aurora: AuroraConfig) -> str:
 
 def build(config: EnvironmentConfig) -> Template:
     template = new_template(config, LAYER, "Aurora PostgreSQL cluster and DynamoDB tables")
-    template.set_transform(SECRETS_MANAGER_TRANSFORM)
     cluster = _aurora_cluster(template, config)
     _instances(template, config, cluster)
-    _secret_rotation(template, config, cluster)
     _export_cluster(template, config, cluster)
     for spec in TABLES:
         _table(template, config, spec)
@@ -128,14 +122,6 @@ def build(config: EnvironmentConfig) -> Template:
 
 
 # --- Aurora -------------------------------------------------------------------------------------
-
-
-def _secret_field(config: EnvironmentConfig, field: str) -> Sub:
-    """A dynamic reference CloudFormation resolves at deploy time; the value never appears."""
-    return Sub(
-        f"{{{{resolve:secretsmanager:${{SecretArn}}:SecretString:{field}}}}}",
-        SecretArn=import_value(config, "security", "DbCredentialsSecretArn"),
-    )
 
 
 def _aurora_cluster(template: Template, config: EnvironmentConfig) -> rds.DBCluster:
@@ -174,8 +160,9 @@ def _aurora_cluster(template: Template, config: EnvironmentConfig) -> rds.DBClus
         EngineVersion=aurora.engine_version,
         DatabaseName=DATABASE_NAME,
         Port=DATABASE_PORT,
-        MasterUsername=_secret_field(config, "username"),
-        MasterUserPassword=_secret_field(config, "password"),
+        MasterUsername=DB_MASTER_USERNAME,
+        ManageMasterUserPassword=True,
+        MasterUserSecret=rds.MasterUserSecret(KmsKeyId=import_value(config, "security", "SecretsKeyArn")),
         DBSubnetGroupName=Ref(subnet_group),
         VpcSecurityGroupIds=[import_value(config, "network", "DatabaseSecurityGroupId")],
         DBClusterParameterGroupName=Ref(parameter_group),
@@ -261,33 +248,6 @@ def _monitoring_role(template: Template, config: EnvironmentConfig) -> iam.Role:
                 )
             ],
             Tags=tags(config, resource_name(config, "aurora-monitoring")),
-        )
-    )
-
-
-def _secret_rotation(template: Template, config: EnvironmentConfig, cluster: rds.DBCluster) -> None:
-    secret_arn = import_value(config, "security", "DbCredentialsSecretArn")
-    attachment = template.add_resource(
-        secretsmanager.SecretTargetAttachment(
-            "DbSecretAttachment", SecretId=secret_arn, TargetId=Ref(cluster), TargetType="AWS::RDS::DBCluster"
-        )
-    )
-    template.add_resource(
-        secretsmanager.RotationSchedule(
-            "DbSecretRotation",
-            # Rotation reads host and port from the secret: they arrive with the attachment, and
-            # the writer must be up to accept the new password.
-            DependsOn=[attachment.title, "DbWriterInstance"],
-            SecretId=secret_arn,
-            HostedRotationLambda=secretsmanager.HostedRotationLambda(
-                RotationType="PostgreSQLSingleUser",
-                RotationLambdaName=resource_name(config, "db-secret-rotation"),
-                KmsKeyArn=import_value(config, "security", "SecretsKeyArn"),
-                VpcSubnetIds=import_value(config, "network", "PrivateSubnetIds"),
-                VpcSecurityGroupIds=import_value(config, "network", "LambdaSecurityGroupId"),
-                ExcludeCharacters=ROTATION_EXCLUDED_CHARACTERS,
-            ),
-            RotationRules=secretsmanager.RotationRules(ScheduleExpression=SECRET_ROTATION_SCHEDULE),
         )
     )
 

@@ -57,11 +57,19 @@ PLATFORM_RESOURCE_TYPES: frozenset[str] = frozenset({
     "AWS::Lambda::Function", "AWS::Lambda::Permission", "AWS::Lambda::Version", "AWS::Logs::LogGroup",
     "AWS::RDS::DBCluster", "AWS::RDS::DBClusterParameterGroup", "AWS::RDS::DBInstance", "AWS::RDS::DBSubnetGroup",
     "AWS::S3::Bucket", "AWS::S3::BucketPolicy", "AWS::SNS::Subscription", "AWS::SNS::Topic", "AWS::SNS::TopicPolicy",
-    "AWS::SQS::Queue", "AWS::SQS::QueuePolicy", "AWS::SSM::Parameter", "AWS::SecretsManager::RotationSchedule",
-    "AWS::SecretsManager::Secret", "AWS::SecretsManager::SecretTargetAttachment", "AWS::StepFunctions::StateMachine",
+    "AWS::SQS::Queue", "AWS::SQS::QueuePolicy", "AWS::SSM::Parameter",
+    "AWS::SecretsManager::Secret", "AWS::StepFunctions::StateMachine",
     "AWS::WAFv2::LoggingConfiguration", "AWS::WAFv2::WebACL", "AWS::WAFv2::WebACLAssociation",
     "Custom::RestrictDefaultSecurityGroup",
 })
+# What a type's handler has AWS do with the service role's permission (forward access) that its
+# registry schema does not list. AWS::RDS::DBCluster: the cluster's storage key (a grant RDS creates)
+# and the RDS-managed master secret (ManageMasterUserPassword): RDS creates the secret, turns on
+# its rotation, and Secrets Manager encrypts it with the secrets key, all as the caller.
+HANDLER_ACTIONS_BEYOND_REGISTRY: dict[str, tuple[str, ...]] = {
+    "AWS::RDS::DBCluster": ("kms:CreateGrant", "kms:Decrypt", "kms:DescribeKey", "kms:GenerateDataKey",
+                            "secretsmanager:CreateSecret", "secretsmanager:RotateSecret", "secretsmanager:TagResource"),
+}
 # The services those types belong to (and the ones their handlers call on the way: Route 53 for
 # certificate validation). A registry handler action of any other service is for an optional
 # feature the platform does not use (S3 Tables, Amplify, Cognito...) and is not granted.
@@ -409,9 +417,10 @@ def _service_role_iam_statements(config: EnvironmentConfig, boundary) -> list[St
 def service_role_actions() -> list[str]:
     """The registry handlers' actions for the platform's types, in the platform's services (IAM's
     own are granted by hand above, scoped to the platform's roles)."""
-    return sorted({action for resource_type, actions in handler_permissions().items()
-                   if resource_type in PLATFORM_RESOURCE_TYPES
-                   for action in actions if action.split(":", 1)[0] in PLATFORM_SERVICES})
+    handlers = handler_permissions()
+    return sorted({action for resource_type in PLATFORM_RESOURCE_TYPES
+                   for action in (*handlers.get(resource_type, ()), *HANDLER_ACTIONS_BEYOND_REGISTRY.get(resource_type, ()))
+                   if action.split(":", 1)[0] in PLATFORM_SERVICES})
 
 
 def _scope(config: EnvironmentConfig, arn_format: str) -> str:

@@ -407,6 +407,10 @@ def _security_groups(template: Template, config: EnvironmentConfig, vpc: ec2.VPC
         template, config, "LambdaSecurityGroup", "lambda-sg", "Lambda functions: no inbound", [],
         [_rule("tcp", HTTPS, "HTTPS to AWS APIs (endpoints, gateway endpoints, NAT)", CidrIp=ANYWHERE)],
     )
+    # No function reaches PostgreSQL (the hosted rotation Lambda was the only one, gone with
+    # RDS-managed rotation), so only the app tasks are admitted. The description still names
+    # Lambda because changing a group's description replaces the group, and the data stack
+    # imports its id.
     database = _security_group(
         template, config, "DatabaseSecurityGroup", "db-sg", "Aurora: PostgreSQL from app tasks and Lambda only", [],
         [NO_TRAFFIC_EGRESS],
@@ -418,7 +422,6 @@ def _security_groups(template: Template, config: EnvironmentConfig, vpc: ec2.VPC
     )
     _link(template, "AlbToApp", alb, app, port, "load balancer to app tasks (traffic and health checks)")
     _link(template, "AppToDatabase", app, database, POSTGRES, "app tasks to PostgreSQL")
-    _link(template, "LambdaToDatabase", function, database, POSTGRES, "Lambda to PostgreSQL")
     return {"Alb": alb, "App": app, "Lambda": function, "Database": database, "Endpoint": endpoint}
 
 

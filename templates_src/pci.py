@@ -56,7 +56,7 @@ REQUIREMENTS: tuple[Requirement, ...] = (
                 (Evidence("network", ("AWS::EC2::VPC", "AWS::EC2::SecurityGroup", "AWS::EC2::FlowLog"),
                           ("IsolatedRouteTable", "DefaultSecurityGroupRestriction")),),
                 (NET + "test_isolated_subnets_have_no_default_route", NET + "test_no_security_group_keeps_allow_all_egress",
-                 NET + "test_database_accepts_postgres_from_app_and_lambda_only",
+                 NET + "test_database_accepts_postgres_from_app_tasks_only",
                  NET + "test_default_security_group_is_closed_by_the_custom_resource",
                  NET + "test_no_subnet_hands_out_public_ips")),
     Requirement("1.4", "Connections between untrusted networks and the CDE are controlled",
@@ -139,15 +139,17 @@ REQUIREMENTS: tuple[Requirement, ...] = (
                  "tests/test_workflows.py::test_credentials_come_from_oidc_only")),
     Requirement("8.3, 8.6", "Authentication of system and application accounts",
                 "the API tasks reach the database with IAM authentication (no password in the task); generated "
-                "secrets in Secrets Manager, the database master secret rotated every 30 days; every API client "
+                "secrets in Secrets Manager; the database master password generated, kept and rotated by RDS "
+                "(ManageMasterUserPassword, every 7 days by default) in a secret under the secrets key; every API client "
                 "(merchant) authenticates with a secret key checked by a Lambda authorizer before any handler runs, "
                 "stored only as a peppered HMAC, revocable, at most two active per merchant; API keys serve the "
                 "usage plan only",
                 (Evidence("security", ("AWS::SecretsManager::Secret",)),
-                 Evidence("data", ("AWS::SecretsManager::RotationSchedule",)),
+                 Evidence("data", (), ("DbCluster",)),
                  Evidence("compute", (), ("AuthorizerFunction",)),
                  Evidence("api", ("AWS::ApiGateway::UsagePlan",), ("RestApi", "AuthorizerInvokePermission"))),
-                (DAT + "test_secret_is_attached_and_rotated_every_30_days_inside_the_vpc",
+                (DAT + "test_rds_manages_the_master_password_in_a_secret_under_the_secrets_key",
+                 DAT + "test_no_transform_and_no_hosted_rotation",
                  CMP + "test_task_runs_read_only_non_root_and_reaches_the_database_with_iam",
                  API + "test_every_operation_but_status_needs_the_authorizer_and_the_usage_plan_key",
                  MER + "test_a_revoked_key_is_denied", MER + "test_a_missing_or_malformed_key_is_401",

@@ -15,6 +15,7 @@ cfn-lint upgrade; a test says when the file is stale.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 
@@ -74,9 +75,13 @@ def action_resources() -> dict[str, list[str]]:
     return dict(json.loads(DATA_FILE.read_text())["resources"])
 
 
-def render(resource_types: frozenset[str], services: tuple[str, ...]) -> str:
+def render(resource_types: frozenset[str], services: tuple[str, ...],
+           beyond_registry: Mapping[str, tuple[str, ...]] | None = None) -> str:
+    """`beyond_registry`: actions handlers need that their schemas omit; their ARN formats too."""
     by_type = registry_handler_permissions(resource_types)
-    wanted = {action for actions in by_type.values() for action in actions if action.split(":", 1)[0] in services}
+    extra = [action for actions in (beyond_registry or {}).values() for action in actions]
+    wanted = {action for actions in [*by_type.values(), extra] for action in actions
+              if action.split(":", 1)[0] in services}
     formats = iam_resource_formats(wanted)
     types = {resource_type: [action for action in actions if action in formats]
              for resource_type, actions in by_type.items()}
@@ -86,5 +91,6 @@ def render(resource_types: frozenset[str], services: tuple[str, ...]) -> str:
 if __name__ == "__main__":
     from . import delivery
 
-    DATA_FILE.write_text(render(delivery.PLATFORM_RESOURCE_TYPES, delivery.PLATFORM_SERVICES))
+    DATA_FILE.write_text(render(delivery.PLATFORM_RESOURCE_TYPES, delivery.PLATFORM_SERVICES,
+                                delivery.HANDLER_ACTIONS_BEYOND_REGISTRY))
     print(f"wrote {DATA_FILE}")

@@ -10,11 +10,13 @@ Design decisions:
     known), and the account's own roles only through the data services (kms:ViaService);
   * logs: CloudWatch Logs of this region, only for log groups of this account (encryption
     context condition);
-  * secrets: the account's roles only through Secrets Manager (kms:ViaService).
+  * secrets: the account's roles only through Secrets Manager (kms:ViaService). That is also
+    how the Aurora master secret, which RDS creates and rotates (data layer), uses it: RDS calls
+    Secrets Manager as the caller (the CloudFormation service role at create, RDS's
+    service-linked role when it rotates), and Secrets Manager calls KMS, so kms:ViaService is
+    secretsmanager; no statement for RDS itself or any service principal is needed.
 - This layer needs nothing from the network: it imports nothing, so it can deploy first.
-- The database credentials secret is created here (generated, 32 characters, no punctuation);
-  the data layer attaches it to the cluster and owns its 30-day RotationSchedule, because the
-  rotation function must run in the database's VPC and reach the cluster.
+- No database secret here: RDS owns the Aurora master secret (data layer, ManageMasterUserPassword).
 - The API signing key and the card-fingerprint HMAC key are generated once. Rotating the signing
   key is a re-keying (old signatures stop matching). The fingerprint key rotates without one:
   the functions keep counting under AWSPREVIOUS as well (docs/payments.md, "Keys"), so a new
@@ -23,8 +25,6 @@ Design decisions:
 - SSM parameters publish ids, ARNs and names only (type String); never a secret value.
 """
 from __future__ import annotations
-
-import json
 
 import awacs.kms as kms_actions
 from troposphere import GetAtt, Ref, Template, secretsmanager, ssm
@@ -35,15 +35,12 @@ from .config import EnvironmentConfig
 
 LAYER = "security"
 
-DB_USERNAME = "payments_admin"
-DB_PASSWORD_LENGTH = 32
 API_SIGNING_KEY_LENGTH = 64
 CARD_FINGERPRINT_KEY_LENGTH = 64
 MERCHANT_KEY_PEPPER_LENGTH = 64
 
 # Export-key stem -> secret purpose (its name is payments-<env>-<purpose>).
 SECRET_PURPOSES = {
-    "DbCredentials": "db-credentials",
     "ApiSigning": "api-signing-key",
     "CardFingerprint": "card-fingerprint-key",
     "MerchantKeyPepper": "merchant-key-pepper",
@@ -130,18 +127,6 @@ def _secret(template: Template, config: EnvironmentConfig, logical_id: str, purp
 
 
 def _secrets(template: Template, config: EnvironmentConfig, key) -> dict[str, secretsmanager.Secret]:
-    database = _secret(
-        template, config, "DbCredentialsSecret", SECRET_PURPOSES["DbCredentials"],
-        f"Aurora master credentials ({DB_USERNAME}); attached to the cluster by the data layer",
-        key,
-        secretsmanager.GenerateSecretString(
-            SecretStringTemplate=json.dumps({"username": DB_USERNAME}),
-            GenerateStringKey="password",
-            PasswordLength=DB_PASSWORD_LENGTH,
-            ExcludePunctuation=True,
-        ),
-        "rotated every 30 days by the data layer's RotationSchedule (needs the database VPC)",
-    )
     api_signing = _secret(
         template, config, "ApiSigningSecret", SECRET_PURPOSES["ApiSigning"],
         "Key that signs API responses and webhooks",
@@ -163,7 +148,7 @@ def _secrets(template: Template, config: EnvironmentConfig, key) -> dict[str, se
         secretsmanager.GenerateSecretString(PasswordLength=MERCHANT_KEY_PEPPER_LENGTH, ExcludePunctuation=True),
         "rotating the pepper invalidates every stored key hash: all merchants' keys would be reissued",
     )
-    return {"DbCredentials": database, "ApiSigning": api_signing, "CardFingerprint": card_fingerprint,
+    return {"ApiSigning": api_signing, "CardFingerprint": card_fingerprint,
             "MerchantKeyPepper": merchant_key_pepper}
 
 

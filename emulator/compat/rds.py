@@ -78,10 +78,19 @@ class ClusterParameterGroupProvider(Provider):
         backend(request).delete_db_cluster_parameter_group(state.physical_id)
 
 
+def _master_user_secret(cluster: Any) -> dict[str, Any]:
+    """GetAtt MasterUserSecret.SecretArn: only a cluster whose password RDS manages has one."""
+    secret = getattr(cluster, "master_user_secret", None)
+    if secret is None:
+        return {}
+    return {"MasterUserSecret.SecretArn": secret.secret_arn, "MasterUserSecret": {"SecretArn": secret.secret_arn}}
+
+
 class ClusterProvider(Provider):
     """An Aurora cluster in moto's RDS. GetAtt Endpoint.Address / Endpoint.Port /
-    ReadEndpoint.Address / DBClusterArn / DBClusterResourceId; Ref: the identifier. DeletionPolicy
-    Snapshot takes a final cluster snapshot."""
+    ReadEndpoint.Address / DBClusterArn / DBClusterResourceId, and MasterUserSecret.SecretArn when
+    RDS manages the password (moto creates that secret in its Secrets Manager, with the key given;
+    no rotation runs); Ref: the identifier. DeletionPolicy Snapshot takes a final cluster snapshot."""
 
     resource_type = "AWS::RDS::DBCluster"
     support = "created"
@@ -98,6 +107,9 @@ class ClusterProvider(Provider):
         if subnet_group and str(subnet_group).lower() not in rds.subnet_groups:
             raise ResourceFailure(f"Resource handler returned message: \"DBSubnetGroup '{subnet_group}' not found.\" "
                                   "(Error Code: DBSubnetGroupNotFoundFault)")
+        if _bool(p.get("ManageMasterUserPassword")) and p.get("MasterUserPassword"):
+            raise ResourceFailure("Resource handler returned message: \"You can't specify MasterUserPassword when "
+                                  "ManageMasterUserPassword is turned on.\" (Error Code: InvalidParameterCombination)")
         scaling = p.get("ServerlessV2ScalingConfiguration")
         kwargs = {
             "db_cluster_identifier": identifier, "engine": p["Engine"], "engine_version": p.get("EngineVersion"),
@@ -133,6 +145,7 @@ class ClusterProvider(Provider):
             "Endpoint": {"Address": cluster.endpoint, "Port": port},
             "ReadEndpoint.Address": cluster.reader_endpoint, "ReadEndpoint": {"Address": cluster.reader_endpoint},
             "DBClusterArn": cluster.db_cluster_arn, "DBClusterResourceId": cluster.db_cluster_resource_id,
+            **_master_user_secret(cluster),
         })
 
     def update(self, request: Request, state: State, old_properties: dict) -> State:

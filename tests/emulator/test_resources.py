@@ -256,3 +256,26 @@ def test_object_lock_turned_on_for_an_existing_versioned_bucket(emu, cfn):
         s3.delete_object(Bucket="locked-bucket", Key=version["Key"], VersionId=version["VersionId"],
                          BypassGovernanceRetention=True)
     cfn.delete_stack(StackName="locked")
+
+
+def aurora(**properties) -> dict:
+    return {"Type": "AWS::RDS::DBCluster", "Properties": {
+        "Engine": "aurora-postgresql", "EngineVersion": "16.6", "MasterUsername": "payments_admin",
+        "StorageEncrypted": True, **properties}}
+
+
+def test_cluster_with_an_rds_managed_password_gives_its_secret_arn(emu, cfn):
+    key = emu.client("kms").create_key(Description="secrets")["KeyMetadata"]["Arn"]
+    body = template({"Cluster": aurora(ManageMasterUserPassword=True, MasterUserSecret={"KmsKeyId": key})},
+                    {"SecretArn": {"Value": {"Fn::GetAtt": ["Cluster", "MasterUserSecret.SecretArn"]}}})
+    stack = create_stack(cfn, "managed-secret", body)
+    [output] = stack["Outputs"]
+    described = emu.client("secretsmanager").describe_secret(SecretId=output["OutputValue"])
+    assert described["Name"].startswith("rds!cluster-")
+    assert described["KmsKeyId"] == key
+
+
+def test_cluster_refuses_a_password_when_rds_manages_it(emu, cfn):
+    body = template({"Cluster": aurora(ManageMasterUserPassword=True, MasterUserPassword="not-a-real-one-123")})
+    create_stack(cfn, "both-passwords", body, expect="ROLLBACK_COMPLETE")
+    assert "ManageMasterUserPassword" in first_failure(cfn, "both-passwords")["ResourceStatusReason"]

@@ -1,6 +1,7 @@
-"""data layer: Aurora PostgreSQL (writer + reader, TLS, IAM auth, rotation) and DynamoDB tables."""
+"""data layer: Aurora PostgreSQL (writer + reader, TLS, IAM auth, RDS-managed master secret) and DynamoDB tables."""
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -123,37 +124,27 @@ def test_data_is_protected_where_the_environment_keeps_it(built, env):
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
-def test_credentials_are_dynamic_references_to_the_security_secret(built, env):
+def test_rds_manages_the_master_password_in_a_secret_under_the_secrets_key(built, env):
     _, template = built[env]
     cluster = template["Resources"]["DbCluster"]["Properties"]
-    secret = {"Fn::ImportValue": f"payments-{env}-security-DbCredentialsSecretArn"}
-    for key, field in (("MasterUsername", "username"), ("MasterUserPassword", "password")):
-        body, variables = cluster[key]["Fn::Sub"]
-        assert body == f"{{{{resolve:secretsmanager:${{SecretArn}}:SecretString:{field}}}}}"
-        assert variables == {"SecretArn": secret}
-    assert "ManageMasterUserPassword" not in cluster
+    assert cluster["MasterUsername"] == "payments_admin"
+    assert cluster["ManageMasterUserPassword"] is True
+    assert cluster["MasterUserSecret"] == {"KmsKeyId": {"Fn::ImportValue": f"payments-{env}-security-SecretsKeyArn"}}
+    assert "MasterUserPassword" not in cluster
+    # No password anywhere: no dynamic reference, no import of a security-layer secret.
+    assert "resolve:secretsmanager" not in json.dumps(template)
+    assert "DbCredentials" not in json.dumps(template)
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
-def test_secret_is_attached_and_rotated_every_30_days_inside_the_vpc(built, env):
+def test_no_transform_and_no_hosted_rotation(built, env):
+    """RDS rotates its own secret (every 7 days by default): no transform (whose nested rotation
+    role the service role may not create), no attachment, no rotation schedule."""
     _, template = built[env]
-    assert template["Transform"] == "AWS::SecretsManager-2024-09-16"
-    secret = {"Fn::ImportValue": f"payments-{env}-security-DbCredentialsSecretArn"}
-    attachment = template["Resources"]["DbSecretAttachment"]["Properties"]
-    assert attachment == {"SecretId": secret, "TargetId": {"Ref": "DbCluster"}, "TargetType": "AWS::RDS::DBCluster"}
-    schedules = of_type(template, "AWS::SecretsManager::RotationSchedule")
-    assert list(schedules) == ["DbSecretRotation"]
-    rotation = schedules["DbSecretRotation"]
-    assert "DbSecretAttachment" in rotation["DependsOn"]
-    properties = rotation["Properties"]
-    assert properties["SecretId"] == secret
-    assert properties["RotationRules"] == {"ScheduleExpression": "rate(30 days)"}
-    hosted = properties["HostedRotationLambda"]
-    assert hosted["RotationType"] == "PostgreSQLSingleUser"
-    assert hosted["VpcSubnetIds"] == {"Fn::ImportValue": f"payments-{env}-network-PrivateSubnetIds"}
-    assert hosted["VpcSecurityGroupIds"] == {"Fn::ImportValue": f"payments-{env}-network-LambdaSecurityGroupId"}
-    assert hosted["KmsKeyArn"] == {"Fn::ImportValue": f"payments-{env}-security-SecretsKeyArn"}
-    assert set("!@#$%^&*()\"'/\\") <= set(hosted["ExcludeCharacters"])
+    assert "Transform" not in template
+    types = {resource["Type"] for resource in template["Resources"].values()}
+    assert not types & {"AWS::SecretsManager::RotationSchedule", "AWS::SecretsManager::SecretTargetAttachment",
+                        "AWS::SecretsManager::Secret", "AWS::Serverless::Application"}
 
 
 def tables_contract() -> dict[str, dict]:

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from templates_src.delivery import BOUNDARY_ACTIONS, PLATFORM_RESOURCE_TYPES, SERVICE_LINKED_ROLE_SERVICES
+from templates_src.delivery import (
+    BOUNDARY_ACTIONS,
+    HANDLER_ACTIONS_BEYOND_REGISTRY,
+    PLATFORM_RESOURCE_TYPES,
+    SERVICE_LINKED_ROLE_SERVICES,
+)
 
 from ..policy_eval import ACCOUNT, REGION, Request, allowed
 from .helpers import exports_contract, of_type
@@ -198,6 +203,29 @@ def test_the_service_role_may_manage_this_accounts_resources_only(staging):
     assert not allowed(policies, Request("ec2:RunInstances", resource=f"arn:aws:ec2:{REGION}:{ACCOUNT}:instance/*"), REFS)
 
 
+def test_the_service_role_can_create_a_cluster_whose_master_secret_rds_manages(staging):
+    """ManageMasterUserPassword: RDS creates, tags and rotates the secret, and Secrets Manager
+    encrypts it with the secrets key, all with the service role's permission (kms:ViaService
+    secretsmanager); the registry lists only part of it (HANDLER_ACTIONS_BEYOND_REGISTRY)."""
+    policies = role_policies(staging, "CloudFormationServiceRole")
+    secret = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:rds!cluster-0a1b2c3d-AbCdEf"
+    for action in ("secretsmanager:CreateSecret", "secretsmanager:TagResource", "secretsmanager:RotateSecret"):
+        assert allowed(policies, Request(action, resource=secret), REFS), action
+    key = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/0a1b2c3d-secrets"
+    via = {"kms:ViaService": f"secretsmanager.{REGION}.amazonaws.com", "kms:CallerAccount": ACCOUNT}
+    for action in ("kms:GenerateDataKey", "kms:Decrypt", "kms:DescribeKey"):
+        assert allowed(policies, Request(action, context=via, resource=key), REFS), action
+    assert not allowed(policies, Request("kms:GenerateDataKey", context=via,
+                                         resource="arn:aws:kms:eu-west-1:999999999999:key/x"), REFS)
+    assert set(HANDLER_ACTIONS_BEYOND_REGISTRY) <= PLATFORM_RESOURCE_TYPES
+
+
+def test_hosted_rotation_types_are_not_platform_types():
+    """RDS rotates the master secret itself: nothing deploys a rotation schedule or attachment."""
+    assert not PLATFORM_RESOURCE_TYPES & {"AWS::SecretsManager::RotationSchedule",
+                                          "AWS::SecretsManager::SecretTargetAttachment"}
+
+
 # --- the boundary --------------------------------------------------------------------------------
 
 def test_every_platform_role_carries_the_boundary_and_stays_inside_it(built_environments):
@@ -247,5 +275,5 @@ def test_registry_permissions_file_is_current():
     from templates_src.delivery import PLATFORM_SERVICES
     from templates_src.registry_permissions import DATA_FILE, render
 
-    assert DATA_FILE.read_text() == render(PLATFORM_RESOURCE_TYPES, PLATFORM_SERVICES), (
+    assert DATA_FILE.read_text() == render(PLATFORM_RESOURCE_TYPES, PLATFORM_SERVICES, HANDLER_ACTIONS_BEYOND_REGISTRY), (
         "templates_src/registry_permissions.json is stale: python -m templates_src.registry_permissions")

@@ -199,12 +199,12 @@ def test_app_tasks_accept_the_container_port_from_the_load_balancer_only(env):
     assert (rule["FromPort"], rule["ToPort"], ref(rule["SourceSecurityGroupId"])) == (port, port, "AlbSecurityGroup")
 
 
-def test_database_accepts_postgres_from_app_and_lambda_only(env):
+def test_database_accepts_postgres_from_app_tasks_only(env):
+    """No function talks to PostgreSQL (RDS rotates the master secret without a Lambda)."""
     _, template = env
     rules = ingress_rules(template, "DatabaseSecurityGroup")
     assert {(r["FromPort"], r["ToPort"], ref(r["SourceSecurityGroupId"])) for r in rules} == {
         (5432, 5432, "AppSecurityGroup"),
-        (5432, 5432, "LambdaSecurityGroup"),
     }
     assert not any("CidrIp" in r for r in rules)
 

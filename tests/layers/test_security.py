@@ -9,12 +9,13 @@ import pytest
 
 from templates_src import security
 
+from ..policy_eval import ACCOUNT, REGION, Request, allowed
 from .helpers import assert_data_policy, exports_contract, of_type, rendered
 
 ROOT = Path(__file__).resolve().parents[2]
 ENVIRONMENTS = ("dev", "staging", "prod")
 KEYS = ("DataKey", "LogsKey", "SecretsKey")
-SECRETS = ("DbCredentialsSecret", "ApiSigningSecret", "CardFingerprintSecret", "MerchantKeyPepperSecret")
+SECRETS = ("ApiSigningSecret", "CardFingerprintSecret", "MerchantKeyPepperSecret")
 
 
 @pytest.fixture(scope="module", params=ENVIRONMENTS)
@@ -92,13 +93,28 @@ def test_key_policies_have_no_wildcard_action_and_allow_no_wildcard_principal(en
                 assert statement["Principal"] != "*" and statement["Principal"] != {"AWS": "*"}
 
 
-def test_database_credentials_are_generated_without_punctuation(env):
+def test_no_database_secret_rds_owns_the_master_secret(env):
     _, template = env
-    generate = template["Resources"]["DbCredentialsSecret"]["Properties"]["GenerateSecretString"]
-    assert json.loads(generate["SecretStringTemplate"]) == {"username": "payments_admin"}
-    assert generate["GenerateStringKey"] == "password"
-    assert generate["PasswordLength"] == 32
-    assert generate["ExcludePunctuation"] is True
+    assert "DbCredentialsSecret" not in template["Resources"]
+    assert not any(name.startswith("DbCredentials") for name in template["Outputs"])
+
+
+def test_rds_managed_master_secret_may_use_the_secrets_key_through_secrets_manager_only(env):
+    """RDS creates the master secret with the caller's permission (the CloudFormation service role)
+    and rotates it as its service-linked role; either way Secrets Manager calls KMS. Nothing new
+    may use the key: no service principal (RDS's included), no other account. (Within the account,
+    AccountAdministersKey already delegates to IAM policies.)"""
+    _, template = env
+    policy = template["Resources"]["SecretsKey"]["Properties"]["KeyPolicy"]
+    deploy_role = {"AWS": f"arn:aws:iam::{ACCOUNT}:role/payments-delivery/payments-staging-cloudformation"}
+    rds_role = {"AWS": f"arn:aws:iam::{ACCOUNT}:role/aws-service-role/rds.amazonaws.com/AWSServiceRoleForRDS"}
+    via_secrets_manager = {"kms:ViaService": f"secretsmanager.{REGION}.amazonaws.com", "kms:CallerAccount": ACCOUNT}
+    for principal in (deploy_role, rds_role):
+        for action in ("kms:GenerateDataKey", "kms:Decrypt", "kms:DescribeKey"):
+            assert allowed(policy, Request(action, principal, via_secrets_manager)), (principal, action)
+    assert not allowed(policy, Request("kms:Decrypt", {"Service": "rds.amazonaws.com"}, via_secrets_manager))
+    foreign = {"AWS": "arn:aws:iam::999999999999:role/x"}
+    assert not allowed(policy, Request("kms:Decrypt", foreign, {**via_secrets_manager, "kms:CallerAccount": "999999999999"}))
 
 
 def test_fingerprint_key_is_a_generated_64_character_value(env):
@@ -152,7 +168,7 @@ def test_exports_match_the_contract_and_nothing_is_imported(env):
     for key, output in template["Outputs"].items():
         assert output["Export"]["Name"] == f"payments-{config.name}-security-{key}"
     assert template["Outputs"]["DataKeyArn"]["Value"] == {"Fn::GetAtt": ["DataKey", "Arn"]}
-    assert template["Outputs"]["DbCredentialsSecretArn"]["Value"] == {"Ref": "DbCredentialsSecret"}
+    assert template["Outputs"]["ApiSigningSecretArn"]["Value"] == {"Ref": "ApiSigningSecret"}
     assert "Fn::ImportValue" not in json.dumps(template)
 
 
