@@ -43,7 +43,7 @@ from platform_contracts import LAMBDA_DEFAULT_ACCOUNT_CONCURRENCY, LAMBDA_MIN_UN
 
 from . import blocks
 from .common import import_value, keep_data, resource_name, skip_checkov, tags
-from .config import PARAMETERS_DIR, ConfigError, EnvironmentConfig, display_path
+from .config import ConfigError, EnvironmentConfig
 from .function_catalog import DeclarationError, ExportRef, FunctionDeclaration, ReservedConcurrency
 from .packaging import artifact_key, package
 from .resources import RESOURCES, Grants
@@ -359,7 +359,7 @@ def check_reserved_concurrency(config: EnvironmentConfig, declarations: list[Fun
     if sum(reserved.values()) > budget:
         by_setting = Counter(d.reserved_concurrency.value for d in declarations)
         raise ConfigError(
-            f"{display_path(PARAMETERS_DIR / f'{config.name}.yaml')}: {len(reserved)} functions reserve "
+            f"{config.source}: {len(reserved)} functions reserve "
             f"{sum(reserved.values())} concurrent executions ({by_setting['compute']} x compute.lambda_reserved_concurrency "
             f"{config.compute.lambda_reserved_concurrency} + {by_setting['batch']} x batch.reserved_concurrency "
             f"{config.batch.reserved_concurrency}); a fresh account allows {budget} "

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 ROOT = Path(__file__).resolve().parent.parent
 PARAMETERS_DIR = ROOT / "parameters"
@@ -331,6 +331,12 @@ class EnvironmentConfig(Section):
     batch: BatchConfig
     monitoring: MonitoringConfig
     dr: DisasterRecoveryConfig = DisasterRecoveryConfig()
+    _source: Path | None = PrivateAttr(default=None)  # the parameters file it was loaded from
+
+    @property
+    def source(self) -> str:
+        """The parameters file, as errors name it (rules the build checks later than loading)."""
+        return display_path(self._source or PARAMETERS_DIR / f"{self.name}.yaml")
 
     @field_validator("account_id", mode="before")
     @classmethod
@@ -575,6 +581,7 @@ def load_environment(name: str, parameters_dir: Path = PARAMETERS_DIR) -> Enviro
     problems = cross_field_problems(config)
     if problems:
         raise ConfigError(_report(path, problems))
+    config._source = path
     return config
 
 

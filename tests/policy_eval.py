@@ -1,5 +1,7 @@
 """A small evaluator for the key policies the templates write: enough of IAM's rules to say
 whether a request on "this key" is allowed (an explicit Deny wins, then any Allow, else denied).
+Identity policies (a role's statements: no Principal) are evaluated too when the request names
+its resource, which is then matched against each statement's Resource.
 
 It resolves the intrinsics those policies use (Ref of pseudo parameters, Fn::Sub of them) for
 one account and region, matches principals, actions and the condition operators the templates
@@ -20,6 +22,7 @@ class Request:
     action: str
     principal: dict  # {"AWS": arn} or {"Service": "x.amazonaws.com"}
     context: dict = field(default_factory=dict)  # condition keys -> value (str or bool)
+    resource: str | None = None  # identity policies: the ARN the request acts on
 
 
 def resolve(node):
@@ -28,6 +31,9 @@ def resolve(node):
     if isinstance(node, dict) and set(node) == {"Fn::Sub"}:
         text = node["Fn::Sub"] if isinstance(node["Fn::Sub"], str) else node["Fn::Sub"][0]
         return re.sub(r"\$\{(AWS::[A-Za-z]+)\}", lambda m: PSEUDO[m[1]], text)
+    if isinstance(node, dict) and set(node) == {"Fn::Join"}:
+        separator, parts = node["Fn::Join"]
+        return separator.join(resolve(part) for part in parts)
     if isinstance(node, dict):
         return {key: resolve(value) for key, value in node.items()}
     if isinstance(node, list):
@@ -80,7 +86,9 @@ def _condition_holds(conditions: dict, context: dict) -> bool:
 
 def _matches(statement: dict, request: Request) -> bool:
     actions = _as_list(statement["Action"])
-    return (_principal_matches(statement["Principal"], request)
+    resources = _as_list(statement.get("Resource", "*"))
+    return (("Principal" not in statement or _principal_matches(statement["Principal"], request))
+            and (request.resource is None or any(fnmatch.fnmatchcase(request.resource, r) for r in resources))
             and any(fnmatch.fnmatchcase(request.action, action) for action in actions)
             and _condition_holds(statement.get("Condition", {}), request.context))
 

@@ -111,7 +111,7 @@ def test_the_map_child_needs_only_the_variables_its_uses_give(aws, monkeypatch):
     """Its function.yaml is least privilege: with every other resource variable unset (no
     bucket, no report prefix), a batch still ingests."""
     declared = set(next(f for f in load_functions() if f.name == MAP_CHILD).grants().variables)
-    for name in {row.variable for row in RESOURCES.values()} - declared:
+    for name in {resource.variable for resource in RESOURCES.values()} - declared:
         monkeypatch.delenv(name, raising=False)
     key, event = upload(aws, HEADER + "\n" + row())
     obj = batch.uploaded_object(event)
