@@ -479,6 +479,8 @@ def render_functions_readme(declarations: list[FunctionDeclaration],
         lines.append(f"- returns: {declaration.returns}")
         if declaration.snapstart:
             lines.append("- SnapStart: on published versions (the `live` alias)")
+        if declaration.reserved_concurrency is ReservedConcurrency.BATCH:
+            lines.append("- reserved concurrency: `batch.reserved_concurrency` (not compute's per-function value)")
         lines += _access_lines(declaration)
     return "\n".join(lines + _access_level_table()) + "\n" + DESIGN_NOTES
 
@@ -491,5 +493,7 @@ def _access_level_table() -> list[str]:
     for kind, levels in resources.ACCESS.items():
         for level, access in levels.items():
             where = f" on `<arn>{access.arn_suffix}`" if access.arn_suffix else ""
+            if access.on_bucket:
+                where = " on the bucket, `s3:prefix` within the resource's prefix"
             lines.append(f"| {kind.value} | `{level}` | {', '.join(access.actions)}{where} | {', '.join(access.kms) or '-'} |")
     return lines

@@ -74,11 +74,12 @@ class AlarmProvider(Provider):
         backend(request).delete_alarms([state.physical_id])
 
 
-class CompositeAlarmProvider(Provider):
+class CompositeAlarmProvider(AlarmProvider):
     """moto gap: AWS::CloudWatch::CompositeAlarm has no model. moto's CloudWatch keeps a composite
     alarm as an alarm with a rule (PutCompositeAlarm; DescribeAlarms lists it under
     CompositeAlarms), so it is created that way; Ref: the alarm name; GetAtt Arn. The alarms its
-    rule names must exist, as CloudWatch requires (hence the template's DependsOn)."""
+    rule names must exist, as CloudWatch requires (hence the template's DependsOn). Create,
+    update and delete are the metric alarm's."""
 
     resource_type = "AWS::CloudWatch::CompositeAlarm"
     support = "created"
@@ -96,18 +97,6 @@ class CompositeAlarmProvider(Provider):
             actions_enabled=str(p.get("ActionsEnabled", True)).lower() == "true", rule=p["AlarmRule"],
             tags=p.get("Tags") or [],
         )
-
-    def create(self, request: Request) -> State:
-        name = request.properties.get("AlarmName") or request.physical_name
-        alarm = self._put(request, name)
-        return State(physical_id=name, attributes={"Arn": alarm.alarm_arn})
-
-    def update(self, request: Request, state: State, old_properties: dict) -> State:
-        self._put(request, state.physical_id)
-        return state
-
-    def delete(self, request: Request, state: State) -> None:
-        backend(request).delete_alarms([state.physical_id])
 
 
 def _rule_alarms(rule: str) -> list[str]:
