@@ -62,6 +62,12 @@ def changes_permissions(resource_type: str) -> bool:
 
 # The deploy-managed lifecycle parameter: `creating` on a stack's first create, `established`
 # once that create has succeeded (templates_src.common declares it, deploylib.lifecycle sets it).
+# Lambda concurrency of a fresh account (Service Quotas default) and the part Lambda refuses to let
+# reservations take: the build keeps every environment's reservations within the difference, and
+# preflight checks the real account against the same floor.
+LAMBDA_DEFAULT_ACCOUNT_CONCURRENCY = 1000
+LAMBDA_MIN_UNRESERVED = 100
+
 LIFECYCLE_PARAMETER = "StackLifecycle"
 LIFECYCLE_CREATING = "creating"
 LIFECYCLE_ESTABLISHED = "established"

@@ -24,6 +24,8 @@ from typing import Any, TypeGuard
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
 
+from platform_contracts import LAMBDA_MIN_UNRESERVED  # the build keeps reservations within the same floor
+
 from .aws import Context, RetryingClient, ServiceName, error_code, error_message
 from .manifest import Manifest, ManifestError, manifest_path
 from .shapes import JsonObject, Stack
@@ -415,7 +417,6 @@ def _region_row(run: _Run) -> Row:
 # 2. Lambda concurrency -------------------------------------------------------------------------
 
 LAMBDA = "lambda concurrency"
-LAMBDA_MIN_UNRESERVED = 100
 LAMBDA_QUOTA_CODE = "L-B99A9384"
 
 

@@ -35,6 +35,7 @@ _TABLE: dict[str, tuple[str, str]] = {
     "AWS::CloudFormation::WaitCondition": (RECORDED, "always fails: nothing can signal it"),
     "AWS::CloudFormation::WaitConditionHandle": (RECORDED, "recorded; Ref a presigned-URL-shaped string"),
     "AWS::CloudWatch::Alarm": (CREATED, "PutMetricAlarm (metric or metric-math alarms); GetAtt Arn"),
+    "AWS::CloudWatch::CompositeAlarm": (CREATED, "PutCompositeAlarm (the alarms of its rule must exist); GetAtt Arn; a rollback trigger of its type"),
     "AWS::CloudWatch::Dashboard": (CREATED, "moto's model"),
     "AWS::DynamoDB::Table": (CREATED, "moto's model + TTL, point-in-time recovery and in-place updates; deletion protection enforced"),
     "AWS::EC2::EIP": (CREATED, "moto's model + tags and release on deletion"),

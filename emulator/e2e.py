@@ -124,6 +124,12 @@ class EndToEnd:
             raise PhaseFailed(f"exports missing: {missing}")
         return f"{len(statuses)} stacks *_COMPLETE, {len(exports)} exports present"
 
+    def phase_batch_workflow(self) -> str:
+        return batch_workflow_deployed(self.emu, self.parameters)
+
+    def phase_guarded(self) -> str:
+        return compute_guarded_by_composite_alarms(self.emu, self.manifest())
+
     def phase_audit_lock(self) -> str:
         """An audit record lands locked (PCI DSS 10.3.3): deleting its version without the
         governance bypass is refused, so destroy has to bypass it (dev/local only)."""
@@ -205,8 +211,9 @@ class EndToEnd:
     PHASES: tuple[tuple[str, str], ...] = (
         ("build", "phase_build"), ("preflight", "phase_preflight"), ("bootstrap", "phase_bootstrap"),
         ("push image", "phase_push"), ("deploy", "phase_deploy"), ("check", "phase_check"),
-        ("audit record locked", "phase_audit_lock"),
+        ("batch workflow", "phase_batch_workflow"), ("audit record locked", "phase_audit_lock"),
         ("redeploy", "phase_redeploy"), ("change one parameter", "phase_change"), ("execute", "phase_execute"),
+        ("rollback triggers", "phase_guarded"),
         ("destroy", "phase_destroy"), ("nothing left", "phase_nothing_left"),
     )
 
@@ -215,6 +222,40 @@ class EndToEnd:
             started = time.perf_counter()
             detail = getattr(self, method)()
             report(name, time.perf_counter() - started, detail)
+
+
+def batch_workflow_deployed(emu, parameters: Path) -> str:
+    """The batch state machine deployed with its Distributed Map invoking the map function's
+    alias (with its own reservation) and its other steps batch_ingestion's."""
+    from templates_src.config import load_environment
+
+    cfn, states, lam = (emu.client(name) for name in ("cloudformation", "stepfunctions", "lambda"))
+    exports = _exports(cfn)
+    definition = json.loads(states.describe_state_machine(
+        stateMachineArn=exports[f"payments-{ENVIRONMENT}-workflow-BatchStateMachineArn"])["definition"])
+    aliases = {name: exports[f"payments-{ENVIRONMENT}-compute-{name}AliasArn"] for name in ("BatchIngestion", "BatchMapIngestion")}
+    child = definition["States"]["IngestInBatches"]["ItemProcessor"]["States"]["IngestBatch"]["Parameters"]["FunctionName"]
+    steps = {definition["States"][name]["Parameters"]["FunctionName"] for name in ("IngestInOneFunction", "Report")}
+    if child != aliases["BatchMapIngestion"] or steps != {aliases["BatchIngestion"]}:
+        raise PhaseFailed(f"the batch machine invokes {child} per batch and {sorted(steps)} otherwise; expected {aliases}")
+    wanted = load_environment(ENVIRONMENT, parameters).batch.reserved_concurrency
+    function = exports[f"payments-{ENVIRONMENT}-compute-BatchMapIngestionFunctionName"]
+    reserved = lam.get_function_concurrency(FunctionName=function).get("ReservedConcurrentExecutions")
+    if reserved != wanted:
+        raise PhaseFailed(f"{function} reserves {reserved}, not batch.reserved_concurrency {wanted}")
+    return f"map batches -> {function} (reserved {reserved}), other steps -> batch_ingestion"
+
+
+def compute_guarded_by_composite_alarms(emu, manifest: dict) -> str:
+    """The executed compute change ran under monitoring's alarms, the composite Lambda alarms
+    (more than 10 functions) among them, each passed with its own trigger Type."""
+    cfn = emu.client("cloudformation")
+    compute = next(s["name"] for s in manifest["stacks"] if s["name"].endswith("-compute"))
+    triggers = cfn.describe_stacks(StackName=compute)["Stacks"][0].get("RollbackConfiguration", {}).get("RollbackTriggers", [])
+    composite = [t for t in triggers if t["Type"] == "AWS::CloudWatch::CompositeAlarm"]
+    if not composite:
+        raise PhaseFailed(f"{compute} is not guarded by a composite alarm: {triggers}")
+    return f"{compute}: {len(triggers)} rollback triggers, {len(composite)} of them composite alarms"
 
 
 def _exports(cfn) -> dict[str, str]:

@@ -28,20 +28,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from pathlib import Path
 
 import awacs.kms as kms_actions
 import awacs.logs as logs_actions
 import awacs.sqs as sqs_actions
 import awacs.xray as xray_actions
-from awacs.aws import Action, Allow, ArnEquals, Condition, Policy, Principal, Statement
+from awacs.aws import Action, Allow, ArnEquals, Condition, Policy, Principal, Statement, StringLike
 from troposphere import GetAtt, Join, Parameter, Ref, Split, Sub, Template, awslambda, cloudwatch, events, iam, sns, sqs
 from troposphere.validators import integer
 
+from platform_contracts import LAMBDA_DEFAULT_ACCOUNT_CONCURRENCY, LAMBDA_MIN_UNRESERVED
+
 from . import blocks
 from .common import import_value, keep_data, resource_name, skip_checkov, tags
-from .config import EnvironmentConfig
-from .function_catalog import DeclarationError, ExportRef, FunctionDeclaration
+from .config import ConfigError, EnvironmentConfig
+from .function_catalog import DeclarationError, ExportRef, FunctionDeclaration, ReservedConcurrency
 from .packaging import artifact_key, package
 from .resources import RESOURCES, Grants
 
@@ -119,6 +122,7 @@ def add_functions(
     Returns {declaration name: (function, alias)} for the exports."""
     if not declarations:
         return {}
+    check_reserved_concurrency(config, declarations)
     powertools_layer = template.add_parameter(
         Parameter(
             "PowertoolsLayerArn",
@@ -305,7 +309,7 @@ def _add_function(
             ),
             TracingConfig=awslambda.TracingConfig(Mode="Active"),
             LoggingConfig=awslambda.LoggingConfig(LogGroup=Ref(log_group)),
-            ReservedConcurrentExecutions=config.compute.lambda_reserved_concurrency,
+            ReservedConcurrentExecutions=reserved_concurrency(config, declaration),
             **_snapstart(declaration),
             Tags=tags(config, name),
         )
@@ -337,6 +341,30 @@ def _environment(config: EnvironmentConfig, declaration: FunctionDeclaration) ->
     for key, value in sorted(declaration.environment.items()):
         variables[key] = imported(config, value) if isinstance(value, ExportRef) else value.value
     return variables
+
+
+def reserved_concurrency(config: EnvironmentConfig, declaration: FunctionDeclaration) -> int:
+    """The function's reservation: the environment setting its function.yaml names."""
+    if declaration.reserved_concurrency is ReservedConcurrency.BATCH:
+        return config.batch.reserved_concurrency
+    return config.compute.lambda_reserved_concurrency
+
+
+def check_reserved_concurrency(config: EnvironmentConfig, declarations: list[FunctionDeclaration]) -> None:
+    """ConfigError when the environment's reservations would leave a fresh account (quota
+    LAMBDA_DEFAULT_ACCOUNT_CONCURRENCY) fewer than LAMBDA_MIN_UNRESERVED unreserved executions:
+    Lambda refuses such a reservation, and preflight would stop the deploy."""
+    budget = LAMBDA_DEFAULT_ACCOUNT_CONCURRENCY - LAMBDA_MIN_UNRESERVED
+    reserved = {d.name: reserved_concurrency(config, d) for d in declarations}
+    if sum(reserved.values()) > budget:
+        by_setting = Counter(d.reserved_concurrency.value for d in declarations)
+        raise ConfigError(
+            f"{config.source}: {len(reserved)} functions reserve "
+            f"{sum(reserved.values())} concurrent executions ({by_setting['compute']} x compute.lambda_reserved_concurrency "
+            f"{config.compute.lambda_reserved_concurrency} + {by_setting['batch']} x batch.reserved_concurrency "
+            f"{config.batch.reserved_concurrency}); a fresh account allows {budget} "
+            f"({LAMBDA_DEFAULT_ACCOUNT_CONCURRENCY} minus the {LAMBDA_MIN_UNRESERVED} Lambda keeps unreserved)"
+        )
 
 
 def _snapstart(declaration: FunctionDeclaration) -> dict:
@@ -405,10 +433,12 @@ def _granted_statements(config: EnvironmentConfig, grants: Grants) -> list[State
     """One statement per resource ARN the function's uses and triggers reach, then one per KMS key."""
     statements = [
         Statement(
-            Sid=_sid(grant.resource, "indexes" if grant.arn[2].endswith("/index/*") else ""),
+            Sid=_sid(grant.resource, "indexes" if grant.arn[2].endswith("/index/*") else "listing" if grant.s3_prefixes else ""),
             Effect=Allow,
             Action=_actions(grant.actions),
             Resource=[_imported(config, *grant.arn)],
+            **({"Condition": Condition(StringLike("s3:prefix", grant.condition["StringLike"]["s3:prefix"]))}
+               if grant.s3_prefixes else {}),
         )
         for grant in grants.statements
     ]

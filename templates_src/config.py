@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 ROOT = Path(__file__).resolve().parent.parent
 PARAMETERS_DIR = ROOT / "parameters"
@@ -259,6 +259,9 @@ class BatchConfig(Section):
     # One child execution's input is at most 256 KiB; a row item is about 200 bytes of JSON.
     batch_rows: int = Field(ge=1, le=1000)
     max_concurrency: int = Field(ge=1, le=1000)
+    # Reserved concurrency of the map's child function (its function.yaml: `reserved_concurrency:
+    # batch`): the map's batches never take the API's functions' capacity, nor throttle each other.
+    reserved_concurrency: int = Field(ge=1, le=1000)
 
 
 class ApiConfig(Section):
@@ -361,6 +364,12 @@ class EnvironmentConfig(Section):
     monitoring: MonitoringConfig
     dr: DisasterRecoveryConfig = DisasterRecoveryConfig()
     delivery: DeliveryConfig | None = None
+    _source: Path | None = PrivateAttr(default=None)  # the parameters file it was loaded from
+
+    @property
+    def source(self) -> str:
+        """The parameters file, as errors name it (rules the build checks later than loading)."""
+        return display_path(self._source or PARAMETERS_DIR / f"{self.name}.yaml")
 
     @field_validator("account_id", mode="before")
     @classmethod
@@ -438,11 +447,12 @@ def cross_field_problems(config: EnvironmentConfig) -> list[tuple[str, str]]:
     problems += _protection_problems(config)
     problems += _certificate_problems(config)
     problems += _audit_trail_problems(config)
-    if config.batch.max_concurrency > config.compute.lambda_reserved_concurrency:
+    batch = config.batch
+    if batch.max_concurrency > batch.reserved_concurrency:
         problems.append(("batch.max_concurrency",
-                         f"{config.batch.max_concurrency} batches at once cannot run on the batch_ingestion function's "
-                         f"{config.compute.lambda_reserved_concurrency} reserved executions "
-                         f"(compute.lambda_reserved_concurrency): at most {config.compute.lambda_reserved_concurrency}"))
+                         f"{batch.max_concurrency} batches at once cannot run on the batch map function's "
+                         f"{batch.reserved_concurrency} reserved executions (batch.reserved_concurrency): "
+                         f"at most {batch.reserved_concurrency}"))
     problems += _delivery_problems(config)
     return problems
 
@@ -632,6 +642,7 @@ def load_environment(name: str, parameters_dir: Path = PARAMETERS_DIR) -> Enviro
     problems = cross_field_problems(config)
     if problems:
         raise ConfigError(_report(path, problems))
+    config._source = path
     return config
 
 

@@ -18,6 +18,7 @@ A declaration looks like this (every key is checked; unknown keys are refused):
       - type: s3                  # via EventBridge "Object Created": grants `read` on the prefix
         bucket: batch_incoming    # a bucket prefix of the catalogue (its prefix filters the events)
         suffix: .csv
+        reads_object: false       # optional: the event is enough, grant no `read` (invoke only)
       - type: sns
         topic: payment_notifications_topic
       - type: stepfunctions       # invoked by the workflow state machine
@@ -28,6 +29,7 @@ A declaration looks like this (every key is checked; unknown keys are refused):
       card_fingerprint_secret: read
     environment:                  # settings only; resources come from `uses`
       LOG_LEVEL: {value: DEBUG}
+    reserved_concurrency: batch   # optional: batch.reserved_concurrency instead of compute.lambda_reserved_concurrency
     permissions:                  # the escape hatch: what no access level says, with the reason
       - actions: [dynamodb:ConditionCheckItem]
         resources: [{export: data.VelocityTableArn}]
@@ -43,6 +45,7 @@ from __future__ import annotations
 
 import functools
 import re
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -144,6 +147,9 @@ class S3Trigger(Strict):
     type: Literal["s3"]
     bucket: Annotated[str, _named_resource("s3")]  # a bucket prefix of resources.RESOURCES: its prefix filters the events
     suffix: str = ""
+    # False for a function that only reacts to the event (it carries bucket, key, version and
+    # size) and never reads the object: the trigger then grants nothing, only the invoke.
+    reads_object: bool = True
 
     @property
     def resource(self) -> str:
@@ -180,6 +186,13 @@ Trigger = Annotated[
 ]
 
 
+class ReservedConcurrency(Enum):
+    """Which setting of parameters/<env>.yaml reserves the function's concurrency."""
+
+    COMPUTE = "compute"  # compute.lambda_reserved_concurrency: every function's, by default
+    BATCH = "batch"  # batch.reserved_concurrency: the batch map's child function (sized to batch.max_concurrency)
+
+
 class FunctionDeclaration(Strict):
     name: str
     description: str = Field(min_length=10)
@@ -194,6 +207,7 @@ class FunctionDeclaration(Strict):
     # Lambda SnapStart on published versions (the `live` alias points at one): restores from a
     # snapshot taken after the handler's imports instead of initialising on a cold start.
     snapstart: bool = False
+    reserved_concurrency: ReservedConcurrency = ReservedConcurrency.COMPUTE
 
     @field_validator("uses")
     @classmethod
@@ -225,7 +239,7 @@ class FunctionDeclaration(Strict):
     def trigger_bindings(self) -> list[tuple[str, str]]:
         """(trigger type, resource) for every trigger that names a resource."""
         return [(trigger.type, trigger.resource) for trigger in self.triggers
-                if isinstance(trigger, SqsTrigger | S3Trigger | SnsTrigger)]
+                if isinstance(trigger, SqsTrigger | SnsTrigger) or (isinstance(trigger, S3Trigger) and trigger.reads_object)]
 
     def grants(self) -> resources.Grants:
         """The variables, IAM statements and KMS actions the uses and triggers imply."""
@@ -349,7 +363,8 @@ def _describe_trigger(trigger) -> str:
     if trigger.type == "sqs":
         return f"SQS `{trigger.queue}` (batch {trigger.batch_size}, partial batch responses)"
     if trigger.type == "s3":
-        return f"S3 Object Created via EventBridge on `{trigger.bucket}` (`{trigger.prefix}*{trigger.suffix}`)"
+        reads = "" if trigger.reads_object else ", invoke only (reads no object)"
+        return f"S3 Object Created via EventBridge on `{trigger.bucket}` (`{trigger.prefix}*{trigger.suffix}`){reads}"
     if trigger.type == "sns":
         return f"SNS `{trigger.topic}`"
     if trigger.type == "authorizer":
@@ -464,6 +479,8 @@ def render_functions_readme(declarations: list[FunctionDeclaration],
         lines.append(f"- returns: {declaration.returns}")
         if declaration.snapstart:
             lines.append("- SnapStart: on published versions (the `live` alias)")
+        if declaration.reserved_concurrency is ReservedConcurrency.BATCH:
+            lines.append("- reserved concurrency: `batch.reserved_concurrency` (not compute's per-function value)")
         lines += _access_lines(declaration)
     return "\n".join(lines + _access_level_table()) + "\n" + DESIGN_NOTES
 
@@ -476,5 +493,7 @@ def _access_level_table() -> list[str]:
     for kind, levels in resources.ACCESS.items():
         for level, access in levels.items():
             where = f" on `<arn>{access.arn_suffix}`" if access.arn_suffix else ""
+            if access.on_bucket:
+                where = " on the bucket, `s3:prefix` within the resource's prefix"
             lines.append(f"| {kind.value} | `{level}` | {', '.join(access.actions)}{where} | {', '.join(access.kms) or '-'} |")
     return lines

@@ -16,7 +16,8 @@ Design decisions:
   as CloudFormation rollback triggers (at most 5 per stack). The dashboard still shows each
   function. CloudWatch allows 10 metrics per metric-math alarm: past 10 functions each becomes a
   composite alarm over silent part alarms of 10 functions each (the threshold then applies per
-  part), keeping one output, one page and one rollback trigger per symptom.
+  part), keeping one output, one page and one rollback trigger per symptom. The composite has a
+  logical id and a name of its own (`...AnyPart`), so the 11th function updates the stack in place.
 - TreatMissingData: `notBreaching` for counts and latencies (no traffic is not an incident),
   `missing` for utilisation (CPU), where silence keeps the previous state.
 - Alarm ARNs are plain outputs `<Name>AlarmArn` (not exports: nothing imports them, and an
@@ -434,19 +435,26 @@ def _kebab(name: str) -> str:
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "-", name).lower()
 
 
+# The composite's logical id and name differ from the single alarm's it replaces when a function
+# is added: CloudFormation refuses a change of a logical id's type, and the new alarm is created
+# before the old one is deleted (at cleanup), so it cannot take its name either.
+COMPOSITE_SUFFIX = "AnyPart"
+
+
 def _add_composite_alarm(template: Template, config: EnvironmentConfig, spec: AlarmSpec, topic) -> cloudwatch.CompositeAlarm:
     names = [resource_name(config, _kebab(part)) for part in spec.any_of]
+    name = resource_name(config, _kebab(spec.name + COMPOSITE_SUFFIX))
     alarm = template.add_resource(
         cloudwatch.CompositeAlarm(
-            f"{spec.name}Alarm",
+            f"{spec.name}{COMPOSITE_SUFFIX}Alarm",
             DependsOn=[f"{part}Alarm" for part in spec.any_of],
-            AlarmName=resource_name(config, _kebab(spec.name)),
+            AlarmName=name,
             AlarmDescription=spec.description,
             AlarmRule=" OR ".join(f'ALARM("{name}")' for name in names),
             ActionsEnabled=True,
             AlarmActions=[topic],
             OKActions=[topic],
-            Tags=tags(config, resource_name(config, _kebab(spec.name))),
+            Tags=tags(config, name),
         )
     )
     output(template, f"{spec.name}AlarmArn", GetAtt(alarm, "Arn"), spec.description)

@@ -172,7 +172,7 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     Requirement("10.7", "Failures of critical security controls are detected and reported",
                 "alarms on API, functions, queues, database and load balancer to an encrypted topic; what the topic "
                 "cannot deliver lands in an encrypted queue with an alarm; a subscription nobody confirmed alarms too",
-                (Evidence("monitoring", ("AWS::CloudWatch::Alarm",)),
+                (Evidence("monitoring", ("AWS::CloudWatch::Alarm", "AWS::CloudWatch::CompositeAlarm")),
                  Evidence("messaging", (), ("AlarmDlq", "AlarmWatch", "AlarmEmailSubscription"))),
                 (P + "test_pci_10_7_alarm_notifications_cannot_vanish", MON + "test_alarm_delivery_itself_is_alarmed",
                  MSG + "test_undelivered_alarms_land_in_an_encrypted_queue_only_the_alarm_topic_writes")),

@@ -37,7 +37,7 @@ class Kind(Enum):
     TABLE = "table"
     QUEUE = "queue"
     TOPIC = "topic"
-    BUCKET = "bucket"  # a prefix of a bucket: access never spans a whole bucket
+    BUCKET = "bucket"  # a prefix of a bucket: access never spans a whole bucket (listing: only keys under it)
     SECRET = "secret"
 
 
@@ -48,11 +48,15 @@ class Access:
     actions: tuple[str, ...]
     kms: tuple[str, ...] = ()
     arn_suffix: str = ""  # appended to the resource's own ARN (its prefix, for a bucket)
+    # Buckets: on the bucket's ARN itself (listing is a bucket action), with the request's
+    # s3:prefix limited to the resource's prefix (`StringLike results/*`): a List without a
+    # Prefix, or with another one, is refused.
+    on_bucket: bool = False
 
     def __add__(self, other: Access) -> Access:
-        if self.arn_suffix != other.arn_suffix:
+        if (self.arn_suffix, self.on_bucket) != (other.arn_suffix, other.on_bucket):
             raise ValueError("levels on different ARNs cannot be combined")
-        return Access(_union(self.actions, other.actions), _union(self.kms, other.kms), self.arn_suffix)
+        return Access(_union(self.actions, other.actions), _union(self.kms, other.kms), self.arn_suffix, self.on_bucket)
 
 
 def _union(*groups: Iterable[str]) -> tuple[str, ...]:
@@ -90,6 +94,8 @@ ACCESS: dict[Kind, dict[str, Access]] = {
         "read": _BUCKET_READ,
         "write": Access(("s3:PutObject",), (DECRYPT, GENERATE_DATA_KEY)),
         "delete": Access(("s3:DeleteObject", "s3:DeleteObjectVersion")),
+        # ListObjectsV2 and ListObjectVersions under the prefix (finding a run's files, deleting every version).
+        "list": Access(("s3:ListBucket", "s3:ListBucketVersions"), on_bucket=True),
     },
     Kind.SECRET: {
         "read": Access(("secretsmanager:GetSecretValue",), (DECRYPT,)),
@@ -195,6 +201,12 @@ class Grant:
     resource: str
     actions: tuple[str, ...]
     arn: tuple[str, str, str]
+    s3_prefixes: tuple[str, ...] = ()  # a bucket-level grant: the key prefixes a request's s3:prefix may match
+
+    @property
+    def condition(self) -> dict[str, dict[str, list[str]]]:
+        """The statement's Condition: none, or s3:prefix within the resources' prefixes."""
+        return {"StringLike": {"s3:prefix": [f"{prefix}*" for prefix in self.s3_prefixes]}} if self.s3_prefixes else {}
 
 
 @dataclass(frozen=True)
@@ -242,6 +254,7 @@ def grants(uses: Mapping[str, str | list[str]], triggers: Iterable[tuple[str, st
     variables: dict[str, tuple[str, str]] = {}
     given_by: dict[str, str] = {}
     by_arn: dict[tuple[str, str, str], tuple[str, Access]] = {}
+    prefixes: dict[tuple[str, str, str], tuple[str, ...]] = {}
     kms: dict[str, tuple[str, ...]] = {}
     bindings = [(name, levels_of(value)) for name, value in uses.items()]
     bindings += [(name, [TRIGGER_ACCESS[kind][1]]) for kind, name in triggers if TRIGGER_ACCESS[kind][1]]
@@ -249,9 +262,11 @@ def grants(uses: Mapping[str, str | list[str]], triggers: Iterable[tuple[str, st
         resource = RESOURCES[name]
         for level in levels:
             access = resource.access_levels()[level]
-            arn = (resource.layer, resource.arn_key, resource.arn_suffix + access.arn_suffix)
-            previous = by_arn.get(arn, (name, Access((), (), access.arn_suffix)))[1]
-            by_arn[arn] = (name, previous + access)
+            arn = (resource.layer, resource.arn_key, "" if access.on_bucket else resource.arn_suffix + access.arn_suffix)
+            previous = by_arn.get(arn, (name, Access((), (), access.arn_suffix, access.on_bucket)))[1]
+            by_arn[arn] = (by_arn.get(arn, (name,))[0], previous + access)
+            if access.on_bucket:
+                prefixes[arn] = _union(prefixes.get(arn, ()), (resource.prefix,))
             if access.kms:
                 kms[resource.key_export] = _union(kms.get(resource.key_export, ()), access.kms)
     for name in uses:
@@ -262,5 +277,5 @@ def grants(uses: Mapping[str, str | list[str]], triggers: Iterable[tuple[str, st
                              "to different values")
         variables[resource.variable] = value
         given_by.setdefault(resource.variable, name)
-    statements = tuple(Grant(name, access.actions, arn) for arn, (name, access) in by_arn.items())
+    statements = tuple(Grant(name, access.actions, arn, prefixes.get(arn, ())) for arn, (name, access) in by_arn.items())
     return Grants(dict(sorted(variables.items())), statements, dict(sorted(kms.items())))

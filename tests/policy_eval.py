@@ -2,7 +2,7 @@
 a request is allowed (an explicit Deny wins, then any Allow, else denied).
 
 It resolves the intrinsics those policies use (Ref of pseudo parameters or of named resources,
-Fn::Sub of them, Fn::ImportValue by name) for one account and region, matches principals (AWS,
+Fn::Sub and Fn::Join of them, Fn::ImportValue by name) for one account and region, matches principals (AWS,
 Service, Federated; none in an identity policy), actions, resources (when the request names
 one) and the condition operators the templates use, and treats `...IfExists` operators, `Null`,
 `ForAllValues:` on multi-valued keys and absent keys the way IAM does.
@@ -36,6 +36,9 @@ def resolve(node, refs: dict | None = None):
         text, values = (node["Fn::Sub"], {}) if isinstance(node["Fn::Sub"], str) else node["Fn::Sub"]
         values = {key: resolve(value, refs) for key, value in values.items()}
         return re.sub(r"\$\{([A-Za-z:]+)\}", lambda m: values.get(m[1], names.get(m[1], m[0])), text)
+    if isinstance(node, dict) and set(node) == {"Fn::Join"}:
+        separator, parts = node["Fn::Join"]
+        return separator.join(resolve(part, refs) for part in parts)
     if isinstance(node, dict):
         return {key: resolve(value, refs) for key, value in node.items()}
     if isinstance(node, list):

@@ -11,7 +11,17 @@ import pytest
 import yaml
 
 import build
-from templates_src.config import PARAMETERS_DIR, ConfigError, is_placeholder_arn, load_environment, load_environments
+from platform_contracts import LAMBDA_DEFAULT_ACCOUNT_CONCURRENCY, LAMBDA_MIN_UNRESERVED
+from templates_src.compute_functions import reserved_concurrency
+from templates_src.config import (
+    ENVIRONMENTS,
+    PARAMETERS_DIR,
+    ConfigError,
+    is_placeholder_arn,
+    load_environment,
+    load_environments,
+)
+from templates_src.function_catalog import ReservedConcurrency, load_functions
 
 ROOT = Path(__file__).resolve().parent.parent
 LOG_RETENTION = "1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653"
@@ -365,3 +375,31 @@ def test_two_environments_of_one_account_cannot_both_create_the_oidc_provider(pa
         f"(arn:aws:iam::222222222222:{PROVIDER_SUFFIX})")
     parameters.edit("prod", lambda d: d["delivery"].update(oidc_provider_arn=f"arn:aws:iam::222222222222:{PROVIDER_SUFFIX}"))
     assert load_environments(("staging", "prod"), directory)["prod"].delivery.oidc_provider_arn
+
+
+def test_more_batches_at_once_than_the_map_function_reserves_is_refused(parameters, capsys, tmp_path):
+    directory = parameters.edit("staging", lambda d: d["batch"].update(max_concurrency=11, reserved_concurrency=10))
+    assert refused(directory, "staging", capsys, tmp_path) == (
+        f"{directory}/staging.yaml: 1 problem(s)\n  batch.max_concurrency: 11 batches at once cannot run on the batch "
+        "map function's 10 reserved executions (batch.reserved_concurrency): at most 10")
+
+
+def test_reservations_beyond_a_fresh_account_are_refused_naming_the_settings(parameters, capsys, tmp_path):
+    directory = parameters.edit("prod", lambda d: d["compute"].update(lambda_reserved_concurrency=100))
+    message = refused(directory, "prod", capsys, tmp_path)
+    functions = load_functions()
+    batch = sum(1 for f in functions if f.reserved_concurrency is ReservedConcurrency.BATCH)
+    assert message == (
+        f"{directory}/prod.yaml: {len(functions)} functions reserve {100 * (len(functions) - batch) + 50 * batch} "
+        f"concurrent executions ({len(functions) - batch} x compute.lambda_reserved_concurrency 100 + {batch} x "
+        "batch.reserved_concurrency 50); a fresh account allows 900 (1000 minus the 100 Lambda keeps unreserved)")
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_every_environment_leaves_a_fresh_account_its_unreserved_floor(env):
+    if not (PARAMETERS_DIR / f"{env}.yaml").exists():
+        pytest.skip(f"no parameters/{env}.yaml")
+    config = load_environment(env)
+    total = sum(reserved_concurrency(config, f) for f in load_functions())
+    assert total <= LAMBDA_DEFAULT_ACCOUNT_CONCURRENCY - LAMBDA_MIN_UNRESERVED
+    assert config.batch.max_concurrency <= config.batch.reserved_concurrency

@@ -1,9 +1,11 @@
-"""CloudWatch: alarms (dashboards are moto's model)."""
+"""CloudWatch: metric and composite alarms (dashboards are moto's model)."""
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from .cloudformation.providers import Provider, Request, State, register
+from .errors import ResourceFailure
 
 
 def backend(request: Request) -> Any:
@@ -72,5 +74,37 @@ class AlarmProvider(Provider):
         backend(request).delete_alarms([state.physical_id])
 
 
+class CompositeAlarmProvider(AlarmProvider):
+    """moto gap: AWS::CloudWatch::CompositeAlarm has no model. moto's CloudWatch keeps a composite
+    alarm as an alarm with a rule (PutCompositeAlarm; DescribeAlarms lists it under
+    CompositeAlarms), so it is created that way; Ref: the alarm name; GetAtt Arn. The alarms its
+    rule names must exist, as CloudWatch requires (hence the template's DependsOn). Create,
+    update and delete are the metric alarm's."""
+
+    resource_type = "AWS::CloudWatch::CompositeAlarm"
+    support = "created"
+
+    def _put(self, request: Request, name: str) -> Any:
+        p = request.properties
+        missing = [alarm for alarm in _rule_alarms(p["AlarmRule"]) if alarm not in backend(request).alarms]
+        if missing:
+            raise ResourceFailure(f"AlarmRule names alarms that do not exist: {', '.join(missing)}")
+        return backend(request).put_metric_alarm(
+            name=name, namespace=None, metric_name=None, comparison_operator=None, evaluation_periods=None,
+            period=None, threshold=None, statistic=None, description=p.get("AlarmDescription"), dimensions=[],
+            alarm_actions=p.get("AlarmActions", []), ok_actions=p.get("OKActions", []),
+            insufficient_data_actions=p.get("InsufficientDataActions", []),
+            actions_enabled=str(p.get("ActionsEnabled", True)).lower() == "true", rule=p["AlarmRule"],
+            tags=p.get("Tags") or [],
+        )
+
+
+def _rule_alarms(rule: str) -> list[str]:
+    """The alarm names (or ARNs' names) an AlarmRule's ALARM(...)/OK(...)/INSUFFICIENT_DATA(...) name."""
+    names = re.findall(r'(?:ALARM|OK|INSUFFICIENT_DATA)\(\s*"?([^")]+?)"?\s*\)', rule)
+    return [name.split(":alarm:", 1)[-1] for name in names]
+
+
 def apply() -> None:
     register(AlarmProvider())
+    register(CompositeAlarmProvider())

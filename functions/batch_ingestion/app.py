@@ -1,9 +1,9 @@
 """Ingests one uploaded CSV in a single invocation: the batch workflow's path for files up to
 the environment's `batch.distributed_threshold_bytes` (functions/batch_ingestion.asl.json).
-For larger files it also runs each batch of the Distributed Map (input: {BatchInput, Items}, see
-paylib.batch_map.ingest_batch) and the workflow's Report step: the Distributed Map's results folded into the
-same report (input: the workflow's state {object, execution_arn, map | map_error}; see
-paylib.batch_map.finish), so both paths' reports come from this function.
+For larger files it is the workflow's Report step: the Distributed Map's results (its batches
+run in functions/batch_map_ingestion) folded into the same report (input: the workflow's state
+{object, execution_arn, map | map_error}; see paylib.batch_map.finish), so both paths' reports
+come from this function.
 
 The workflow passes the upload in the shape of an EventBridge "Object Created" event
 (detail.bucket.name, detail.object.key, sequencer, version-id) plus its execution ARN. Objects
@@ -31,8 +31,6 @@ def _deadline(context: object) -> float:
 
 @lambda_handler
 def handler(event: dict, context: object) -> dict:
-    if "Items" in event:  # one batch of the Distributed Map (a child execution)
-        return batch_map.ingest_batch(event)
     if "object" in event:  # the Distributed Map's Report step
         return batch_map.finish(event)
     upload = batch.uploaded_object(event)

@@ -1,4 +1,5 @@
-"""Starts the batch workflow for an uploaded CSV (EventBridge "Object Created" under incoming/).
+"""Starts the batch workflow for an uploaded CSV (S3 "Object Created" under incoming/, delivered by an
+EventBridge rule; the event carries bucket, key, version and size, so the object is never read).
 
 EventBridge cannot name the executions it starts, so this function does: the execution is named
 after the batch id (a SHA-256 of bucket, key and version, 32 hex characters: within the 80

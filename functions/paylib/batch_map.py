@@ -9,8 +9,9 @@ first) and hands each child execution one ItemBatcher batch:
 `index` is `$$.Map.Item.Index` (0-based, the header excluded), so row numbers are `index + 1`,
 as in the single-function path. `ingest_batch` runs the rows through exactly the code of that
 path (paylib.batch.ingest_rows: the same validation, screening and conditional writes under the
-same batch id) and returns the batch's part of the report; `finish` (the batch_ingestion function's Report step) folds the parts the
-ResultWriter stored into the same report and completes the batch like the single path does.
+same batch id; the batch_map_ingestion function) and returns the batch's part of the report;
+`finish` (the batch_ingestion function's Report step) folds the parts the ResultWriter stored
+into the same report and completes the batch like the single path does.
 
 Exactly once, whatever runs twice: a child may run more than once (Express children are
 at-least-once, a failed batch is retried, an execution may be redriven); every row is written

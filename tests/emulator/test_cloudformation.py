@@ -437,3 +437,52 @@ def test_resource_types_limit_what_a_change_set_may_hold_and_role_arn_is_kept(cf
     role = "arn:aws:iam::123456789012:role/payments-delivery/payments-local-cloudformation"
     stack = create_stack(cfn, name, body, ResourceTypes=["AWS::SQS::*", "AWS::SNS::Topic"], RoleARN=role)
     assert stack["RoleARN"] == role
+
+
+METRIC_ALARM = {"Type": "AWS::CloudWatch::Alarm", "Properties": {
+    "AlarmName": "part-errors", "ComparisonOperator": "GreaterThanThreshold", "EvaluationPeriods": 1,
+    "MetricName": "Errors", "Namespace": "AWS/Lambda", "Period": 60, "Statistic": "Sum", "Threshold": 1}}
+COMPOSITE_ALARM = {"Type": "AWS::CloudWatch::CompositeAlarm", "DependsOn": ["Part"], "Properties": {
+    "AlarmName": "any-errors", "AlarmRule": 'ALARM("part-errors")', "AlarmDescription": "any part in alarm"}}
+
+
+def test_composite_alarm_is_created_and_described(emu, cfn):
+    stack = create_stack(cfn, "composite", template(
+        {"Part": METRIC_ALARM, "Any": COMPOSITE_ALARM}, {"Arn": {"Value": {"Fn::GetAtt": ["Any", "Arn"]}},
+                                                          "Name": {"Value": {"Ref": "Any"}}}))
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
+    described = emu.client("cloudwatch").describe_alarms(AlarmNames=["any-errors"])
+    assert [a["AlarmArn"] for a in described["CompositeAlarms"]] == [outputs["Arn"]]
+    assert described["CompositeAlarms"][0]["AlarmRule"] == 'ALARM("part-errors")'
+    assert described["MetricAlarms"] == [] and outputs["Name"] == "any-errors"
+    create_stack(cfn, "composite-dangling", template({"Any": {**COMPOSITE_ALARM, "DependsOn": [], "Properties": {
+        **COMPOSITE_ALARM["Properties"], "AlarmName": "dangling", "AlarmRule": 'ALARM("nowhere")'}}}),
+        expect="ROLLBACK_COMPLETE")
+    cfn.delete_stack(StackName="composite")
+    assert emu.client("cloudwatch").describe_alarms(AlarmNames=["any-errors"])["CompositeAlarms"] == []
+
+
+def test_composite_alarm_is_a_rollback_trigger_of_its_own_type(emu, cfn):
+    create_stack(cfn, "alarms", template({"Part": METRIC_ALARM, "Any": COMPOSITE_ALARM},
+                                         {"Arn": {"Value": {"Fn::GetAtt": ["Any", "Arn"]}},
+                                          "PartArn": {"Value": {"Fn::GetAtt": ["Part", "Arn"]}}}))
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in cfn.describe_stacks(StackName="alarms")["Stacks"][0]["Outputs"]}
+    composite = {"RollbackTriggers": [{"Arn": outputs["Arn"], "Type": "AWS::CloudWatch::CompositeAlarm"}]}
+    create_stack(cfn, "guarded-by-composite", template({"Queue": QUEUE}), RollbackConfiguration=composite)
+    # The same alarm named with the other type, and a metric alarm named as a composite, fail the operation.
+    wrong = {"RollbackTriggers": [{"Arn": outputs["Arn"], "Type": "AWS::CloudWatch::Alarm"}]}
+    create_stack(cfn, "wrong-type", template({"Queue": QUEUE}), RollbackConfiguration=wrong, expect="ROLLBACK_COMPLETE")
+    reason = [e for e in events(cfn, "wrong-type") if e["ResourceStatus"] == "ROLLBACK_IN_PROGRESS"][-1]["ResourceStatusReason"]
+    assert reason.startswith(f"Rollback trigger {outputs['Arn']} is of type AWS::CloudWatch::CompositeAlarm, not AWS::CloudWatch::Alarm")
+    part_as_composite = {"RollbackTriggers": [{"Arn": outputs["PartArn"], "Type": "AWS::CloudWatch::CompositeAlarm"}]}
+    create_stack(cfn, "wrong-type-2", template({"Queue": QUEUE}), RollbackConfiguration=part_as_composite,
+                 expect="ROLLBACK_COMPLETE")
+    with pytest.raises(ClientError, match="specify either AWS::CloudWatch::Alarm or AWS::CloudWatch::CompositeAlarm"):
+        cfn.create_change_set(StackName="no-type", ChangeSetName="first", ChangeSetType="CREATE",
+                              TemplateBody=template({"Queue": QUEUE}),
+                              RollbackConfiguration={"RollbackTriggers": [{"Arn": outputs["Arn"], "Type": "AWS::SNS::Topic"}]})
+    # The composite in ALARM (its part is) rolls an update back.
+    emu.client("cloudwatch").set_alarm_state(AlarmName="any-errors", StateValue="ALARM", StateReason="part in alarm")
+    update_stack(cfn, "guarded-by-composite", template({"Queue": QUEUE, "Topic": {"Type": "AWS::SNS::Topic"}}),
+                 RollbackConfiguration=composite, expect="UPDATE_ROLLBACK_COMPLETE")
+    assert set(resource_statuses(cfn, "guarded-by-composite")) == {"Queue"}

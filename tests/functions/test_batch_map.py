@@ -11,11 +11,14 @@ from datetime import UTC, datetime
 import pytest
 from paylib import batch, batch_map
 
+from templates_src.function_catalog import load_functions
+from templates_src.resources import RESOURCES
 from tests.functions.conftest import LambdaContext, load_app
 from tests.functions.test_batch import BUCKET, HEADER, report_of, row, upload
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 BATCH_ROWS = 7  # small batches put duplicates and rejections on both sides of a boundary
+MAP_CHILD = "batch_map_ingestion"  # the function the map's ItemProcessor invokes (tests/layers/test_workflow.py checks)
 
 
 def map_items(text: str) -> list[dict]:
@@ -42,7 +45,7 @@ def run_map(aws, upload_event: dict, batch_rows: int = BATCH_ROWS, fail_batches:
             outputs.append({"failed_batch": {"first_index": event["Items"][0]["index"], "count": len(event["Items"]),
                                              "error": "RuntimeError"}})
         else:
-            outputs.append(json.loads(json.dumps(load_app("batch_ingestion").handler(event, LambdaContext()))))
+            outputs.append(json.loads(json.dumps(load_app(MAP_CHILD).handler(event, LambdaContext()))))
     prefix = batch_map.results_prefix(obj.batch_id) + "run-1/"
     aws.s3.put_object(Bucket=BUCKET, Key=prefix + "SUCCEEDED_0.json", Body=json.dumps(outputs).encode())
     aws.s3.put_object(Bucket=BUCKET, Key=prefix + "manifest.json", Body=json.dumps(
@@ -90,16 +93,34 @@ def test_the_child_takes_the_map_batch_shape_and_returns_its_part_of_the_report(
     obj = batch.uploaded_object(event)
     items = [{"index": 0, "row": dict(zip(HEADER.split(","), row().split(","), strict=True))},
              {"index": 1, "row": dict(zip(HEADER.split(","), row(amount="x").split(","), strict=True))}]
-    result = load_app("batch_ingestion").handler(
-        {"BatchInput": {"batch_id": obj.batch_id, "bucket": BUCKET, "key": obj.key, "execution_arn": "arn:run"},
-         "Items": items}, LambdaContext())
+    batch_event = {"BatchInput": {"batch_id": obj.batch_id, "bucket": BUCKET, "key": obj.key, "execution_arn": "arn:run"},
+                   "Items": items}
+    result = load_app(MAP_CHILD).handler(batch_event, LambdaContext())
     assert result["first_row"] == 1 and result["rows"] == 2
     assert result["counts"] == {"total": 2, "accepted": 1, "rejected": 1, "duplicate": 0}
     assert result["rejected_rows"] == [{"row": 2, "field": "amount", "code": "invalid_amount"}]
     status = aws.dynamodb.get_item(TableName="payments-test-batch-status", Key={"batch_id": {"S": obj.batch_id}})["Item"]
     assert status["rows_processed"]["N"] == "2" and status["execution_arn"]["S"] == "arn:run"
     with pytest.raises(batch.InvalidEvent):
-        load_app("batch_ingestion").handler({"Items": []}, LambdaContext())
+        load_app(MAP_CHILD).handler({"Items": []}, LambdaContext())
+    with pytest.raises(batch.InvalidEvent):  # the single path's function no longer takes map batches
+        load_app("batch_ingestion").handler(batch_event, LambdaContext())
+
+
+def test_the_map_child_needs_only_the_variables_its_uses_give(aws, monkeypatch):
+    """Its function.yaml is least privilege: with every other resource variable unset (no
+    bucket, no report prefix), a batch still ingests."""
+    declared = set(next(f for f in load_functions() if f.name == MAP_CHILD).grants().variables)
+    for name in {resource.variable for resource in RESOURCES.values()} - declared:
+        monkeypatch.delenv(name, raising=False)
+    key, event = upload(aws, HEADER + "\n" + row())
+    obj = batch.uploaded_object(event)
+    discard(aws, key)
+    items = [{"index": 0, "row": dict(zip(HEADER.split(","), row().split(","), strict=True))}]
+    result = load_app(MAP_CHILD).handler({"BatchInput": {"batch_id": obj.batch_id, "bucket": BUCKET, "key": key},
+                                          "Items": items}, LambdaContext())
+    assert result["counts"]["accepted"] == 1
+    assert "BATCH_BUCKET" not in declared
 
 
 def test_distributed_report_equals_the_single_function_report(aws):
@@ -128,7 +149,7 @@ def test_a_retried_batch_creates_nothing_twice_and_counts_the_same(aws):
     obj = batch.uploaded_object(event)
     items = map_items(aws.s3.get_object(Bucket=BUCKET, Key=obj.key)["Body"].read().decode())
     discard(aws, key)
-    child = load_app("batch_ingestion")
+    child = load_app(MAP_CHILD)
     batch_event = {"BatchInput": {"batch_id": obj.batch_id, "bucket": BUCKET, "key": obj.key}, "Items": items}
     before = aws.dynamodb.scan(TableName="payments-test-transactions", Select="COUNT")["Count"]
     first = child.handler(batch_event, LambdaContext())

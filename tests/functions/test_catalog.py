@@ -15,7 +15,7 @@ DRAFT4_KEYWORDS = {"type", "properties", "required", "additionalProperties", "pa
                    "minimum", "maximum", "enum", "items", "minItems", "maxItems", "maxProperties", "description",
                    "$ref", "title"}
 EXPECTED = {"payment_api", "validation", "fraud_screening", "transaction_processing", "queue_worker",
-            "batch_ingestion", "batch_starter", "audit_logger", "status", "authorizer"}
+            "batch_ingestion", "batch_map_ingestion", "batch_starter", "audit_logger", "status", "authorizer"}
 
 
 def openapi():
@@ -65,6 +65,8 @@ def test_environment_variables_read_by_the_code_are_declared():
         "queue_worker": {"TRANSACTIONS_TABLE", "AUDIT_BUCKET", "NOTIFICATIONS_TOPIC_ARN"},
         "batch_ingestion": {"TRANSACTIONS_TABLE", "BATCH_STATUS_TABLE", "VELOCITY_TABLE", "PAYMENT_QUEUE_URL",
                             "CARD_FINGERPRINT_SECRET_ARN", "MERCHANTS_TABLE"},
+        "batch_map_ingestion": {"TRANSACTIONS_TABLE", "BATCH_STATUS_TABLE", "VELOCITY_TABLE", "PAYMENT_QUEUE_URL",
+                                "CARD_FINGERPRINT_SECRET_ARN", "MERCHANTS_TABLE"},
         "batch_starter": {"BATCH_STATE_MACHINE"},
         "authorizer": {"MERCHANTS_TABLE", "MERCHANT_KEY_PEPPER_SECRET_ARN"},
         "audit_logger": {"AUDIT_BUCKET"},
@@ -178,13 +180,14 @@ def test_function_packages_hold_no_compiled_code():
 
 def test_the_pepper_secret_is_granted_to_the_authorizer_only():
     """Among the functions only the authorizer may read the merchant key pepper (the operator
-    tool reads it with the operator's own credentials), and only it and batch ingestion read
-    the merchants table."""
+    tool reads it with the operator's own credentials), and only it and batch ingestion (both of its
+    functions) read the merchants table."""
     readers = {declaration.name: {grant.arn[1] for grant in declaration.grants().statements}
                | {resource.key for permission in declaration.permissions for resource in permission.resources}
                for declaration in load_functions()}
     assert {name for name, exports in readers.items() if "MerchantKeyPepperSecretArn" in exports} == {"authorizer"}
-    assert {name for name, exports in readers.items() if "MerchantsTableArn" in exports} == {"authorizer", "batch_ingestion"}
+    assert {name for name, exports in readers.items() if "MerchantsTableArn" in exports} == {
+        "authorizer", "batch_ingestion", "batch_map_ingestion"}
     authorizer = next(declaration for declaration in load_functions() if declaration.name == "authorizer")
     assert authorizer.trigger_types() == {"authorizer"}
     assert [grant.actions for grant in authorizer.grants().statements if grant.arn[1] == "MerchantsTableArn"] == [

@@ -108,6 +108,22 @@ def statements(role: dict) -> list[dict]:
 # --- Lambda functions -------------------------------------------------------------------------
 
 
+def test_a_function_reserving_from_batch_gets_the_batch_reservation(tmp_path):
+    body = textwrap.dedent("""
+        description: Ingests one batch of rows of the map.
+        memory_mb: 256
+        timeout_s: 10
+        returns: nothing
+        reserved_concurrency: batch
+        triggers:
+          - type: stepfunctions
+    """)
+    config = load_environment("staging")
+    template = render("staging", write_catalog(tmp_path, {"chunk": body, "other": body.replace("reserved_concurrency: batch\n", "")}))
+    reserved = {k: v["Properties"]["ReservedConcurrentExecutions"] for k, v in resources_of(template, "AWS::Lambda::Function").items()}
+    assert reserved == {"ChunkFunction": config.batch.reserved_concurrency, "OtherFunction": config.compute.lambda_reserved_concurrency}
+
+
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_every_function_runs_hardened_in_the_private_subnets(built, env):
     template = built[env]

@@ -106,8 +106,9 @@ def test_twelve_functions_split_the_lambda_alarm_into_parts_under_one_composite(
     assert summed == [f"payments-prod-compute-{logical(name)}FunctionName" for name in names]
     assert [len(part["Metrics"]) - 1 for part in parts] == [10, 2]
     assert all("AlarmActions" not in part and "OKActions" not in part for part in parts)
-    composite = template["Resources"][f"Lambda{metric}Alarm"]
+    composite = template["Resources"][f"Lambda{metric}AnyPartAlarm"]
     assert composite["Type"] == "AWS::CloudWatch::CompositeAlarm"
+    assert composite["Properties"]["AlarmName"] == f"payments-prod-lambda-{metric.lower()}-any-part"
     assert composite["Properties"]["AlarmRule"] == (
         f'ALARM("payments-prod-lambda-{metric.lower()}-part1") OR ALARM("payments-prod-lambda-{metric.lower()}-part2")'
     )
@@ -115,6 +116,29 @@ def test_twelve_functions_split_the_lambda_alarm_into_parts_under_one_composite(
     assert f"Lambda{metric}AlarmArn" in template["Metadata"]["RollbackTriggers"]["compute"]
     every_alarm = [r["Properties"] for r in template["Resources"].values() if r["Type"] == "AWS::CloudWatch::Alarm"]
     assert all(sum("MetricStat" in q for q in a.get("Metrics", [])) <= monitoring.MAX_METRICS_PER_MATH_ALARM for a in every_alarm)
+
+
+def test_growing_past_ten_functions_updates_the_stack_in_place(tmp_path):
+    """CloudFormation refuses a template that changes a logical id's type, and a new alarm cannot
+    take the name of one deleted only at cleanup: the composite alarm an 11th function brings gets
+    a logical id and a name of its own; the output (the rollback trigger) keeps its key."""
+    directory = tmp_path / "functions"
+    for index in range(10):
+        write_function(directory, f"synthetic_{index:02d}")
+    ten = build_dict("prod", directory)
+    write_function(directory, "synthetic_10")
+    eleven = build_dict("prod", directory)
+    for logical_id in set(ten["Resources"]) & set(eleven["Resources"]):
+        assert ten["Resources"][logical_id]["Type"] == eleven["Resources"][logical_id]["Type"], logical_id
+
+    def names(template: dict) -> dict[str, str]:
+        return {r["Properties"]["AlarmName"]: logical_id for logical_id, r in template["Resources"].items()
+                if r["Type"].startswith("AWS::CloudWatch::") and "AlarmName" in r["Properties"]}
+    before, after = names(ten), names(eleven)
+    assert all(before[name] == after[name] for name in set(before) & set(after))
+    assert set(ten["Outputs"]) <= set(eleven["Outputs"])
+    trigger = eleven["Outputs"]["LambdaErrorsAlarmArn"]["Value"]["Fn::GetAtt"][0]
+    assert eleven["Resources"][trigger]["Type"] == "AWS::CloudWatch::CompositeAlarm"
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)

@@ -17,6 +17,7 @@ from templates_src import compute, resources
 from templates_src.config import load_environment
 from templates_src.function_catalog import DeclarationError, load_functions
 
+from ..policy_eval import Request, allowed
 from .test_compute import write_catalog
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -157,6 +158,59 @@ def test_triggers_bind_permissions_without_a_variable():
         ("payment_queue", resources.ACCESS[resources.Kind.QUEUE]["consume"].actions),
         ("batch_incoming", ("s3:GetObject", "s3:GetObjectVersion")),
     ]
+
+
+def test_an_s3_trigger_that_reads_no_object_grants_nothing(tmp_path):
+    head = textwrap.dedent(HEAD).replace("  - type: stepfunctions",
+                                         "  - type: s3\n    bucket: batch_incoming\n    reads_object: false")
+    (declaration,) = load_functions(write_catalog(tmp_path, {"subject": head}))
+    assert declaration.trigger_bindings() == [] and declaration.grants().statements == ()
+    assert set(subject_role(tmp_path)) == {"OwnLogGroup", "SendFailures", "EncryptFailures"}  # invoke only
+
+
+# --- listing a bucket prefix: the bucket ARN, the request's s3:prefix within the prefix -----------
+
+BATCH_BUCKET_ARN = "arn:aws:s3:::payments-dev-batch"
+
+
+def _concrete(node):
+    """The role's statements with the imported bucket ARN in place of its import (other resources: a
+    string that matches nothing the test asks about)."""
+    if isinstance(node, dict) and node.get("Fn::ImportValue", "").endswith("-storage-BatchBucketArn"):
+        return BATCH_BUCKET_ARN
+    if isinstance(node, dict) and set(node) & {"Fn::ImportValue", "Fn::GetAtt"}:
+        return f"arn:other:{json.dumps(node)}"  # another resource: never the bucket
+    if isinstance(node, dict):
+        return {key: _concrete(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_concrete(item) for item in node]
+    return node
+
+
+def test_list_grants_listing_only_under_the_resource_prefix(tmp_path):
+    load_one(tmp_path, "uses: {batch_results: [list, read]}\n")
+    policy = {"Statement": _concrete(list(subject_role(tmp_path).values()))}
+    listing = subject_role(tmp_path)["BatchResultsListing"]
+    assert listing["Action"] == ["s3:ListBucket", "s3:ListBucketVersions"]
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["results/*"]}}
+
+    def lists(action: str, prefix: str | None) -> bool:
+        context = {} if prefix is None else {"s3:prefix": prefix}
+        return allowed(policy, Request(action, {"AWS": "role"}, context, resource=BATCH_BUCKET_ARN))
+
+    assert lists("s3:ListBucket", "results/0123/") and lists("s3:ListBucketVersions", "results/0123/")
+    assert not lists("s3:ListBucket", "incoming/") and not lists("s3:ListBucketVersions", "reports/")
+    assert not lists("s3:ListBucket", None)  # a listing of the whole bucket names no prefix
+    assert not lists("s3:ListBucket", "")
+    assert allowed(policy, Request("s3:GetObject", {"AWS": "role"}, resource=f"{BATCH_BUCKET_ARN}/results/0123/x.json"))
+    assert not allowed(policy, Request("s3:GetObject", {"AWS": "role"}, resource=f"{BATCH_BUCKET_ARN}/incoming/m/x.csv"))
+
+
+def test_list_of_two_prefixes_of_one_bucket_is_one_statement_with_both():
+    grants = resources.grants({"batch_results": "list", "batch_incoming": "list"})
+    (statement,) = grants.statements
+    assert statement.arn == ("storage", "BatchBucketArn", "") and statement.s3_prefixes == ("incoming/", "results/")
+    assert grants.kms == {}
 
 
 # --- the invariant, on every rendered role of the real catalogue ---------------------------------

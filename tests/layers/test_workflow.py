@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from templates_src import workflow
+from templates_src.compute_functions import reserved_concurrency
 from templates_src.config import load_environment
 from templates_src.function_catalog import FUNCTIONS_DIR, load_functions
 
@@ -250,3 +251,27 @@ def test_batch_definition_as_written_passes_cfn_lint_state_machine_checks(functi
     resource.pop("Metadata")
     findings = [match for match in lint(json.dumps(template), regions=["eu-west-1"]) if match.rule.id.startswith("E")]
     assert findings == []
+
+
+def test_map_batches_run_in_their_own_reserved_function_and_the_other_steps_in_batch_ingestion():
+    """The map invokes only the child's alias; the single path and the Report step batch_ingestion's.
+    The child reserves batch.reserved_concurrency, which the config keeps at least MaxConcurrency."""
+    config = load_environment("prod")
+    template = json.loads(workflow.build(config).to_json())
+    machine = template["Resources"]["BatchStateMachine"]["Properties"]
+    states = machine["Definition"]["States"]
+    child = states["IngestInBatches"]["ItemProcessor"]["States"]["IngestBatch"]["Parameters"]["FunctionName"]
+    assert child == "${batch_map_ingestion}"
+    assert {states[name]["Parameters"]["FunctionName"] for name in ("IngestInOneFunction", "Report")} == {"${batch_ingestion}"}
+    assert set(machine["DefinitionSubstitutions"]) == {"batch_ingestion", "batch_map_ingestion", "Partition"}
+    invoke = next(s for s in template["Resources"]["BatchStateMachineRole"]["Properties"]["Policies"][0]
+                  ["PolicyDocument"]["Statement"] if s["Action"] == ["lambda:InvokeFunction"])
+    assert invoke["Resource"] == [{"Fn::ImportValue": f"payments-prod-compute-{name}AliasArn"}
+                                  for name in ("BatchIngestion", "BatchMapIngestion")]
+    declaration = next(f for f in load_functions() if f.name == "batch_map_ingestion")
+    assert reserved_concurrency(config, declaration) == config.batch.reserved_concurrency >= config.batch.max_concurrency
+    assert config.batch.reserved_concurrency != config.compute.lambda_reserved_concurrency  # really its own
+    # The child's Lambda timeout ends before the map task gives up: a retry never overlaps a running invocation.
+    assert declaration.timeout_s < states["IngestInBatches"]["ItemProcessor"]["States"]["IngestBatch"]["TimeoutSeconds"]
+    # Nothing of the upload, the reports or the results: the workflow reads the CSV, batch_ingestion reports.
+    assert not {"batch_incoming", "batch_reports", "batch_results"} & set(declaration.uses)

@@ -654,6 +654,7 @@ def create_change_set(store: Store, args: dict) -> ChangeSet:
     with LOCK:
         name, change_set_name = args["StackName"], args["ChangeSetName"]
         change_set_type = args.get("ChangeSetType") or "UPDATE"
+        _check_rollback_trigger_types(args.get("RollbackConfiguration") or {})
         stack = _stack_for_change_set(store, name, change_set_name, change_set_type)
         previous = stack if stack is not None and stack.status != "REVIEW_IN_PROGRESS" else None
         body, original, processed, transform_error = _change_set_template(store, args, previous)
@@ -1110,10 +1111,24 @@ def _delete_resources(op: Operation, stack: Stack, order: list[str], rollback_of
     return ok
 
 
+# RollbackTrigger.Type -> whether the alarm it names is a composite alarm (CloudFormation API
+# reference, RollbackTrigger: "Specify either AWS::CloudWatch::Alarm or AWS::CloudWatch::CompositeAlarm").
+ROLLBACK_TRIGGER_TYPES = {"AWS::CloudWatch::Alarm": False, "AWS::CloudWatch::CompositeAlarm": True}
+
+
+def _check_rollback_trigger_types(configuration: dict) -> None:
+    """Refused synchronously: a trigger whose Type is neither alarm type."""
+    for trigger in configuration.get("RollbackTriggers") or []:
+        if trigger.get("Type") not in ROLLBACK_TRIGGER_TYPES:
+            raise ValidationError(f"Rollback trigger {trigger.get('Arn', '')} has type {trigger.get('Type')!r}: "
+                                  f"specify either {' or '.join(ROLLBACK_TRIGGER_TYPES)}")
+
+
 def _rollback_trigger_problem(store: Store, stack: Stack) -> str | None:
-    """Rollback triggers: each must be an existing CloudWatch alarm; one in ALARM state rolls the
-    operation back (checked once the resources are done: operations here take no time, so the
-    monitoring period is that instant)."""
+    """Rollback triggers: each must be an existing CloudWatch alarm of the trigger's Type (a metric
+    alarm for AWS::CloudWatch::Alarm, a composite alarm for AWS::CloudWatch::CompositeAlarm); one
+    in ALARM state rolls the operation back (checked once the resources are done: operations here
+    take no time, so the monitoring period is that instant)."""
     from moto.cloudwatch.models import cloudwatch_backends
 
     for trigger in (stack.rollback_configuration or {}).get("RollbackTriggers", []):
@@ -1124,6 +1139,10 @@ def _rollback_trigger_problem(store: Store, stack: Stack) -> str | None:
         alarm = cloudwatch_backends[parts[4]][parts[3]].alarms.get(arn.split(":alarm:", 1)[1])
         if alarm is None:
             return f"Rollback trigger {arn} does not exist"
+        composite = alarm.rule is not None  # moto keeps composite alarms beside metric alarms, with their rule
+        if ROLLBACK_TRIGGER_TYPES.get(trigger.get("Type", "")) is not composite:
+            actual = next(kind for kind, is_composite in ROLLBACK_TRIGGER_TYPES.items() if is_composite is composite)
+            return f"Rollback trigger {arn} is of type {actual}, not {trigger.get('Type')}"
         if alarm.state_value == "ALARM":
             return f"Rolling back because alarm {arn} is in ALARM state"
     return None
