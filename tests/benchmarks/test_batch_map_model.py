@@ -94,7 +94,9 @@ def test_recommended_threshold_keeps_both_margins(bench):
     rows = threshold / 64
     assert rows * row.seconds(1769) * bench.NOMINAL_MARGIN <= bench.LAMBDA_TIMEOUT_S
     assert rows * row.seconds(1769, pessimistic=True) * bench.PESSIMISTIC_MARGIN <= bench.LAMBDA_TIMEOUT_S
-    assert 2 * rows * row.seconds(1769, pessimistic=True) * bench.PESSIMISTIC_MARGIN > bench.LAMBDA_TIMEOUT_S  # the largest
+    one_more = (threshold + bench.MIB) / 64
+    assert one_more * row.seconds(1769, pessimistic=True) * bench.PESSIMISTIC_MARGIN > bench.LAMBDA_TIMEOUT_S  # the largest
+    assert threshold % bench.MIB == 0
 
 
 def test_the_script_runs_in_quick_mode():
