@@ -263,17 +263,13 @@ def _neutralise_transaction_backup() -> None:
 def csv_text(rows: int, seed: int) -> str:
     """A merchant's file: valid rows, distinct cards, each customer twice, modest amounts (no
     velocity or amount rule fires, so every row is an approved payment: the write-heavy case)."""
+    from paylib import batch
     rng = random.Random(seed)
-    lines = [",".join(fixtures_header())]
+    lines = [",".join(batch.COLUMNS)]
     for index in range(rows):
         lines.append(f"ref-{seed}-{index},cus_{seed}_{index // 2},{rng.randint(100, 20_000)},EUR,"
                      f"{fixtures.fresh_card(rng=rng)},{rng.randint(1, 12)},2031")
     return "\n".join(lines) + "\n"
-
-
-def fixtures_header() -> list[str]:
-    from paylib import batch
-    return list(batch.COLUMNS)
 
 
 def child_handler() -> Callable[..., dict[str, Any]]:
