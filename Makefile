@@ -60,9 +60,10 @@ e2e: venv ## the real `local` build deployed, changed and destroyed in a fresh l
 emulator: venv ## start the local AWS emulator on 127.0.0.1 (prints its endpoint; Ctrl-C stops it)
 	$(PY) -m emulator $(if $(PORT),--port $(PORT),)
 
-benchmark: venv ## build, batch ingestion and deploy scheduling benchmarks
+benchmark: venv ## build, batch ingestion, Distributed Map model and deploy scheduling benchmarks
 	$(PY) benchmarks/build_time.py
 	$(PY) benchmarks/batch_ingestion.py
+	$(PY) benchmarks/batch_map.py
 	$(PY) benchmarks/deploy_schedule.py
 
 golden: venv ## rewrite the golden templates after a reviewed template change

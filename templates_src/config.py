@@ -252,8 +252,8 @@ class BatchConfig(Section):
     """Batch CSV ingestion (functions/batch_ingestion.asl.json). Objects up to
     `distributed_threshold_bytes` are ingested by one function invocation; larger ones by the
     Distributed Map in batches of `batch_rows` rows, at most `max_concurrency` batches at a time.
-    The threshold comes from measurement (README, batch ingestion): 32 MiB is about 500,000 rows
-    of 65 bytes, some 250 s at the measured 2,000 rows/s, against the function's 900 s timeout."""
+    The threshold comes from measurement (README, batch ingestion; benchmarks/batch_map.py): 2 MiB
+    is about 40,000 rows, under 6 min at the pessimistic per-row time, against the 900 s timeout."""
 
     distributed_threshold_bytes: int = Field(ge=1024, le=128 * 1024 * 1024)
     # One child execution's input is at most 256 KiB; a row item is about 200 bytes of JSON.

@@ -54,15 +54,17 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import IO, Any
 from urllib.parse import unquote_plus
 
 from . import aws, dynamo, fraud, identity, keys, merchants, repository, settlement_queue
 from .errors import ApiError
 from .observability import MetricUnit, logger, metrics
+from .shapes import Event, Item, JsonObject
 from .validation import PaymentRequest, parse_payment_request
 
 INCOMING, REPORTS = "incoming/", "reports/"
+NO_MERCHANT_PREFIX = "no_merchant_prefix"  # the file's refusal when its key names no merchant
 COLUMNS = ("merchant_reference", "customer_id", "amount", "currency", "card_number", "exp_month", "exp_year")
 CHUNK_ROWS = 100
 MAX_CHUNK_ATTEMPTS = 6
@@ -88,9 +90,9 @@ class Report:
     accepted: int = 0
     rejected: int = 0
     duplicate: int = 0
-    rejected_rows: list = field(default_factory=list)
-    statuses: dict = field(default_factory=lambda: {"approved": 0, "review": 0, "declined": 0})
-    scored_rows: list = field(default_factory=list)
+    rejected_rows: list[JsonObject] = field(default_factory=list)
+    statuses: dict[str, int] = field(default_factory=lambda: {"approved": 0, "review": 0, "declined": 0})
+    scored_rows: list[JsonObject] = field(default_factory=list)
     file_error: str | None = None
     merchant_id: str | None = None
 
@@ -98,7 +100,7 @@ class Report:
         self.rejected += 1
         self.rejected_rows.append({"row": row, "field": column, "code": code})
 
-    def accept(self, row: int, payment: dict) -> None:
+    def accept(self, row: int, payment: Item) -> None:
         """A payment of this batch (just written, or by an earlier run of it): its risk."""
         self.accepted += 1
         self.statuses[payment["status"]] = self.statuses.get(payment["status"], 0) + 1
@@ -107,7 +109,7 @@ class Report:
             self.scored_rows.append({"row": row, "payment_id": payment["payment_id"], "status": payment["status"],
                                      "risk": {"score": risk["score"], "level": risk["level"], "reasons": risk["reasons"]}})
 
-    def add_partial(self, partial: dict) -> None:
+    def add_partial(self, partial: JsonObject) -> None:
         """Fold in one Distributed Map batch's result (`as_partial` of a child's report)."""
         counts = partial["counts"]
         self.total += counts["total"]
@@ -127,14 +129,14 @@ class Report:
             self.total += 1
             self.reject(number, None, code)
 
-    def as_partial(self) -> dict:
+    def as_partial(self) -> JsonObject:
         """What a Distributed Map child returns: the report's counts and rows, no source."""
         body = self.as_dict()
         return {name: body[name] for name in ("counts", "statuses", "rejected_rows", "scored_rows")} | {
             "file_error": self.file_error, "merchant_id": self.merchant_id}
 
-    def as_dict(self) -> dict:
-        body = {
+    def as_dict(self) -> JsonObject:
+        body: JsonObject = {
             "batch_id": self.batch_id, "source": {"bucket": self.bucket, "key": self.key},
             "counts": {"total": self.total, "accepted": self.accepted, "rejected": self.rejected,
                        "duplicate": self.duplicate},
@@ -192,7 +194,7 @@ class Upload:
         return self.key.startswith(INCOMING) and self.key.lower().endswith(".csv")
 
 
-def uploaded_object(event: Any) -> Upload:
+def uploaded_object(event: Event) -> Upload:
     """The object of an EventBridge "Object Created" event (detail.bucket.name, detail.object)."""
     try:
         detail: dict[str, Any] = event["detail"]
@@ -234,7 +236,7 @@ def merchant_refusal(object_key: str) -> tuple[str | None, str | None]:
     the reason the whole file is refused)."""
     merchant_id = merchant_prefix_of(object_key)
     if merchant_id is None:
-        return None, "no_merchant_prefix"
+        return None, NO_MERCHANT_PREFIX
     status = merchants.merchant_status(merchant_id)
     if status is None:
         return merchant_id, "unknown_merchant"
@@ -252,7 +254,7 @@ def _integer_column(value: str, column: str) -> int:
     return int(value)
 
 
-def parse_row(values: dict[str, str], now: datetime):
+def parse_row(values: dict[str, str], now: datetime) -> PaymentRequest:
     """Validate one CSV row with the same rules as the API; raise ApiError naming a column."""
     if not values["merchant_reference"]:
         raise ApiError(400, "missing_field", "merchant_reference is required", "merchant_reference")
@@ -270,13 +272,14 @@ def parse_row(values: dict[str, str], now: datetime):
 
 def build_row(merchant_id: str, number: int, values: dict[str, str], ring: keys.Keyring, now: datetime) -> Row:
     request = parse_row(values, now)
-    payment_id = identity.batch_payment_id(merchant_id, request.customer_id, request.merchant_reference)
+    # parse_row refuses a row without a reference and passes the string on unchanged
+    payment_id = identity.batch_payment_id(merchant_id, request.customer_id, values["merchant_reference"])
     return Row(number, request, fraud.candidate_for(merchant_id, request, payment_id, ring))
 
 
 # ---------------------------------------------------------------- reading the object
 
-def records(stream) -> Iterator[list[str] | None]:
+def records(stream: IO[bytes]) -> Iterator[list[str] | None]:
     """CSV records from a byte stream; None for a record the csv module cannot read (an
     oversized field), so one bad record is rejected instead of failing the file. Invalid UTF-8
     and NUL bytes become U+FFFD and fail the row's validation."""
@@ -291,7 +294,7 @@ def records(stream) -> Iterator[list[str] | None]:
             yield None
 
 
-def _read_header(reader: Iterator[list[str]], report: Report) -> dict[str, int] | None:
+def _read_header(reader: Iterator[list[str] | None], report: Report) -> dict[str, int] | None:
     header = next(reader, None)
     while header == []:  # blank lines before the header
         header = next(reader, None)
@@ -319,7 +322,7 @@ def header_problem(names: list[str]) -> str | None:
     return None
 
 
-def reject_file(reader: Iterator, report: Report, code: str, column: str | None) -> None:
+def reject_file(reader: Iterator[list[str] | None], report: Report, code: str, column: str | None) -> None:
     """Every remaining record counted and rejected with the file's reason: nothing is lost
     without the report saying why."""
     report.file_error = code
@@ -386,7 +389,7 @@ class FileScreening:
     def __init__(self, merchant_id: str):
         self.merchant_id = merchant_id
         self.counters: dict[str, fraud.Counter] = {}
-        self.histories: OrderedDict[str, list[dict]] = OrderedDict()
+        self.histories: OrderedDict[str, list[Item]] = OrderedDict()
 
     def start_chunk(self, rows: list[Row]) -> None:
         names = {name for row in rows for kind in fraud.counter_names(row.candidate).values() for name in kind}
@@ -404,21 +407,21 @@ class FileScreening:
         while len(self.histories) > max(HISTORY_CUSTOMERS, len(customer_ids)):
             self.histories.popitem(last=False)
 
-    def history(self, customer_id: str) -> list[dict]:
+    def history(self, customer_id: str) -> list[Item]:
         self.read_histories({customer_id})
         return self.histories[customer_id]
 
-    def remember(self, payment: dict) -> None:
+    def remember(self, payment: Item) -> None:
         history = self.history(payment["customer_id"])
         history.insert(0, _history_entry(payment))
         del history[HISTORY_LENGTH:]
 
-    def forget(self, names) -> None:
+    def forget(self, names: Iterable[str]) -> None:
         for name in names:
             self.counters.pop(name, None)
 
 
-def _history_entry(payment: dict) -> dict:
+def _history_entry(payment: Item) -> Item:
     return {name: payment.get(name) for name in ("payment_id", "status", "amount", "currency", "billing_country")}
 
 
@@ -426,7 +429,7 @@ class ChunkContention(Exception):
     """A transaction of the chunk was cancelled: its rows must be read and decided again."""
 
 
-def _read(rows: list[Row], screening: FileScreening) -> dict[str, dict]:
+def _read(rows: list[Row], screening: FileScreening) -> dict[str, Item]:
     """Existing payments of the rows and the counters not known yet."""
     table, velocity = repository.table_name(), fraud.velocity_table()
     ids = {row.payment_id for row in rows}
@@ -440,7 +443,7 @@ def _read(rows: list[Row], screening: FileScreening) -> dict[str, dict]:
     return {item["payment_id"]: item for item in found[table]}
 
 
-def _settled_rows(rows: list[Row], existing: dict[str, dict], report: Report, to_settle: list[str]) -> list[Row]:
+def _settled_rows(rows: list[Row], existing: dict[str, Item], report: Report, to_settle: list[str]) -> list[Row]:
     """Account for rows whose payment exists; return the rows still to write."""
     remaining = []
     for row in rows:
@@ -534,7 +537,7 @@ def _write_group(group: list[Row], report: Report, screening: FileScreening, now
 # ---------------------------------------------------------------- the whole file
 
 def ingest(bucket: str, key: str, version: str, version_id: str | None, deadline: float,
-           now: datetime | None = None, execution_arn: str | None = None) -> dict | None:
+           now: datetime | None = None, execution_arn: str | None = None) -> JsonObject | None:
     """Ingest one uploaded file; return the report (None when this batch was already done)."""
     now = now or repository.utc_now()
     batch_id = batch_id_for(bucket, key, version)
@@ -558,7 +561,7 @@ def ingest(bucket: str, key: str, version: str, version_id: str | None, deadline
 
 
 def _ingest_locked(bucket: str, key: str, version_id: str | None, batch_id: str, lease: Lease, now: datetime,
-                   execution_arn: str | None) -> dict:
+                   execution_arn: str | None) -> JsonObject:
     s3 = aws.client("s3")
     report = Report(batch_id, bucket, key)
     run = {"execution_arn": execution_arn} if execution_arn else {}
@@ -584,7 +587,7 @@ def _ingest_locked(bucket: str, key: str, version_id: str | None, batch_id: str,
     return result
 
 
-def complete(report: Report, upload: dict[str, str], status: dict[str, str]) -> dict:
+def complete(report: Report, upload: dict[str, str], status: dict[str, str]) -> JsonObject:
     """Write the report, delete the upload (the exact version: it holds card numbers and must
     not outlive ingestion), record the batch as completed and publish the row metrics."""
     s3, result = aws.client("s3"), report.as_dict()
@@ -606,9 +609,9 @@ def _ingest_records(reader: Iterator[list[str] | None], key: str, report: Report
     known, active merchant's, else one payment of that merchant per valid row."""
     merchant_id, refusal = merchant_refusal(key)
     report.merchant_id = merchant_id
-    if refusal is not None:
+    if refusal is not None or merchant_id is None:
         next(reader, None)  # the header is not a row
-        reject_file(reader, report, refusal, None)
+        reject_file(reader, report, refusal or NO_MERCHANT_PREFIX, None)
         return
     columns = _read_header(reader, report)
     if columns is None:
@@ -634,7 +637,8 @@ def ingest_rows(numbered: Iterable[tuple[int, list[str] | None]], merchant_id: s
         _commit_chunk(chunk, report, screening, now)
 
 
-def _row_or_reject(merchant_id, number, values, columns, ring, now, report) -> Row | None:
+def _row_or_reject(merchant_id: str, number: int, values: list[str] | None, columns: dict[str, int],
+                   ring: keys.Keyring, now: datetime, report: Report) -> Row | None:
     if values is None:
         report.reject(number, None, "malformed_row")
         return None
@@ -650,13 +654,13 @@ def _row_or_reject(merchant_id, number, values, columns, ring, now, report) -> R
         return None
 
 
-def _status(batch_id: str) -> dict | None:
+def _status(batch_id: str) -> Item | None:
     answer = aws.client("dynamodb").get_item(TableName=aws.env("BATCH_STATUS_TABLE"),
                                              Key={"batch_id": {"S": batch_id}}, ConsistentRead=True)
     return aws.from_dynamo(answer["Item"]) if "Item" in answer else None
 
 
-def set_status(batch_id: str, values: dict) -> None:
+def set_status(batch_id: str, values: Item) -> None:
     item = {"batch_id": batch_id, "updated_at": repository.iso(repository.utc_now()),
             "expires_at": int(time.time()) + STATUS_TTL_SECONDS, **values}
     aws.client("dynamodb").put_item(TableName=aws.env("BATCH_STATUS_TABLE"), Item=aws.to_dynamo(item))

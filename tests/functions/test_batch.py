@@ -289,3 +289,18 @@ def test_one_file_cannot_push_unlimited_approved_payments_on_one_card(aws, inges
     report = report_of(aws, ingestion.handler(event, LambdaContext()))
     assert report["counts"]["accepted"] == 40
     assert report["statuses"]["approved"] == 4
+
+
+@pytest.mark.parametrize("key, merchant_id", [
+    ("incoming/mer_1/file.csv", "mer_1"),
+    ("incoming/file.csv", None),           # no merchant folder
+    ("incoming//file.csv", None),          # an empty merchant folder
+    ("incoming/mer_1/", None),             # no file name
+    ("incoming/mer_1/deeper/file.csv", None),
+    ("uploads/mer_1/file.csv", None),      # outside incoming/
+])
+def test_only_incoming_merchant_file_keys_name_a_merchant(key, merchant_id):
+    from paylib import batch
+    assert batch.merchant_prefix_of(key) == merchant_id
+    if merchant_id is None:  # no merchant to look up: the whole file is refused for it
+        assert batch.merchant_refusal(key) == (None, batch.NO_MERCHANT_PREFIX)
