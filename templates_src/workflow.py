@@ -41,8 +41,8 @@ import awacs.kms as kms_actions
 import awacs.s3 as s3_actions
 import awacs.sns as sns_actions
 import awacs.states as states_actions
-from awacs.aws import Allow, Policy, Statement
-from troposphere import GetAtt, Join, Ref, Template, iam, stepfunctions
+from awacs.aws import Allow, Condition, Policy, Statement, StringEquals
+from troposphere import GetAtt, Join, Ref, Sub, Template, iam, stepfunctions
 
 from . import blocks
 from .common import arn, export, ignore_cfn_lint, import_value, new_template, resource_name, tags
@@ -304,7 +304,8 @@ def _state_machine(template: Template, config: EnvironmentConfig, spec: StateMac
 
 def _allow_starter(template: Template, config: EnvironmentConfig, functions: list[FunctionDeclaration], name: str) -> None:
     """states:StartExecution on the batch machine for the batch_starter function's role (named
-    after the function by the compute layer), from here: compute cannot import this layer."""
+    after the function by the compute layer), from here: compute cannot import this layer; and
+    the data key through Step Functions, which encrypts the execution's input with it."""
     starter = next((f for f in functions if f.name == BATCH_STARTER), None)
     if starter is None:
         return
@@ -315,8 +316,17 @@ def _allow_starter(template: Template, config: EnvironmentConfig, functions: lis
             Roles=[function_name(config, starter)],
             PolicyDocument=Policy(
                 Version="2012-10-17",
-                Statement=[Statement(Sid="StartBatchIngestion", Effect=Allow, Action=[states_actions.StartExecution],
-                                     Resource=[arn("states", f"stateMachine:{name}")])],
+                Statement=[
+                    Statement(Sid="StartBatchIngestion", Effect=Allow, Action=[states_actions.StartExecution],
+                              Resource=[arn("states", f"stateMachine:{name}")]),
+                    # The machine is encrypted with the data key: StartExecution encrypts the input with
+                    # the caller's permission (README, what could not be verified offline).
+                    Statement(Sid="EncryptExecutionInput", Effect=Allow,
+                              Action=[kms_actions.GenerateDataKey, kms_actions.Decrypt],
+                              Resource=[import_value(config, "security", "DataKeyArn")],
+                              Condition=Condition(StringEquals(
+                                  {"kms:ViaService": Sub("states.${AWS::Region}.amazonaws.com")}))),
+                ],
             ),
         )
     )

@@ -275,3 +275,22 @@ def test_map_batches_run_in_their_own_reserved_function_and_the_other_steps_in_b
     assert declaration.timeout_s < states["IngestInBatches"]["ItemProcessor"]["States"]["IngestBatch"]["TimeoutSeconds"]
     # Nothing of the upload, the reports or the results: the workflow reads the CSV, batch_ingestion reports.
     assert not {"batch_incoming", "batch_reports", "batch_results"} & set(declaration.uses)
+
+
+def test_the_starter_may_start_the_encrypted_batch_machine_and_use_its_key_only_through_step_functions():
+    # The batch machine is encrypted with the data key: StartExecution encrypts the execution's
+    # input with it, with the caller's permission (kms:GenerateDataKey), through Step Functions only.
+    from tests.policy_eval import ACCOUNT, REGION, Request, allowed
+
+    real = json.loads(workflow.build(load_environment("staging")).to_json())
+    policy = real["Resources"]["BatchStarterStartExecution"]["Properties"]["PolicyDocument"]
+    data_key = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/data"
+    refs = {"payments-staging-security-DataKeyArn": data_key}
+    machine = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:payments-staging-batch-ingestion"
+    via_states = {"kms:ViaService": f"states.{REGION}.amazonaws.com"}
+    assert allowed(policy, Request("states:StartExecution", resource=machine), refs)
+    assert allowed(policy, Request("kms:GenerateDataKey", resource=data_key, context=via_states), refs)
+    assert not allowed(policy, Request("kms:GenerateDataKey", resource=data_key), refs)
+    assert not allowed(policy, Request("kms:GenerateDataKey", resource=data_key,
+                                       context={"kms:ViaService": f"s3.{REGION}.amazonaws.com"}), refs)
+    assert not allowed(policy, Request("states:StartExecution", resource=machine.replace("batch", "other")), refs)
