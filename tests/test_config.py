@@ -400,20 +400,17 @@ def test_reservations_beyond_a_fresh_account_are_refused_naming_the_settings(par
         "batch.reserved_concurrency 30); a fresh account allows 900 (1000 minus the 100 Lambda keeps unreserved)")
 
 
-def test_more_batches_at_once_than_the_tables_warm_writes_is_refused_naming_both_keys(parameters, capsys, tmp_path):
-    directory = parameters.edit("prod", lambda d: d["batch"].update(max_concurrency=37, reserved_concurrency=37))
-    assert refused(directory, "prod", capsys, tmp_path) == (
-        f"{directory}/prod.yaml: 1 problem(s)\n  batch.max_concurrency: 37 batches at once write 41,070 units/s "
-        "(1,110 per child) to a table warm for 40,000 (data.warm_write_units_per_s): at most 36 batches, or raise "
-        "data.warm_write_units_per_s to at least 41,070")
-
-
-def test_without_warm_throughput_the_on_demand_default_bounds_the_batches(parameters, capsys, tmp_path):
-    directory = parameters.edit("dev", lambda d: d["batch"].update(max_concurrency=4, reserved_concurrency=4))
-    assert refused(directory, "dev", capsys, tmp_path) == (
-        f"{directory}/dev.yaml: 1 problem(s)\n  batch.max_concurrency: 4 batches at once write 4,440 units/s "
-        "(1,110 per child) to a table warm for 4,000 (data.warm_write_units_per_s, absent: the on-demand default): "
-        "at most 3 batches, or raise data.warm_write_units_per_s to at least 4,440")
+@pytest.mark.parametrize("env, batches, expected", [
+    ("prod", 37, "37 batches at once write 41,070 units/s (1,110 per child) to a table warm for 40,000 "
+                 "(data.warm_write_units_per_s): at most 36 batches, or raise data.warm_write_units_per_s to at least 41,070"),
+    ("dev", 4, "4 batches at once write 4,440 units/s (1,110 per child) to a table warm for 4,000 "
+               "(data.warm_write_units_per_s, absent: the on-demand default): at most 3 batches, or raise "
+               "data.warm_write_units_per_s to at least 4,440"),
+])
+def test_more_batches_at_once_than_the_tables_warm_writes_is_refused_naming_both_keys(
+        parameters, capsys, tmp_path, env, batches, expected):
+    directory = parameters.edit(env, lambda d: d["batch"].update(max_concurrency=batches, reserved_concurrency=batches))
+    assert refused(directory, env, capsys, tmp_path) == f"{directory}/{env}.yaml: 1 problem(s)\n  batch.max_concurrency: {expected}"
 
 
 @pytest.mark.parametrize("units", [3_999, 40_001, 400_000])
