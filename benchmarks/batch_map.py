@@ -137,8 +137,26 @@ def write_units(item: dict[str, Any], transactional: bool, indexes: int) -> floa
 def indexes_of(table_name: str) -> int:
     """Global secondary indexes of a table, from the templates' table specs (every index's keys are
     on every item written to that table here)."""
+    return len(index_names(table_name))
+
+
+def index_names(table_name: str) -> list[str]:
     from templates_src.data import TABLES
-    return next((len(spec.indexes) for spec in TABLES if table_name.endswith("-" + spec.purpose)), 0)
+    return next(([index.name for index in spec.indexes] for spec in TABLES if table_name.endswith("-" + spec.purpose)), [])
+
+
+def target_write_units(operation: str, params: dict[str, Any]) -> dict[str, float]:
+    """Write units per table (its purpose) and per index ("purpose/index") of one call: what warm
+    throughput is set per (templates_src/batch_writes.py)."""
+    puts = ([(action["Put"], True) for action in params["TransactItems"] if "Put" in action]
+            if operation == "TransactWriteItems" else [(params, False)] if operation == "PutItem" else [])
+    units: Counter[str] = Counter()
+    for put, transactional in puts:
+        purpose = put["TableName"].split("-", 2)[-1]
+        units[purpose] += write_units(put["Item"], transactional, 0)
+        for index in index_names(put["TableName"]):
+            units[f"{purpose}/{index}"] += write_units(put["Item"], False, 0)
+    return dict(units)
 
 
 @dataclass
@@ -147,11 +165,13 @@ class Meter:
 
     calls: Counter[str] = field(default_factory=Counter)
     units: Counter[str] = field(default_factory=Counter)
+    writes: Counter[str] = field(default_factory=Counter)  # write units per table and index
 
     def record(self, operation: str, params: dict[str, Any], response: dict[str, Any]) -> None:
         self.calls[operation] += 1
         for unit, amount in billable_units(operation, params, response).items():
             self.units[unit] += amount
+        self.writes.update(target_write_units(operation, params))
 
 
 def _dynamo_units(operation: str, params: dict[str, Any], response: dict[str, Any]) -> dict[str, float]:
@@ -570,6 +590,20 @@ def threshold_section(single: RowCost, envs: list[Environment], memory_mb: int, 
     return lines
 
 
+def write_section(child: Run, child_cost: RowCost, child_mb: int) -> list[str]:
+    """The write load one child puts on each table and index, against what templates_src/batch_writes.py states."""
+    from templates_src.batch_writes import ROWS_PER_S_PER_CHILD, WRITE_UNITS_PER_CHILD_PER_S, WRITE_UNITS_PER_ROW
+    rows_per_s = 1 / child_cost.seconds(child_mb)
+    lines = ["| table or index | write units per row, counted | stated (`WRITE_UNITS_PER_ROW`) |", "|---|---|---|"]
+    for target in sorted(set(child.meter.writes) | set(WRITE_UNITS_PER_ROW)):
+        lines.append(f"| {target} | {child.meter.writes.get(target, 0) / child.rows:.2f} | {WRITE_UNITS_PER_ROW.get(target, '-')} |")
+    lines += ["", f"Rows/s of one child at the modelled per-row time: {rows_per_s:,.0f} (stated `ROWS_PER_S_PER_CHILD`: "
+              f"{ROWS_PER_S_PER_CHILD}); busiest table or index per child: "
+              f"{rows_per_s * max(child.meter.writes.values(), default=0) / child.rows:,.0f} units/s "
+              f"(stated `WRITE_UNITS_PER_CHILD_PER_S`: {WRITE_UNITS_PER_CHILD_PER_S:,})."]
+    return lines
+
+
 # ---------------------------------------------------------------- the run
 
 QUICK = {"child_rows": 20, "memory_rows": (20, 60)}
@@ -596,6 +630,7 @@ def run(quick: bool, seed: int) -> str:
         ("Memory", memory_section(memory)),
         ("Model: wall time", model_section(child_cost, single_cost, envs, child_mb, single_mb, transitions)),
         ("Model: cost per million rows", cost_section(MapModel(envs[0], child_cost, child_mb, transitions))),
+        ("Model: write throughput per child", write_section(child, child_cost, child_mb)),
         ("The threshold", threshold_section(single_cost, envs, single_mb, single.file_bytes / single.rows)),
     ]
     header = f"<!-- benchmarks/batch_map.py{' --quick' if quick else ''}, seed {seed} -->"

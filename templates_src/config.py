@@ -24,6 +24,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from .batch_writes import ON_DEMAND_WARM_WRITE_UNITS_PER_S, TABLE_WRITE_QUOTA_PER_S, WRITE_UNITS_PER_CHILD_PER_S
+
 ROOT = Path(__file__).resolve().parent.parent
 PARAMETERS_DIR = ROOT / "parameters"
 # `local` is the emulator's environment (make emulator / make e2e); `make build` builds the others.
@@ -120,6 +122,10 @@ class AuroraConfig(Section):
 
 class DataConfig(Section):
     aurora: AuroraConfig
+    # Warm write throughput of the tables and indexes the batch rows write (templates_src/batch_writes.py),
+    # in write units per second. Absent: the on-demand default a new table starts with. It can only
+    # ever be raised, never lowered (DynamoDB), and raising it is billed: see README "Write throughput".
+    warm_write_units_per_s: int | None = Field(default=None, ge=1)
 
 
 class StorageConfig(Section):
@@ -447,13 +453,35 @@ def cross_field_problems(config: EnvironmentConfig) -> list[tuple[str, str]]:
     problems += _protection_problems(config)
     problems += _certificate_problems(config)
     problems += _audit_trail_problems(config)
-    batch = config.batch
+    problems += _batch_problems(config)
+    problems += _delivery_problems(config)
+    return problems
+
+
+def _batch_problems(config: EnvironmentConfig) -> list[tuple[str, str]]:
+    """The map's batches at once against the function's reservation and the tables' warm writes."""
+    batch, warm = config.batch, config.data.warm_write_units_per_s
+    problems = []
     if batch.max_concurrency > batch.reserved_concurrency:
         problems.append(("batch.max_concurrency",
                          f"{batch.max_concurrency} batches at once cannot run on the batch map function's "
                          f"{batch.reserved_concurrency} reserved executions (batch.reserved_concurrency): "
                          f"at most {batch.reserved_concurrency}"))
-    problems += _delivery_problems(config)
+    if warm is not None and not ON_DEMAND_WARM_WRITE_UNITS_PER_S <= warm <= TABLE_WRITE_QUOTA_PER_S:
+        problems.append(("data.warm_write_units_per_s",
+                         f"{warm:,} is outside {ON_DEMAND_WARM_WRITE_UNITS_PER_S:,} (what a new on-demand table "
+                         f"serves anyway; leave the key out for that) to {TABLE_WRITE_QUOTA_PER_S:,} (an account's "
+                         "default per-table quota); warm throughput can never be lowered once set"))
+        return problems
+    writes = batch.max_concurrency * WRITE_UNITS_PER_CHILD_PER_S
+    available = warm or ON_DEMAND_WARM_WRITE_UNITS_PER_S
+    if writes > available:
+        problems.append(("batch.max_concurrency",
+                         f"{batch.max_concurrency} batches at once write {writes:,} units/s "
+                         f"({WRITE_UNITS_PER_CHILD_PER_S:,} per child) to a table warm for {available:,} "
+                         f"(data.warm_write_units_per_s{'' if warm else ', absent: the on-demand default'}): "
+                         f"at most {available // WRITE_UNITS_PER_CHILD_PER_S} batches, or raise "
+                         f"data.warm_write_units_per_s to at least {writes:,}"))
     return problems
 
 

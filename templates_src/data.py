@@ -28,6 +28,10 @@ Design decisions:
   staging/prod); the data itself lives in the cluster volume, which the cluster snapshot keeps.
 - Engine version: cfn-lint W3690 knows which Aurora PostgreSQL versions can still create
   clusters (16.4 no longer can); the parameter group family follows the major version.
+- The tables and indexes the batch Distributed Map writes (templates_src/batch_writes.py) carry
+  `WarmThroughput` from `data.warm_write_units_per_s` where an environment sets it: a new
+  on-demand table serves 4,000 writes/s at once, the map's children more. The value only ever goes
+  up (DynamoDB cannot lower it), so the change set shows each raise; the config bounds it.
 - The DynamoDB tables follow `functions/paylib/TABLES.md` (the functions' contract); a test
   compares that file's key table with this module's TABLES.
 """
@@ -39,6 +43,7 @@ import awacs.logs as logs_actions
 from awacs.aws import Allow, Policy, Statement
 from troposphere import GetAtt, Ref, Split, Template, dynamodb, iam, rds
 
+from .batch_writes import warmed_indexes, warmed_tables
 from .blocks import log_group, service_trust
 from .common import arn, deletion_protection, export, import_value, keep_data, new_template, resource_name, tags
 from .config import AuroraConfig, EnvironmentConfig
@@ -291,6 +296,7 @@ def _table(template: Template, config: EnvironmentConfig, spec: TableSpec) -> dy
             )
             for index in spec.indexes
         ]
+    _warm(table, config, spec)
     if spec.ttl_attribute:
         table.TimeToLiveSpecification = dynamodb.TimeToLiveSpecification(
             AttributeName=spec.ttl_attribute, Enabled=True
@@ -299,6 +305,17 @@ def _table(template: Template, config: EnvironmentConfig, spec: TableSpec) -> dy
     export(template, config, LAYER, f"{spec.export_prefix}TableName", Ref(table), f"{name} table name")
     export(template, config, LAYER, f"{spec.export_prefix}TableArn", GetAtt(table, "Arn"), f"{name} table ARN")
     return table
+
+
+def _warm(table: dynamodb.Table, config: EnvironmentConfig, spec: TableSpec) -> None:
+    """Warm write throughput on the table and the indexes the batch rows write, where configured."""
+    units = config.data.warm_write_units_per_s
+    if units is None or spec.purpose not in warmed_tables():
+        return
+    table.WarmThroughput = dynamodb.WarmThroughput(WriteUnitsPerSecond=units)
+    for index in table.properties.get("GlobalSecondaryIndexes", []):
+        if index.IndexName in warmed_indexes(spec.purpose):
+            index.WarmThroughput = dynamodb.WarmThroughput(WriteUnitsPerSecond=units)
 
 
 def _attributes(spec: TableSpec) -> list[Key]:

@@ -12,6 +12,11 @@ import yaml
 
 import build
 from platform_contracts import LAMBDA_DEFAULT_ACCOUNT_CONCURRENCY, LAMBDA_MIN_UNRESERVED
+from templates_src.batch_writes import (
+    ROWS_PER_S_PER_CHILD,
+    WRITE_UNITS_PER_CHILD_PER_S,
+    WRITE_UNITS_PER_ROW,
+)
 from templates_src.compute_functions import reserved_concurrency
 from templates_src.config import (
     ENVIRONMENTS,
@@ -390,9 +395,35 @@ def test_reservations_beyond_a_fresh_account_are_refused_naming_the_settings(par
     functions = load_functions()
     batch = sum(1 for f in functions if f.reserved_concurrency is ReservedConcurrency.BATCH)
     assert message == (
-        f"{directory}/prod.yaml: {len(functions)} functions reserve {100 * (len(functions) - batch) + 50 * batch} "
+        f"{directory}/prod.yaml: {len(functions)} functions reserve {100 * (len(functions) - batch) + 30 * batch} "
         f"concurrent executions ({len(functions) - batch} x compute.lambda_reserved_concurrency 100 + {batch} x "
-        "batch.reserved_concurrency 50); a fresh account allows 900 (1000 minus the 100 Lambda keeps unreserved)")
+        "batch.reserved_concurrency 30); a fresh account allows 900 (1000 minus the 100 Lambda keeps unreserved)")
+
+
+@pytest.mark.parametrize("env, batches, expected", [
+    ("prod", 37, "37 batches at once write 41,070 units/s (1,110 per child) to a table warm for 40,000 "
+                 "(data.warm_write_units_per_s): at most 36 batches, or raise data.warm_write_units_per_s to at least 41,070"),
+    ("dev", 4, "4 batches at once write 4,440 units/s (1,110 per child) to a table warm for 4,000 "
+               "(data.warm_write_units_per_s, absent: the on-demand default): at most 3 batches, or raise "
+               "data.warm_write_units_per_s to at least 4,440"),
+])
+def test_more_batches_at_once_than_the_tables_warm_writes_is_refused_naming_both_keys(
+        parameters, capsys, tmp_path, env, batches, expected):
+    directory = parameters.edit(env, lambda d: d["batch"].update(max_concurrency=batches, reserved_concurrency=batches))
+    assert refused(directory, env, capsys, tmp_path) == f"{directory}/{env}.yaml: 1 problem(s)\n  batch.max_concurrency: {expected}"
+
+
+@pytest.mark.parametrize("units", [3_999, 40_001, 400_000])
+def test_warm_throughput_below_the_on_demand_default_or_beyond_the_table_quota_is_refused(parameters, capsys, tmp_path, units):
+    directory = parameters.edit("staging", lambda d: d["data"].update(warm_write_units_per_s=units))
+    assert refused(directory, "staging", capsys, tmp_path) == (
+        f"{directory}/staging.yaml: 1 problem(s)\n  data.warm_write_units_per_s: {units:,} is outside 4,000 (what a new "
+        "on-demand table serves anyway; leave the key out for that) to 40,000 (an account's default per-table quota); "
+        "warm throughput can never be lowered once set")
+
+
+def test_one_childs_writes_come_from_the_rows_and_the_busiest_table():
+    assert WRITE_UNITS_PER_CHILD_PER_S == ROWS_PER_S_PER_CHILD * WRITE_UNITS_PER_ROW["velocity"] == 1_110
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from .cloudformation.providers import MotoProvider, Request, State, register
+from .errors import ResourceFailure
 
 
 def backend(request: Request) -> Any:
@@ -16,13 +17,21 @@ def _bool(value: Any) -> bool:
     return str(value).lower() == "true"
 
 
+def _refuse_lower_warm_throughput(current: dict, wanted: dict) -> None:
+    for units in ("ReadUnitsPerSecond", "WriteUnitsPerSecond"):
+        if units in wanted and int(wanted[units]) < int(current.get(units, 0)):
+            raise ResourceFailure(f"Resource handler returned message: \"{units} {wanted[units]} is below the table's "
+                                  f"{current[units]}: warm throughput cannot be decreased\"")
+
+
 class TableProvider(MotoProvider):
     """AWS::DynamoDB::Table through moto's model (keys, indexes, billing, streams, SSE, tags,
     deletion protection: a protected table cannot be deleted, as in AWS). moto gaps covered:
     TimeToLiveSpecification and PointInTimeRecoverySpecification are ignored (applied here), and
     the type has no update in moto (in-place changes of billing, throughput, streams, deletion
     protection, TTL, point-in-time recovery, tags and global secondary indexes are applied here
-    with UpdateTable & co.)."""
+    with UpdateTable & co.). Warm throughput can only be raised, as in DynamoDB: a lower value
+    fails the update (moto would take it)."""
 
     def create(self, request: Request) -> State:
         state = super().create(request)
@@ -44,6 +53,7 @@ class TableProvider(MotoProvider):
         ddb = backend(request)
         p = request.properties
         name = state.physical_id
+        _refuse_lower_warm_throughput(ddb.get_table(name).warm_throughput, p.get("WarmThroughput") or {})
         old_indexes = {i["IndexName"]: i for i in old_properties.get("GlobalSecondaryIndexes", [])}
         new_indexes = {i["IndexName"]: i for i in p.get("GlobalSecondaryIndexes", [])}
         updates = [{"Delete": {"IndexName": n}} for n in old_indexes if n not in new_indexes]

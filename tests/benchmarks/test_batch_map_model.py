@@ -88,6 +88,18 @@ def test_metered_units_per_operation(bench):
     assert meter.calls == Counter({"BatchGetItem": 1, "Query": 1, "SendMessage": 1, "GetObject": 1})
 
 
+def test_write_units_are_counted_per_table_and_index(bench):
+    meter = bench.Meter()
+    payment = {"payment_id": {"S": "p1"}}
+    counter = {"counter_key": {"S": "c" * 1500}}                          # 2 KB
+    meter.record("TransactWriteItems", {"TransactItems": [
+        {"Put": {"TableName": "payments-prod-transactions", "Item": payment}},
+        {"Put": {"TableName": "payments-prod-velocity", "Item": counter}}]}, {})
+    meter.record("UpdateItem", {"TableName": "payments-prod-batch-status"}, {})
+    assert meter.writes == Counter({"transactions": 2, "transactions/by-customer": 1, "transactions/by-status": 1,
+                                    "velocity": 4})
+
+
 def test_recommended_threshold_keeps_both_margins(bench):
     row = bench.RowCost(cpu_s=0.0, calls={"GetItem": 1.0}, units={})   # 6 ms nominal, 18 ms pessimistic per row
     threshold = bench.recommended_threshold(row, 1769, bytes_per_row=64)
@@ -103,5 +115,14 @@ def test_the_script_runs_in_quick_mode():
     result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "batch_map.py"), "--quick"], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
-    for heading in ("#### Measured", "#### Memory", "#### Model: wall time", "#### Model: cost per million rows", "#### The threshold"):
+    for heading in ("#### Measured", "#### Memory", "#### Model: wall time", "#### Model: cost per million rows",
+                    "#### Model: write throughput per child", "#### The threshold"):
         assert heading in result.stdout
+    # what a child's rows write to each table and index (sizes, not timing) never exceeds what
+    # templates_src/batch_writes.py states, which the config sizes max_concurrency with
+    section = result.stdout.split("#### Model: write throughput per child")[1].split("####")[0]
+    rows = [line.split("|")[1:4] for line in section.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert {target.strip() for target, _, _ in rows} == {"transactions", "transactions/by-customer",
+                                                         "transactions/by-status", "velocity"}
+    for target, counted, stated in rows:
+        assert 0 < float(counted) <= float(stated), target

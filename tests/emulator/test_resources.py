@@ -279,3 +279,25 @@ def test_cluster_refuses_a_password_when_rds_manages_it(emu, cfn):
     body = template({"Cluster": aurora(ManageMasterUserPassword=True, MasterUserPassword="not-a-real-one-123")})
     create_stack(cfn, "both-passwords", body, expect="ROLLBACK_COMPLETE")
     assert "ManageMasterUserPassword" in first_failure(cfn, "both-passwords")["ResourceStatusReason"]
+
+
+def warm_table(units: int) -> dict:
+    return {"Type": "AWS::DynamoDB::Table", "Properties": {
+        "TableName": "warm-table", "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+        "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+        "WarmThroughput": {"WriteUnitsPerSecond": units}}}
+
+
+def test_warm_throughput_is_applied_raised_and_never_lowered(emu, cfn):
+    ddb = emu.client("dynamodb")
+    create_stack(cfn, "warm", template({"Table": warm_table(5_000)}))
+    assert ddb.describe_table(TableName="warm-table")["Table"]["WarmThroughput"]["WriteUnitsPerSecond"] == 5_000
+    update_stack(cfn, "warm", template({"Table": warm_table(6_000)}))
+    assert ddb.describe_table(TableName="warm-table")["Table"]["WarmThroughput"]["WriteUnitsPerSecond"] == 6_000
+    update_stack(cfn, "warm", template({"Table": warm_table(5_500)}), change_set_name="lower",
+                 expect="UPDATE_ROLLBACK_COMPLETE")
+    failed = [e for e in events(cfn, "warm") if e["ResourceStatus"] == "UPDATE_FAILED"]
+    assert "warm throughput cannot be decreased" in failed[0]["ResourceStatusReason"]
+    assert ddb.describe_table(TableName="warm-table")["Table"]["WarmThroughput"]["WriteUnitsPerSecond"] == 6_000
+    cfn.delete_stack(StackName="warm")

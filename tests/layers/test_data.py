@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from templates_src import data
+from templates_src import batch_writes, data
 from templates_src.config import load_environment
 
 from .helpers import assert_data_policy, exports_contract, imported_exports, of_type, rendered
@@ -223,6 +223,37 @@ def test_tables_are_on_demand_recoverable_and_kms_encrypted(built, env):
         }
         assert properties["TableName"].startswith(f"payments-{env}-")
         assert_data_policy(table, env, logical_id)
+
+
+def _warm_writes(template: dict) -> dict[str, int]:
+    """{table or table/index: WriteUnitsPerSecond} of everything that carries WarmThroughput."""
+    warm = {}
+    for table in of_type(template, "AWS::DynamoDB::Table").values():
+        properties = table["Properties"]
+        name = properties["TableName"].split("-", 2)[2]
+        targets = [(name, properties)] + [(f"{name}/{i['IndexName']}", i) for i in properties.get("GlobalSecondaryIndexes", [])]
+        warm.update({target: spec["WarmThroughput"]["WriteUnitsPerSecond"] for target, spec in targets if "WarmThroughput" in spec})
+    return warm
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_what_the_batch_rows_write_is_warm_where_the_environment_says(built, env):
+    config, template = built[env]
+    units = config.data.warm_write_units_per_s
+    expected = {} if units is None else {
+        "transactions": units, "transactions/by-customer": units, "transactions/by-status": units, "velocity": units}
+    assert _warm_writes(template) == expected
+
+
+def test_the_environments_exercise_both_warm_and_default_tables(built):
+    assert {built[env][0].data.warm_write_units_per_s is None for env in ENVIRONMENTS} == {True, False}
+
+
+def test_the_batch_write_load_names_real_tables_and_indexes():
+    """A renamed table or index would otherwise silently lose its warm throughput."""
+    targets = {spec.purpose for spec in data.TABLES} | {
+        f"{spec.purpose}/{index.name}" for spec in data.TABLES for index in spec.indexes}
+    assert set(batch_writes.WRITE_UNITS_PER_ROW) <= targets
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
