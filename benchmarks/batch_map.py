@@ -36,7 +36,6 @@ import argparse
 import json
 import math
 import os
-import random
 import sys
 import time
 import tracemalloc
@@ -51,7 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "functions")]
 import yaml  # noqa: E402
 
-from tests.functions import conftest as fixtures  # noqa: E402  (the test environment: tables, bucket, merchant)
+from benchmarks.moto_env import FreshAccount, all_accepted, csv_text, neutralise_transaction_backup  # noqa: E402
 
 CHILD_HANDLER = "paylib.batch_map:ingest_batch"  # what a Distributed Map child runs (module:function)
 CHILD_FUNCTION = "batch_map_ingestion"  # the Lambda function the children invoke (memory from its function.yaml)
@@ -240,7 +239,7 @@ class Probe:
         botocore.client.BaseClient._make_api_call = metered
         BotocoreStubber.__call__ = timed
         DynamoDBBackend.transact_write_items = counted
-        _neutralise_transaction_backup()
+        neutralise_transaction_backup()
         from paylib import batch
         batch.ThreadPoolExecutor = InOrder  # type: ignore[misc,assignment]
 
@@ -266,30 +265,7 @@ class InOrder:
         return map(function, items)
 
 
-def _neutralise_transaction_backup() -> None:
-    """moto's per-action deep copy of a whole table (see the module docstring): the table itself."""
-    import copy
-    import types
-
-    import moto.dynamodb.models as models
-
-    def deepcopy(value: Any, memo: Any = None) -> Any:
-        return value if isinstance(value, models.Table) else copy.deepcopy(value, memo)
-    models.copy = types.SimpleNamespace(deepcopy=deepcopy, copy=copy.copy)  # type: ignore[attr-defined]
-
 # ---------------------------------------------------------------- the workload
-
-
-def csv_text(rows: int, seed: int) -> str:
-    """A merchant's file: valid rows, distinct cards, each customer twice, modest amounts (no
-    velocity or amount rule fires, so every row is an approved payment: the write-heavy case)."""
-    from paylib import batch
-    rng = random.Random(seed)
-    lines = [",".join(batch.COLUMNS)]
-    for index in range(rows):
-        lines.append(f"ref-{seed}-{index},cus_{seed}_{index // 2},{rng.randint(100, 20_000)},EUR,"
-                     f"{fixtures.fresh_card(rng=rng)},{rng.randint(1, 12)},2031")
-    return "\n".join(lines) + "\n"
 
 
 def child_handler() -> Callable[..., dict[str, Any]]:
@@ -314,29 +290,6 @@ class Run:
     def cpu_per_row_s(self) -> float:
         """Our code and botocore per row, moto's share removed."""
         return (self.seconds - self.moto_seconds) / self.rows
-
-
-class FreshAccount:
-    """A new moto account with the test resources (tables, versioned bucket, queue, merchant)."""
-
-    def __enter__(self) -> FreshAccount:
-        from moto import mock_aws
-        from paylib import aws as paylib_aws
-        from paylib import keys
-        self.mock = mock_aws()
-        self.mock.start()
-        paylib_aws.reset()
-        keys.clear_cache()
-        self.resources = fixtures.create_resources()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.mock.stop()
-
-    def upload(self, text: str) -> tuple[str, str | None]:
-        key = fixtures.batch_key(uuid.uuid4().hex)
-        answer = self.resources.s3.put_object(Bucket=os.environ["BATCH_BUCKET"], Key=key, Body=text.encode("utf-8"))
-        return key, answer.get("VersionId")
 
 
 Ingestion = Callable[[], dict[str, Any]]  # runs one path on an object already uploaded; returns the counts
@@ -376,7 +329,7 @@ def measure(probe: Probe, path: Callable[[FreshAccount, str], Ingestion], rows: 
         seconds = time.perf_counter() - started
         meter, moto_seconds = probe.meter, probe.moto_seconds
         probe.reset()
-    if counts != {"total": rows, "accepted": rows, "rejected": 0, "duplicate": 0} or probe.cancelled:
+    if counts != all_accepted(rows) or probe.cancelled:
         raise SystemExit(f"benchmark run invalid: counts {counts}, cancelled transactions {probe.cancelled}")
     return Run(rows, seconds, moto_seconds, meter, len(text.encode("utf-8")))
 
