@@ -29,6 +29,7 @@ from platform_contracts import LAMBDA_MIN_UNRESERVED  # the build keeps reservat
 from .aws import Context, RetryingClient, ServiceName, error_code, error_message
 from .manifest import Manifest, ManifestError, manifest_path
 from .shapes import JsonObject, Stack
+from .stackops import BLOCKED_STATUSES
 from .stacks import describe_stack, is_in_progress
 
 # ---------------------------------------------------------------------------------------------
@@ -810,7 +811,6 @@ def _dr_identity_row(run: _Run, region: str) -> Row:
 # 9. blocked stacks -----------------------------------------------------------------------------
 
 STACKS = "stack state"
-BLOCKED_STATUSES = frozenset({"ROLLBACK_FAILED", "DELETE_FAILED", "UPDATE_ROLLBACK_FAILED", "IMPORT_ROLLBACK_FAILED"})
 
 
 def check_stacks(run: _Run) -> list[Row]:
