@@ -26,6 +26,8 @@ Design decisions:
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import awacs.kms as kms_actions
 from troposphere import GetAtt, Ref, Template, secretsmanager, ssm
 
@@ -35,16 +37,33 @@ from .config import EnvironmentConfig
 
 LAYER = "security"
 
-API_SIGNING_KEY_LENGTH = 64
-CARD_FINGERPRINT_KEY_LENGTH = 64
-MERCHANT_KEY_PEPPER_LENGTH = 64
 
+
+@dataclass(frozen=True)
+class GeneratedSecret:
+    """A key the platform generates and keeps in Secrets Manager (logical id `<stem>Secret`,
+    name payments-<env>-<purpose>), and why it has no rotation schedule."""
+
+    stem: str  # export-key stem: <stem>SecretArn
+    purpose: str
+    description: str
+    why_not_rotated: str
+    length: int = 64
+
+
+SECRETS = (
+    GeneratedSecret("ApiSigning", "api-signing-key", "Key that signs API responses and webhooks",
+                    "rotating is a re-keying that invalidates issued signatures: a planned operation, not a schedule"),
+    GeneratedSecret("CardFingerprint", "card-fingerprint-key",
+                    "HMAC key that fingerprints card numbers (for velocity checks) without storing them",
+                    "rotated by an operator at most once per 26 h (the functions count under AWSPREVIOUS too); "
+                    "no rotation function"),
+    GeneratedSecret("MerchantKeyPepper", "merchant-key-pepper",
+                    "HMAC key (pepper) under which merchants' secret API keys are stored, never the keys themselves",
+                    "rotating the pepper invalidates every stored key hash: all merchants' keys would be reissued"),
+)
 # Export-key stem -> secret purpose (its name is payments-<env>-<purpose>).
-SECRET_PURPOSES = {
-    "ApiSigning": "api-signing-key",
-    "CardFingerprint": "card-fingerprint-key",
-    "MerchantKeyPepper": "merchant-key-pepper",
-}
+SECRET_PURPOSES = {secret.stem: secret.purpose for secret in SECRETS}
 
 # Services that call KMS as themselves (service principal) with the data key, and why. Each is
 # limited to this account and, where the source is known, to its resources. The others that use
@@ -109,47 +128,27 @@ def _secrets_key(template: Template, config: EnvironmentConfig):
     )
 
 
-def _secret(template: Template, config: EnvironmentConfig, logical_id: str, purpose: str, description: str, key, generate, rotation_note: str):
+def _secret(template: Template, config: EnvironmentConfig, spec: GeneratedSecret, key) -> secretsmanager.Secret:
+    name = resource_name(config, spec.purpose)
     secret = template.add_resource(
         keep_data(
             secretsmanager.Secret(
-                logical_id,
-                Name=resource_name(config, purpose),
-                Description=description,
+                f"{spec.stem}Secret",
+                Name=name,
+                Description=spec.description,
                 KmsKeyId=GetAtt(key, "Arn"),
-                GenerateSecretString=generate,
-                Tags=tags(config, resource_name(config, purpose)),
+                GenerateSecretString=secretsmanager.GenerateSecretString(PasswordLength=spec.length,
+                                                                         ExcludePunctuation=True),
+                Tags=tags(config, name),
             ),
             config,
         )
     )
-    return skip_checkov(secret, "CKV2_AWS_57", rotation_note)
+    return skip_checkov(secret, "CKV2_AWS_57", spec.why_not_rotated)
 
 
 def _secrets(template: Template, config: EnvironmentConfig, key) -> dict[str, secretsmanager.Secret]:
-    api_signing = _secret(
-        template, config, "ApiSigningSecret", SECRET_PURPOSES["ApiSigning"],
-        "Key that signs API responses and webhooks",
-        key,
-        secretsmanager.GenerateSecretString(PasswordLength=API_SIGNING_KEY_LENGTH, ExcludePunctuation=True),
-        "rotating is a re-keying that invalidates issued signatures: a planned operation, not a schedule",
-    )
-    card_fingerprint = _secret(
-        template, config, "CardFingerprintSecret", SECRET_PURPOSES["CardFingerprint"],
-        "HMAC key that fingerprints card numbers (for velocity checks) without storing them",
-        key,
-        secretsmanager.GenerateSecretString(PasswordLength=CARD_FINGERPRINT_KEY_LENGTH, ExcludePunctuation=True),
-        "rotated by an operator at most once per 26 h (the functions count under AWSPREVIOUS too); no rotation function",
-    )
-    merchant_key_pepper = _secret(
-        template, config, "MerchantKeyPepperSecret", SECRET_PURPOSES["MerchantKeyPepper"],
-        "HMAC key (pepper) under which merchants' secret API keys are stored, never the keys themselves",
-        key,
-        secretsmanager.GenerateSecretString(PasswordLength=MERCHANT_KEY_PEPPER_LENGTH, ExcludePunctuation=True),
-        "rotating the pepper invalidates every stored key hash: all merchants' keys would be reissued",
-    )
-    return {"ApiSigning": api_signing, "CardFingerprint": card_fingerprint,
-            "MerchantKeyPepper": merchant_key_pepper}
+    return {spec.stem: _secret(template, config, spec, key) for spec in SECRETS}
 
 
 def parameter_path(config: EnvironmentConfig, *parts: str) -> str:
